@@ -1,97 +1,117 @@
-"""Cut a small real sample (Kaggle layout) out of a Fashion Product Images folder.
+"""Regenerate the committed small real sample (data/sample) from a full Kaggle-layout dataset.
 
-The committed ``data/sample`` was made with :func:`make_sample` on the shared data and the committed
-split, so its images are test-split images where a class has them (unseen by training, good demo
-examples). JPEG bytes are copied unchanged and the label rows keep the Kaggle ``styles.csv`` form.
-
-    python -c "from fashion.train.sample import make_sample; make_sample('../shared/datasets/fashion-product-images', \
-        'data/sample', 'data/splits/fashion-product-images.csv')"
+Up to ``per_class`` images per articleType, taken from the committed split's test side where the
+class has enough test images (so demo examples are images the model never saw), topped up from
+val, then train. A few grayscale images and the pixel-identical groups with conflicting labels
+are added so tests and the EDA see those quirks too. JPEG bytes are copied unchanged and the
+styles.csv lines are copied verbatim (same quoting as the source file).
 """
 
 from __future__ import annotations
 
-import csv
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
-from fashion import HEADS
-from fashion.train.dataset import find_layout, image_path, load_dataset, read_styles
+from fashion.train.dataset import find_layout, load_dataset
 from fashion.train.split import read_split
 
-SPLIT_PREFERENCE = {"test": 0, "val": 1, "train": 2}
-DEFAULT_SEED = 20261127
+SAMPLE_SEED = 20261127
+SPLIT_PREFERENCE = ("test", "val", "train")
+# Pixel-identical pairs whose articleTypes disagree (SOURCES.md); they exercise the conflict report.
+CONFLICT_GROUPS = ((4898, 4899), (12345, 12346))
+
+ATTRIBUTION = """\
+# Sample data: attribution
+
+These {n} images and their `styles.csv` rows are a small, unmodified subset of
+*Fashion Product Images (Small)* by Param Aggarwal (Myntra catalogue photos, 60x80 JPEGs):
+https://www.kaggle.com/datasets/paramaggarwal/fashion-product-images-small
+(full-size version: https://www.kaggle.com/datasets/paramaggarwal/fashion-product-images-dataset).
+
+- Licence: given as **MIT** on the Kaggle listing according to third-party READMEs that cite it
+  (Kaggle itself could not be checked; one other third-party README says CC0). Treat it as MIT,
+  unverified. The photos are Myntra product shots.
+- Source of these bytes: the project's shared copy of the dataset (its SOURCES.md traces every file
+  to public snapshots of the Kaggle data). Only non-image JPEG metadata had been stripped there;
+  the files here are byte-identical to that copy.
+- Selection: `fashion.train.sample.make_sample` (seed {seed}): up to {per_class} images per articleType,
+  preferring the committed split's **test** side ({from_test} of {n} images are test images), plus
+  {grey} grayscale images and the pixel-identical pairs with conflicting labels {conflicts}.
+- `styles.csv` keeps the original header and the rows' text verbatim.
+"""
 
 
-def _is_grayscale(path: str) -> bool:
-    with Image.open(path) as image:  # reads the header only
-        return image.mode in ("L", "LA", "1")
+def _grayscale_ids(frame: pd.DataFrame) -> set[int]:
+    grey = set()
+    for image_id, path in zip(frame["id"], frame["path"]):
+        with Image.open(path) as image:  # reads the header only
+            if image.mode != "RGB":
+                grey.add(int(image_id))
+    return grey
 
 
-def choose_sample(data_dir: str | Path, split_file: str | Path | None = None, per_class: int = 3,
-                  grayscale: int = 6, empty_labels: int = 2, seed: int = DEFAULT_SEED) -> list[int]:
-    """Ids of up to ``per_class`` images per articleType, test split first, random within a split (seeded).
-
-    ``grayscale`` classes get one grayscale image and ``empty_labels`` classes one row with an empty
-    label (when such images exist), so the sample exercises those code paths too.
-    """
-    frame, _ = load_dataset(data_dir)
-    if split_file is not None:
-        frame = frame.merge(read_split(split_file), on="id", how="left")
-        frame["split"] = frame["split"].fillna("train")
-    else:
-        frame["split"] = "test"
+def choose_sample(frame: pd.DataFrame, per_class: int = 3, grayscale: int = 4, seed: int = SAMPLE_SEED,
+                  conflict_groups=CONFLICT_GROUPS) -> list[int]:
+    """Pick sample ids from a loaded dataset frame that has a ``split`` column."""
     rng = np.random.default_rng(seed)
-    frame = frame.assign(shuffle=rng.permutation(len(frame)), rank=frame["split"].map(SPLIT_PREFERENCE))
-    frame = frame.sort_values(["rank", "shuffle"])
-
-    chosen: dict[str, list[int]] = {}
-    for article, group in frame.groupby("articleType", sort=True):
-        chosen[article] = [int(i) for i in group["id"].head(per_class)]
-
-    by_id = frame.set_index("id")
-    head_cols = list(HEADS)
-    special: list[tuple[str, int]] = []  # (class, id) substitutions, at most one per class
-    for head in head_cols:  # one row with an empty label per head that has any, while budget lasts
-        empty = by_id[by_id[head].isna()]
-        if len(special) < empty_labels and len(empty):
-            special.append((empty["articleType"].iloc[0], int(empty.index[0])))
-    gray_found = 0
-    for image_id, row in by_id.iterrows():
-        if gray_found >= grayscale:
-            break
-        if row["rank"] != 0 or any(c == row["articleType"] for c, _ in special):
-            continue
-        if _is_grayscale(row["path"]):
-            special.append((row["articleType"], int(image_id)))
-            gray_found += 1
-    for article, image_id in special:
-        ids = chosen[article]
-        if image_id not in ids:
-            ids[-1] = image_id
-    return sorted(i for ids in chosen.values() for i in ids)
+    chosen: list[int] = []
+    for article_type in sorted(frame["articleType"].dropna().unique()):
+        members = frame[frame["articleType"] == article_type]
+        picked: list[int] = []
+        for split_name in SPLIT_PREFERENCE:
+            ids = sorted(int(i) for i in members.loc[members["split"] == split_name, "id"])
+            need = per_class - len(picked)
+            if need <= 0:
+                break
+            picked += [ids[i] for i in sorted(rng.permutation(len(ids))[:need])]
+        chosen += picked
+    test = frame[frame["split"] == "test"]
+    grey = sorted(_grayscale_ids(test) - set(chosen))
+    chosen += [grey[i] for i in sorted(rng.permutation(len(grey))[:grayscale])]
+    present = set(frame["id"])
+    for group in conflict_groups:
+        chosen += [i for i in group if i in present and i not in chosen]
+    return sorted(set(chosen))
 
 
-def write_sample(data_dir: str | Path, out_dir: str | Path, ids: list[int]) -> Path:
-    """Copy the images (exact bytes) and styles.csv rows (Kaggle form, CSV-quoted) for ``ids``."""
-    styles_csv, images_dir = find_layout(data_dir)
-    header, rows, _ = read_styles(styles_csv)
-    wanted = set(ids)
+def make_sample(data_dir: str | Path, split_file: str | Path, out_dir: str | Path, per_class: int = 3,
+                grayscale: int = 4, seed: int = SAMPLE_SEED) -> list[int]:
+    """Write ``out_dir``/styles.csv, images/<id>.jpg and ATTRIBUTION.md; return the chosen ids."""
+    frame, _ = load_dataset(data_dir)
+    frame = frame.merge(read_split(split_file), on="id", how="left")
+    ids = choose_sample(frame, per_class=per_class, grayscale=grayscale, seed=seed)
+
     out_dir = Path(out_dir)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    kept = sorted((r for r in rows if r[0].strip().isdigit() and int(r[0]) in wanted), key=lambda r: int(r[0]))
-    with open(out_dir / "styles.csv", "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(kept)
-    for image_id in sorted(wanted):
-        shutil.copyfile(image_path(images_dir, image_id), image_path(out_dir / "images", image_id))
-    return out_dir
+    images_out = out_dir / "images"
+    if images_out.exists():
+        shutil.rmtree(images_out)
+    images_out.mkdir(parents=True)
+    styles_csv, images_dir = find_layout(data_dir)
+    wanted = set(ids)
+    lines = styles_csv.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [lines[0]] + [line for line in lines[1:] if line.split(",", 1)[0].strip().isdigit()
+                         and int(line.split(",", 1)[0]) in wanted]
+    (out_dir / "styles.csv").write_text("".join(kept), encoding="utf-8")
+    for image_id in ids:
+        shutil.copyfile(images_dir / f"{image_id}.jpg", images_out / f"{image_id}.jpg")
+
+    split_of = dict(zip(frame["id"], frame["split"]))
+    grey = _grayscale_ids(frame[frame["id"].isin(wanted)])
+    conflicts = ", ".join("/".join(map(str, g)) for g in CONFLICT_GROUPS)
+    (out_dir / "ATTRIBUTION.md").write_text(ATTRIBUTION.format(
+        n=len(ids), seed=seed, per_class=per_class, grey=len(grey), conflicts=conflicts,
+        from_test=sum(split_of.get(i) == "test" for i in ids)), encoding="utf-8")
+    return ids
 
 
-def make_sample(data_dir: str | Path, out_dir: str | Path, split_file: str | Path | None = None,
-                per_class: int = 3, seed: int = DEFAULT_SEED) -> Path:
-    """Choose and write the sample; regenerating with the same inputs gives the same files."""
-    return write_sample(data_dir, out_dir, choose_sample(data_dir, split_file, per_class=per_class, seed=seed))
+if __name__ == "__main__":
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    data = sys.argv[1] if len(sys.argv) > 1 else root.parent / "shared" / "datasets" / "fashion-product-images"
+    chosen = make_sample(data, root / "data" / "splits" / "fashion-product-images.csv", root / "data" / "sample")
+    print(f"wrote {len(chosen)} images to {root / 'data' / 'sample'}")
