@@ -2,8 +2,8 @@
 
 Up to ``per_class`` images per articleType, taken from the committed split's test side where the
 class has enough test images (so demo examples are images the model never saw), topped up from
-val, then train. A few grayscale images and the pixel-identical groups with conflicting labels
-are added so tests and the EDA see those quirks too. JPEG bytes are copied unchanged and the
+val, then train. A few grayscale images, one row with an empty label per head that has any, and
+the pixel-identical groups with conflicting labels are added so tests and the EDA see those quirks. JPEG bytes are copied unchanged and the
 styles.csv lines are copied verbatim (same quoting as the source file).
 """
 
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from fashion import HEADS
 from fashion.train.dataset import find_layout, load_dataset
 from fashion.train.split import read_split
 
@@ -40,8 +41,15 @@ https://www.kaggle.com/datasets/paramaggarwal/fashion-product-images-small
   the files here are byte-identical to that copy.
 - Selection: `fashion.train.sample.make_sample` (seed {seed}): up to {per_class} images per articleType,
   preferring the committed split's **test** side ({from_test} of {n} images are test images), plus
-  {grey} grayscale images and the pixel-identical pairs with conflicting labels {conflicts}.
+  {grey} grayscale images, rows with an empty label ({empties})
+  and the pixel-identical pairs with conflicting articleTypes {conflicts}.
 - `styles.csv` keeps the original header and the rows' text verbatim.
+
+Regenerate (same inputs give the same files):
+
+```
+.venv/bin/python -m fashion.train.sample ../shared/datasets/fashion-product-images
+```
 """
 
 
@@ -72,6 +80,10 @@ def choose_sample(frame: pd.DataFrame, per_class: int = 3, grayscale: int = 4, s
     test = frame[frame["split"] == "test"]
     grey = sorted(_grayscale_ids(test) - set(chosen))
     chosen += [grey[i] for i in sorted(rng.permutation(len(grey))[:grayscale])]
+    for head in HEADS:  # one row with an empty label per head, test side first
+        empty = frame[frame[head].isna()].assign(rank=lambda f: f["split"].map(SPLIT_PREFERENCE.index))
+        if len(empty):
+            chosen.append(int(empty.sort_values(["rank", "id"])["id"].iloc[0]))
     present = set(frame["id"])
     for group in conflict_groups:
         chosen += [i for i in group if i in present and i not in chosen]
@@ -101,9 +113,12 @@ def make_sample(data_dir: str | Path, split_file: str | Path, out_dir: str | Pat
 
     split_of = dict(zip(frame["id"], frame["split"]))
     grey = _grayscale_ids(frame[frame["id"].isin(wanted)])
+    sample = frame[frame["id"].isin(wanted)]
+    empties = ", ".join(f"{h}: {', '.join(map(str, sample.loc[sample[h].isna(), 'id']))}"
+                        for h in HEADS if sample[h].isna().any())
     conflicts = ", ".join("/".join(map(str, g)) for g in CONFLICT_GROUPS)
     (out_dir / "ATTRIBUTION.md").write_text(ATTRIBUTION.format(
-        n=len(ids), seed=seed, per_class=per_class, grey=len(grey), conflicts=conflicts,
+        n=len(ids), seed=seed, per_class=per_class, grey=len(grey), empties=empties, conflicts=conflicts,
         from_test=sum(split_of.get(i) == "test" for i in ids)), encoding="utf-8")
     return ids
 
