@@ -2,8 +2,9 @@
 
 Up to ``per_class`` images per articleType, taken from the committed split's test side where the
 class has enough test images (so demo examples are images the model never saw), topped up from
-val, then train. A few grayscale images, one row with an empty label per head that has any, and
-the pixel-identical groups with conflicting labels are added so tests and the EDA see those quirks. JPEG bytes are copied unchanged and the
+val, then train. A few grayscale images, one row with an empty label per head that has any, the
+pixel-identical groups with conflicting labels and a few productDisplayNames with commas are added
+so tests and the EDA see those quirks. JPEG bytes are copied unchanged and the
 styles.csv lines are copied verbatim (same quoting as the source file).
 """
 
@@ -24,6 +25,9 @@ SAMPLE_SEED = 20261127
 SPLIT_PREFERENCE = ("test", "val", "train")
 # Pixel-identical pairs whose articleTypes disagree (SOURCES.md); they exercise the conflict report.
 CONFLICT_GROUPS = ((4898, 4899), (12345, 12346))
+# productDisplayNames with commas (one or several, with and without spaces) and one with a double
+# quote: unquoted in the original Kaggle styles.csv, so tests can rebuild that form from real rows.
+QUOTED_NAME_ROWS = (44065, 23124, 23127, 7491)
 
 ATTRIBUTION = """\
 # Sample data: attribution
@@ -42,7 +46,8 @@ https://www.kaggle.com/datasets/paramaggarwal/fashion-product-images-small
 - Selection: `fashion.train.sample.make_sample` (seed {seed}): up to {per_class} images per articleType,
   preferring the committed split's **test** side ({from_test} of {n} images are test images), plus
   {grey} grayscale images, rows with an empty label ({empties})
-  and the pixel-identical pairs with conflicting articleTypes {conflicts}.
+  the pixel-identical pairs with conflicting articleTypes {conflicts}, and rows whose
+  productDisplayName holds commas or a double quote ({quoted}; CSV-quoted here, unquoted in the original).
 - `styles.csv` keeps the original header and the rows' text verbatim.
 
 Regenerate (same inputs give the same files):
@@ -85,6 +90,7 @@ def choose_sample(frame: pd.DataFrame, per_class: int = 3, grayscale: int = 4, s
         if len(empty):
             chosen.append(int(empty.sort_values(["rank", "id"])["id"].iloc[0]))
     present = set(frame["id"])
+    chosen += [i for i in QUOTED_NAME_ROWS if i in present]
     for group in conflict_groups:
         chosen += [i for i in group if i in present and i not in chosen]
     return sorted(set(chosen))
@@ -119,6 +125,7 @@ def make_sample(data_dir: str | Path, split_file: str | Path, out_dir: str | Pat
     conflicts = ", ".join("/".join(map(str, g)) for g in CONFLICT_GROUPS)
     (out_dir / "ATTRIBUTION.md").write_text(ATTRIBUTION.format(
         n=len(ids), seed=seed, per_class=per_class, grey=len(grey), empties=empties, conflicts=conflicts,
+        quoted=", ".join(map(str, QUOTED_NAME_ROWS)),
         from_test=sum(split_of.get(i) == "test" for i in ids)), encoding="utf-8")
     return ids
 
