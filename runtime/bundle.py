@@ -44,6 +44,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; bundle files are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -115,10 +116,7 @@ def load_manifest(root: str | os.PathLike, verify_hashes: bool = True) -> Bundle
             raise BundleError(f"{root / MANIFEST}: missing required key '{key}'")
 
     if verify_hashes:
-        for name, digest in manifest.get("files", {}).items():
-            _check_file(root, name, digest)
-        for key, artifact in manifest.get("artifacts", {}).items():
-            _check_file(root, artifact["file"], artifact.get("sha256"))
+        _verify(root, manifest, artifacts=None)
 
     labels = _read_json(root / LABELS)
     heads = list(manifest["heads"])
@@ -131,6 +129,25 @@ def load_manifest(root: str | os.PathLike, verify_hashes: bool = True) -> Bundle
     hierarchy_path = root / HIERARCHY
     hierarchy = [tuple(row) for row in _read_json(hierarchy_path)] if hierarchy_path.exists() else []
     return Bundle(root=root, manifest=manifest, labels=labels, hierarchy=hierarchy)
+
+
+def _verify(root: Path, manifest: dict[str, Any], artifacts: list[str] | None) -> None:
+    for name, digest in manifest.get("files", {}).items():
+        _check_file(root, name, digest)
+    for key, artifact in manifest.get("artifacts", {}).items():
+        if artifacts is None or key in artifacts:
+            if not isinstance(artifact, dict) or "file" not in artifact:
+                raise BundleError(f"{root / MANIFEST}: artifact '{key}' has no 'file' entry")
+            _check_file(root, artifact["file"], artifact.get("sha256"))
+
+
+def verify_files(bundle: Bundle, artifacts: list[str] | None = None) -> None:
+    """Check the sha256 of every plain file and of ``artifacts`` (all when None).
+
+    The runtime loads with ``verify_hashes=False`` and then verifies only the artifact it will
+    run, so a bundle carrying a large Keras model or several exports still starts fast.
+    """
+    _verify(bundle.root, bundle.manifest, artifacts)
 
 
 def record_file(root: str | os.PathLike, name: str) -> None:

@@ -59,7 +59,7 @@ def _open(source: ImageSource) -> Image.Image:
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise InvalidImageError(f"{path}: no such file")
+            raise InvalidImageError("no such file")
         data = path.read_bytes()
     else:
         raise InvalidImageError(f"unsupported image input type {type(source).__name__}")

@@ -1,0 +1,135 @@
+"""ONNX Runtime backend: CPU, CUDA or the TensorRT execution provider.
+
+Outputs are fetched by the names recorded in the manifest (``artifact["outputs"]``), never by
+position: tf2onnx sorts graph outputs alphabetically, which is not the heads' order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, BundleError
+from .base import FEATURE_MAP, Backend
+
+try:
+    import onnxruntime as ort
+except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
+    raise BackendUnavailableError(
+        "the onnxruntime backend needs the 'onnxruntime' package (pip install fashion-edge, "
+        "or fashion-edge[gpu] for CUDA/TensorRT)"
+    ) from exc
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def provider_name(name: str) -> str:
+    """'cuda' -> 'CUDAExecutionProvider'; full names pass through."""
+    return PROVIDER_ALIASES.get(name.lower(), name)
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    thread_safe = True  # InferenceSession.run may be called concurrently
+
+    def __init__(self, session: "ort.InferenceSession", path: Path, outputs: dict[str, str],
+                 feature_map: str | None):
+        self.session = session
+        self.path = path
+        self.outputs = outputs
+        self.feature_map_name = feature_map
+        self.providers = session.get_providers()
+        self.input = session.get_inputs()[0]
+        self._numpy_input_type = np.float16 if self.input.type == "tensor(float16)" else np.float32
+
+    @classmethod
+    def open(cls, path: Path, artifact: dict[str, Any], *, providers: list[str] | None = None,
+             threads: int | None = None, allow_fallback: bool = False,
+             graph_optimization: str = "all", provider_options: dict[str, dict] | None = None,
+             **_: Any) -> "OnnxRuntimeBackend":
+        requested = [provider_name(p) for p in (providers or ["cpu"])]
+        available = ort.get_available_providers()
+        missing = [p for p in requested if p not in available]
+        if missing and not allow_fallback:
+            raise BackendUnavailableError(
+                f"onnxruntime {ort.__version__} here offers {available}, not {missing}; "
+                "install fashion-edge[gpu] (onnxruntime-gpu) on a machine with CUDA, "
+                "or pass allow_fallback=True to run on what is available"
+            )
+        chosen = [p for p in requested if p in available]
+        if "CPUExecutionProvider" not in chosen:
+            chosen.append("CPUExecutionProvider")  # nodes a GPU provider cannot run fall back here
+        options = provider_options or {}
+
+        settings = ort.SessionOptions()
+        if graph_optimization not in OPTIMIZATION_LEVELS:
+            raise ValueError(f"graph_optimization must be one of {sorted(OPTIMIZATION_LEVELS)}, got {graph_optimization!r}")
+        settings.graph_optimization_level = OPTIMIZATION_LEVELS[graph_optimization]
+        if threads:
+            settings.intra_op_num_threads = int(threads)
+            settings.inter_op_num_threads = 1
+        try:
+            session = ort.InferenceSession(
+                str(path), sess_options=settings, providers=chosen,
+                provider_options=[options.get(p, {}) for p in chosen],
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types for corrupt models
+            raise BundleError(f"{path}: onnxruntime cannot load this model ({exc})") from None
+
+        active = session.get_providers()
+        inactive = [p for p in requested if p not in active]
+        if inactive and not allow_fallback:
+            raise BackendUnavailableError(
+                f"{path}: requested provider(s) {inactive} did not start (active: {active}); "
+                "check the CUDA/TensorRT installation or pass allow_fallback=True"
+            )
+
+        outputs = dict(artifact.get("outputs") or {})
+        graph_outputs = {o.name for o in session.get_outputs()}
+        unknown = {head: name for head, name in outputs.items() if name not in graph_outputs}
+        if not outputs or unknown:
+            raise BundleError(
+                f"{path}: manifest outputs {unknown or '(none recorded)'} are not outputs of this model "
+                f"(model outputs: {sorted(graph_outputs)})"
+            )
+        feature_map = artifact.get("feature_map")
+        if feature_map and feature_map not in graph_outputs:
+            raise BundleError(f"{path}: manifest feature_map '{feature_map}' is not an output of this model")
+        if len(session.get_inputs()) != 1:
+            raise BundleError(f"{path}: expected one input, model has {[i.name for i in session.get_inputs()]}")
+        return cls(session, Path(path), outputs, feature_map)
+
+    def output_sizes(self) -> dict[str, int | None]:
+        shapes = {o.name: o.shape for o in self.session.get_outputs()}
+        sizes = {}
+        for head, name in self.outputs.items():
+            last = shapes[name][-1] if shapes[name] else None
+            sizes[head] = last if isinstance(last, int) else None
+        return sizes
+
+    def infer(self, batch: np.ndarray, feature_map: bool = False) -> dict[str, np.ndarray]:
+        heads = list(self.outputs)
+        names = [self.outputs[h] for h in heads]
+        if feature_map:
+            if not self.feature_map_name:
+                raise BundleError(f"{self.path}: this artifact has no feature_map output (needed for cam())")
+            heads.append(FEATURE_MAP)
+            names.append(self.feature_map_name)
+        values = self.session.run(names, {self.input.name: batch.astype(self._numpy_input_type, copy=False)})
+        return {head: np.asarray(value, dtype=np.float32) for head, value in zip(heads, values)}
+
+    def close(self) -> None:
+        self.session = None
