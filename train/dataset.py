@@ -37,6 +37,7 @@ class DatasetReport:
     missing_images: list[int] = field(default_factory=list)
     unreadable_images: list[int] = field(default_factory=list)
     duplicate_ids: int = 0
+    invalid_id_rows: int = 0
     empty_labels: dict[str, int] = field(default_factory=dict)
     images: int = 0
 
@@ -46,7 +47,8 @@ class DatasetReport:
             f"{self.images:,} images usable from {self.rows:,} label rows ({self.styles_csv}); "
             f"{self.repaired_rows} rows repaired (unquoted commas); "
             f"{len(self.missing_images)} rows without an image; {len(self.unreadable_images)} unreadable images; "
-            f"{self.duplicate_ids} duplicate ids; empty labels: {empty}"
+            f"{self.duplicate_ids} duplicate ids; {self.invalid_id_rows} rows without a numeric id; "
+            f"empty labels: {empty}"
         )
 
     def to_dict(self) -> dict:
@@ -54,7 +56,8 @@ class DatasetReport:
             "styles_csv": self.styles_csv, "images_dir": self.images_dir, "rows": self.rows,
             "images": self.images, "repaired_rows": self.repaired_rows,
             "missing_images": self.missing_images, "unreadable_images": self.unreadable_images,
-            "duplicate_ids": self.duplicate_ids, "empty_labels": self.empty_labels,
+            "duplicate_ids": self.duplicate_ids, "invalid_id_rows": self.invalid_id_rows,
+            "empty_labels": self.empty_labels,
         }
 
 
@@ -119,6 +122,7 @@ def load_dataset(data_dir: str | Path, verify_images: bool = False, progress: bo
         try:
             image_id = int(record["id"])
         except ValueError:
+            report.invalid_id_rows += 1
             continue
         seen[image_id] += 1
         if seen[image_id] > 1:
