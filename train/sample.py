@@ -45,7 +45,7 @@ https://www.kaggle.com/datasets/paramaggarwal/fashion-product-images-small
   the files here are byte-identical to that copy.
 - Selection: `fashion.train.sample.make_sample` (seed {seed}): up to {per_class} images per articleType,
   preferring the committed split's **test** side ({from_test} of {n} images are test images), plus
-  {grey} grayscale images, rows with an empty label ({empties})
+  {grey} grayscale images, rows with an empty label ({empties}),
   the pixel-identical pairs with conflicting articleTypes {conflicts}, and rows whose
   productDisplayName holds commas or a double quote ({quoted}; CSV-quoted here, unquoted in the original).
 - `styles.csv` keeps the original header and the rows' text verbatim.
