@@ -170,11 +170,10 @@ class Classifier:
                               f"{(features.shape[-1], len(self.bundle.labels[head]))}")
         index = int(np.argmax(outputs[head][0])) if class_index is None else int(class_index)
         heat = np.maximum(features @ kernel[:, index], 0).astype(np.float32)
-        peak = float(heat.max())
-        heat = heat / peak if peak > 0 else np.zeros_like(heat)
         height, width = self.input_size
-        resized = Image.fromarray(heat).resize((width, height), Image.Resampling.BILINEAR)
-        return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+        heat = np.asarray(Image.fromarray(heat).resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+        peak = float(heat.max())
+        return np.clip(heat / peak, 0.0, 1.0) if peak > 0 else np.zeros_like(heat)
 
     # -- lifecycle -------------------------------------------------------------------------------
 

@@ -40,6 +40,8 @@ def consistency_effect(probabilities: dict[str, np.ndarray], truth: dict[str, np
     report = {}
     for column, level in enumerate(LEVELS):
         known = truth[level] >= 0
+        if not known.any():
+            continue
         plain = probabilities[level].argmax(axis=1)
         report[level] = {
             "argmax": float((plain[known] == truth[level][known]).mean()),
