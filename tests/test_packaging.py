@@ -1,0 +1,56 @@
+"""The wheel maps the top-level folders into one ``fashion`` namespace and installs no generic package."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+SOURCE_FOLDERS = ("fashion", "train", "export", "runtime", "benchmarks", "demo")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """Build from a clean copy of the sources so stale build/ output in the checkout cannot leak in."""
+    tree = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (ROOT / name).is_file():
+            shutil.copy2(ROOT / name, tree / name)
+    for folder in SOURCE_FOLDERS:
+        shutil.copytree(ROOT / folder, tree / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    out = tmp_path_factory.mktemp("wheel")
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                             "-w", str(out), str(tree)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (built,) = out.glob("fashion_edge-*.whl")
+    return built
+
+
+def test_wheel_has_one_fashion_namespace(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    packages = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+    assert packages == {"fashion"}, f"top-level entries besides fashion/: {sorted(packages)}"
+    for module in ("fashion/__init__.py", "fashion/runtime/__init__.py", "fashion/runtime/preprocess.py",
+                   "fashion/runtime/py.typed", "fashion/train/dataset.py", "fashion/train/split.py",
+                   "fashion/train/pipeline.py", "fashion/train/eda_cli.py", "fashion/export/__init__.py"):
+        assert module in names, f"{module} missing from the wheel"
+    assert not any(n.startswith(("runtime/", "export/", "train/", "tests/", "demo/", "benchmarks/")) for n in names)
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "fashion-eda = fashion.train.eda_cli:main" in text
+
+
+def test_unpacked_wheel_imports_the_runtime(wheel, tmp_path):
+    """A normal (non-editable) install imports: load the runtime from the unpacked wheel alone."""
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    code = "import fashion.runtime, fashion.train.split; print(fashion.runtime.__file__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).is_relative_to(tmp_path / "site")
