@@ -1,0 +1,95 @@
+"""fashion-bench: latency and accuracy of every artifact of a bundle, side by side, in one run."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import rows
+
+
+def _int_list(ctx, param, value: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated integers, e.g. 1,8,32") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise click.BadParameter(f"{value!r}: batch sizes must be positive")
+    return sizes
+
+
+def _backends(ctx, param, value: str) -> list[str]:
+    try:
+        return [spec.name for spec in rows.parse_rows(value)]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Kaggle-layout folder (styles.csv + images/), scored whole. Default: the bundle's test "
+                   "split of the shared Fashion Product Images data.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]),
+              help="Split to score when a split file applies (default data or --split-file).")
+@click.option("--split-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="id,split CSV. Default: the manifest's split file, else data/splits/fashion-product-images.csv.")
+@click.option("--backends", default=",".join(rows.DEFAULT_ROWS), show_default=True, callback=_backends,
+              help="Rows to run, in order; rows that cannot run here are listed with the reason.")
+@click.option("--batch-sizes", default="1,8,32", show_default=True, callback=_int_list,
+              help="Throughput is measured at each.")
+@click.option("--warmup", default=20, show_default=True, type=click.IntRange(0), help="Untimed calls first.")
+@click.option("--iters", default=200, show_default=True, type=click.IntRange(1),
+              help="Timed batch-1 calls; also about this many images per throughput measurement.")
+@click.option("--threads", default=None, type=click.IntRange(1),
+              help="Threads for every row (TF intra-op / ORT intra-op). Default: the cores available.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="Score only the first N images.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the full result here.")
+@click.option("--plot", "plot_prefix", type=click.Path(), default=None,
+              help="Write PREFIX_latency.png and PREFIX_accuracy.png (a trailing .png is dropped).")
+@click.option("--min-accuracy", multiple=True, metavar="HEAD=VALUE",
+              help="Exit 1 if any row's accuracy on HEAD (a fraction, e.g. 0.9) is below VALUE. Repeatable.")
+@click.option("--quiet", is_flag=True, help="No progress output, only the table.")
+def main(bundle, data, split, split_file, backends, batch_sizes, warmup, iters, threads, limit, json_path,
+         plot_prefix, min_accuracy, quiet):
+    """Benchmark every artifact of BUNDLE: latency, throughput, cold start, memory and per-head accuracy.
+
+    Each row runs in its own fresh process with the same threads, images and iteration counts;
+    speed-ups are relative to the compiled Keras call measured in the same run.
+    """
+    from fashion.runtime.errors import FashionError
+
+    from .bench import BenchConfig, accuracy_failures, parse_thresholds, run_benchmark
+    from .report import render_text, write_json, write_plots
+
+    log = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
+    config = BenchConfig(bundle=bundle, data=data, split=split, split_file=split_file, backends=backends,
+                         batch_sizes=batch_sizes, warmup=warmup, iters=iters, threads=threads, limit=limit)
+    try:
+        from fashion.runtime.bundle import load_manifest
+
+        thresholds = parse_thresholds(list(min_accuracy), load_manifest(bundle, verify_hashes=False).heads)
+        result = run_benchmark(config, progress=not quiet, log=log)
+    except (FashionError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+    failures = accuracy_failures(result, thresholds)
+    result["accuracy_gate"] = {"thresholds": thresholds, "failures": failures}
+    click.echo(render_text(result))
+    if json_path:
+        write_json(result, json_path)
+        log(f"wrote {json_path}")
+    if plot_prefix:
+        for path in write_plots(result, plot_prefix):
+            log(f"wrote {path}")
+    failed_rows = [row["name"] for row in result["rows"] if row["status"] == "failed"]
+    if failed_rows:
+        click.echo(f"error: row(s) failed: {', '.join(failed_rows)}", err=True)
+    for failure in failures:
+        click.echo(f"accuracy gate: {failure}", err=True)
+    sys.exit(1 if failures or failed_rows else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

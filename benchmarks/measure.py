@@ -1,0 +1,143 @@
+"""Timing, cold start and memory of one row, each row in its own fresh worker process.
+
+A fresh process per row keeps the numbers honest: cold start (framework import + artifact load)
+really starts cold, and peak RSS (``ru_maxrss``) belongs to that row alone. Threads are fixed by
+environment before the worker imports anything heavy, and passed to the framework explicitly.
+
+Timed: the model call on an already preprocessed float32 batch of real images (image decoding and
+resizing are the same shared code for every row, so they are left out). Batch-1 latency is the
+distribution of single calls; throughput is images per second over whole-batch calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+POOL_IMAGES = 64  # distinct real images cycled through while timing
+
+
+def percentiles(samples_ms: list[float]) -> dict:
+    values = np.asarray(samples_ms, dtype=np.float64)
+    return {"p50": float(np.percentile(values, 50)), "p90": float(np.percentile(values, 90)),
+            "p99": float(np.percentile(values, 99)), "mean": float(values.mean()), "min": float(values.min()),
+            "n": int(values.size)}
+
+
+def batches_of(pool: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Distinct batches cut from the pool (the pool is repeated when it is smaller than one batch)."""
+    if len(pool) < batch_size:
+        pool = np.concatenate([pool] * (batch_size // len(pool) + 1))
+    count = max(1, len(pool) // batch_size)
+    return [np.ascontiguousarray(pool[i * batch_size:(i + 1) * batch_size]) for i in range(count)]
+
+
+def time_calls(infer, batches: list[np.ndarray], calls: int) -> list[float]:
+    """Wall time in ms of ``calls`` calls, cycling through ``batches``."""
+    samples = []
+    for i in range(calls):
+        batch = batches[i % len(batches)]
+        start = time.perf_counter()
+        infer(batch)
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return samples
+
+
+def measure_speed(infer, pool: np.ndarray, batch_sizes: list[int], warmup: int, iters: int) -> dict:
+    """Batch-1 latency over ``iters`` calls, and throughput at each batch size over about ``iters`` images."""
+    singles = batches_of(pool, 1)
+    time_calls(infer, singles, warmup)
+    latency = percentiles(time_calls(infer, singles, iters))
+    throughput = {}
+    for size in batch_sizes:
+        batches = batches_of(pool, size)
+        time_calls(infer, batches, max(2, warmup // size))  # a new shape can build new kernels
+        calls = max(3, -(-iters // size))
+        samples = time_calls(infer, batches, calls)
+        throughput[str(size)] = {
+            "calls": calls, "images": calls * size,
+            "img_per_s": calls * size / (sum(samples) / 1000.0),
+            "batch_ms": percentiles(samples),
+        }
+    return {"latency_ms": latency, "throughput": throughput}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def rank_predictions(infer, images: np.ndarray, heads: list[str], batch_size: int, k: int = 3) -> dict[str, np.ndarray]:
+    """Top-``k`` class indices per head for every image, most probable first."""
+    ranked: dict[str, list[np.ndarray]] = {head: [] for head in heads}
+    for first in range(0, len(images), batch_size):
+        outputs = infer(np.asarray(images[first:first + batch_size], dtype=np.float32))
+        for head in heads:
+            probabilities = outputs[head]
+            top = min(k, probabilities.shape[1])
+            ranked[head].append(np.argsort(-probabilities, axis=1, kind="stable")[:, :top].astype(np.int32))
+    return {head: np.concatenate(parts) for head, parts in ranked.items()}
+
+
+def run_worker(job: dict) -> dict:
+    """Inside the worker process: open the row, time it, measure memory, rank every eval image."""
+    from fashion.runtime.bundle import load_manifest
+
+    from .rows import ROWS, open_runner
+
+    spec = ROWS[job["row"]]
+    bundle = load_manifest(job["bundle"], verify_hashes=False)  # the parent verified every sha256
+    images = np.load(job["images"], mmap_mode="r")
+
+    start = time.perf_counter()
+    runner = open_runner(spec, bundle, job["threads"])
+    cold_start_s = time.perf_counter() - start
+    try:
+        pool = np.asarray(images[:POOL_IMAGES], dtype=np.float32)
+        start = time.perf_counter()
+        runner.infer(pool[:1])
+        first_inference_ms = (time.perf_counter() - start) * 1000.0
+        speed = measure_speed(runner.infer, pool, job["batch_sizes"], job["warmup"], job["iters"])
+        rss = peak_rss_mb()  # before the accuracy pass pages the whole eval set in
+        ranked = rank_predictions(runner.infer, images, bundle.heads, job["eval_batch"])
+        info = dict(getattr(runner, "info", {}) or {})
+    finally:
+        runner.close()
+    np.savez(job["ranked"], **ranked)
+    return {"cold_start_s": cold_start_s, "first_inference_ms": first_inference_ms, "peak_rss_mb": rss,
+            "info": info, **speed}
+
+
+def thread_environment(threads: int | None) -> dict[str, str]:
+    """Environment that pins every thread pool a framework might start to ``threads``."""
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    if threads:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+            env[name] = str(threads)
+        env["TF_NUM_INTEROP_THREADS"] = "1"
+    return env
+
+
+def run_in_subprocess(job: dict, workdir: Path, timeout_s: float = 3600) -> dict:
+    """Run one row in a fresh Python process; return its measurements or raise RuntimeError with its stderr."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    job_path, result_path = workdir / f"{job['row']}.job.json", workdir / f"{job['row']}.result.json"
+    job = {**job, "ranked": str(workdir / f"{job['row']}.ranked.npz")}
+    job_path.write_text(json.dumps(job))
+    env = {**os.environ, **thread_environment(job["threads"])}
+    completed = subprocess.run([sys.executable, "-m", "fashion.benchmarks.worker", str(job_path), str(result_path)],
+                               env=env, capture_output=True, text=True, timeout=timeout_s)
+    if completed.returncode != 0 or not result_path.is_file():
+        tail = (completed.stderr or completed.stdout).strip().splitlines()[-1:] or [f"exit code {completed.returncode}"]
+        raise RuntimeError(tail[0])
+    result = json.loads(result_path.read_text())
+    with np.load(job["ranked"], allow_pickle=False) as data:
+        result["ranked"] = {name: data[name] for name in data.files}
+    return result

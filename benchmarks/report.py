@@ -1,0 +1,147 @@
+"""Show a benchmark result: a terminal table, a JSON file and two PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SHORT_HEADS = {"gender": "gender", "masterCategory": "master", "subCategory": "sub", "articleType": "article",
+               "baseColour": "colour", "season": "season"}
+STATUS = {"ok": "✅", "skipped": "➖", "failed": "❌"}
+
+
+def _num(value, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
+    heads = result["bundle"]["heads"]
+    sizes = [str(s) for s in result["settings"]["batch_sizes"]]
+    header = (["Format", "Status", "Size MB"] + [f"{SHORT_HEADS.get(h, h)} %" for h in heads]
+              + ["p50 ms", "p99 ms"] + [f"img/s b{s}" for s in sizes] + ["speed-up", "cold s", "RSS MB"])
+    lines = []
+    for row in result["rows"]:
+        ok = row["status"] == "ok"
+        accuracy = [_num(100 * row["accuracy"][h]["accuracy"]) if ok and row["accuracy"][h]["accuracy"] is not None
+                    else "-" for h in heads]
+        throughput = [_num(row["throughput"][s]["img_per_s"], 0) if ok and s in row["throughput"] else "-" for s in sizes]
+        speedup = row.get("speedup_vs_keras", {}).get("p50")
+        lines.append(
+            [row["format"], f"{STATUS[row['status']]} {row['status']}", _num(row["size_mb"], 2)] + accuracy
+            + [_num(row["latency_ms"]["p50"], 2) if ok else "-", _num(row["latency_ms"]["p99"], 2) if ok else "-"]
+            + throughput
+            + [f"{speedup:.2f}x" if speedup else "-", _num(row.get("cold_start_s"), 2), _num(row.get("peak_rss_mb"), 0)]
+        )
+    return header, lines
+
+
+def _render(header: list[str], lines: list[list[str]], markdown: bool) -> str:
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
+    if markdown:
+        out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        out += ["| " + " | ".join(line) + " |" for line in lines]
+        return "\n".join(out)
+    fmt = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths)] + [fmt(line) for line in lines])
+
+
+def describe_run(result: dict) -> list[str]:
+    cpu = result["machine"]["cpu"]
+    settings = result["settings"]
+    data = result["data"]
+    where = f"{data['data']}" + (f", split '{data['split']}' of {data['split_file']}" if data.get("split") else "")
+    lines = [
+        f"bundle  {result['bundle']['path']} (bundle.json sha256 {result['bundle']['manifest_sha256'][:16]}…), "
+        f"input {result['bundle']['input_size'][0]}x{result['bundle']['input_size'][1]}",
+        f"data    {data['images']:,} images from {where}",
+        f"cpu     {cpu['model']}, {cpu['cores']} cores @ {_num(cpu.get('mhz'), 0)} MHz; threads {settings['threads']}; "
+        f"warm-up {settings['warmup']}, iterations {settings['iters']}; load avg "
+        f"{result['machine'].get('load_average_start')} -> {result['machine'].get('load_average_end')}",
+    ]
+    for row in result["rows"]:
+        if row["status"] == "ok":
+            info = row.get("info", {})
+            lines.append(f"ran     {row['name']}: {info.get('backend')} providers {info.get('providers')} "
+                         f"threads {info.get('threads')}")
+    floor = result.get("compute_floor") or {}
+    if floor.get("floor_ms"):
+        lines.append(f"floor   {floor['flops'] / 1e9:.3f} GFLOPs/image at {floor['input'][1]}x{floor['input'][2]}; "
+                     f"CPU fp32 peak {floor['peak_gflops']:.0f} GFLOP/s -> {floor['floor_ms']:.3f} ms per image")
+    return lines
+
+
+def render_text(result: dict) -> str:
+    header, lines = table_rows(result)
+    parts = describe_run(result) + ["", _render(header, lines, markdown=False)]
+    skipped = [f"  {row['name']}: {row['reason']}" for row in result["rows"] if row["status"] != "ok"]
+    if skipped:
+        parts += ["", "not run:"] + skipped
+    parts += [f"note: {note}" for note in result.get("notes", [])]
+    return "\n".join(parts)
+
+
+def render_markdown(result: dict) -> str:
+    header, lines = table_rows(result)
+    return _render(header, lines, markdown=True)
+
+
+def write_json(result: dict, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+def plot_paths(prefix: str | Path) -> tuple[Path, Path]:
+    """--plot PREFIX (a trailing .png is dropped) -> PREFIX_latency.png, PREFIX_accuracy.png."""
+    prefix = Path(prefix)
+    if prefix.suffix.lower() == ".png":
+        prefix = prefix.with_suffix("")
+    return prefix.with_name(prefix.name + "_latency.png"), prefix.with_name(prefix.name + "_accuracy.png")
+
+
+def write_plots(result: dict, prefix: str | Path) -> tuple[Path, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    latency_path, accuracy_path = plot_paths(prefix)
+    latency_path.parent.mkdir(parents=True, exist_ok=True)
+    finished = [row for row in result["rows"] if row["status"] == "ok"]
+    sizes = result["settings"]["batch_sizes"]
+    title = f"{result['bundle'].get('name')} on {result['machine']['cpu']['model']} ({result['settings']['threads']} threads)"
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for row in finished:
+        per_image = [1000.0 / row["throughput"][str(s)]["img_per_s"] for s in sizes]
+        axis.plot(sizes, per_image, marker="o", label=row["format"])
+    axis.set_xscale("log", base=2)
+    axis.set_yscale("log")
+    axis.set_xticks(sizes, [str(s) for s in sizes])
+    axis.set_xlabel("batch size")
+    axis.set_ylabel("ms per image (log)")
+    axis.set_title(title, fontsize=9)
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(latency_path, dpi=120)
+    plt.close(figure)
+
+    heads = result["bundle"]["heads"]
+    figure, axis = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / max(1, len(finished))
+    positions = np.arange(len(heads))
+    for i, row in enumerate(finished):
+        values = [100 * (row["accuracy"][h]["accuracy"] or 0.0) for h in heads]
+        axis.bar(positions + i * width - 0.4 + width / 2, values, width, label=row["format"])
+    axis.set_xticks(positions, heads, fontsize=8)
+    axis.set_ylabel("accuracy %")
+    axis.set_ylim(0, 100)
+    axis.set_title(f"accuracy per head, {result['data']['images']:,} images", fontsize=9)
+    axis.legend(fontsize=8, loc="lower left")
+    axis.grid(True, axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(accuracy_path, dpi=120)
+    plt.close(figure)
+    return latency_path, accuracy_path
