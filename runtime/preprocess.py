@@ -98,9 +98,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def load_image(source: ImageSource) -> Image.Image:
     """Decode ``source`` into an upright RGB PIL image, or raise InvalidImageError."""
     name = _describe(source)
-    previous_limit = Image.MAX_IMAGE_PIXELS
+    # Image.open reads only the header, so the size is checked before any pixel is decoded. PIL's own
+    # (global) bomb limit is left alone: changing it per call would race between threads.
     try:
-        Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
         image = _open(source)
         if image.width * image.height > MAX_IMAGE_PIXELS:
             raise InvalidImageError(
@@ -116,13 +116,11 @@ def load_image(source: ImageSource) -> Image.Image:
     except InvalidImageError as exc:
         raise InvalidImageError(f"{name}: {exc}") from None
     except Image.DecompressionBombError as exc:
-        raise InvalidImageError(f"{name}: image too large ({exc})") from None
+        raise InvalidImageError(f"{name}: image too large, over the {MAX_IMAGE_PIXELS:,}-pixel limit ({exc})") from None
     except UnidentifiedImageError:
         raise InvalidImageError(f"{name}: not a recognised image format") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InvalidImageError(f"{name}: corrupt or truncated image ({exc})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous_limit
 
 
 def fit_to_input(image: Image.Image, height: int, width: int) -> np.ndarray:

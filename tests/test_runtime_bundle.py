@@ -1,0 +1,144 @@
+"""Bundle integrity: a wrong, truncated or mismatched file is refused with a message naming it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from fashion.runtime import BundleError, Classifier
+from fashion.runtime.bundle import atomic_write_json, record_artifact, record_file
+
+
+@pytest.fixture
+def bundle(tiny_bundle, tmp_path):
+    """A private copy of the tiny bundle that a test may damage."""
+    return shutil.copytree(tiny_bundle, tmp_path / "bundle")
+
+
+def edit_manifest(bundle, change):
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    change(manifest)
+    atomic_write_json(bundle / "bundle.json", manifest)
+
+
+def test_valid_bundle_loads(bundle):
+    with Classifier.load(bundle) as clf:
+        assert clf.heads == ["gender", "masterCategory", "subCategory", "articleType", "baseColour", "season"]
+
+
+def test_unsupported_schema_version(bundle):
+    edit_manifest(bundle, lambda m: m.update(schema_version=2))
+    with pytest.raises(BundleError, match=r"bundle\.json: schema_version 2 is not supported"):
+        Classifier.load(bundle)
+
+
+def test_manifest_not_json(bundle):
+    (bundle / "bundle.json").write_text('{"schema_version": 1, "heads": [')
+    with pytest.raises(BundleError, match=r"bundle\.json: not valid JSON"):
+        Classifier.load(bundle)
+
+
+def test_missing_bundle_directory(tmp_path):
+    with pytest.raises(BundleError, match="not a bundle directory"):
+        Classifier.load(tmp_path / "nowhere")
+
+
+def test_truncated_model_is_refused_by_sha256(bundle):
+    model = bundle / "model_fp32.onnx"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    with pytest.raises(BundleError, match=r"model_fp32\.onnx: sha256 does not match"):
+        Classifier.load(bundle)
+
+
+def test_truncated_model_with_rewritten_hash_is_refused_by_onnxruntime(bundle):
+    model = bundle / "model_fp32.onnx"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    entry = json.loads((bundle / "bundle.json").read_text())["artifacts"]["onnx_fp32"]
+    meta = {k: v for k, v in entry.items() if k not in ("sha256", "bytes")}
+    record_artifact(bundle, "onnx_fp32", **meta)  # someone "fixed" the hash
+    with pytest.raises(BundleError, match=r"model_fp32\.onnx: onnxruntime cannot load this model"):
+        Classifier.load(bundle)
+
+
+def test_missing_model_file(bundle):
+    (bundle / "model_fp32.onnx").unlink()
+    with pytest.raises(BundleError, match=r"model_fp32\.onnx: listed in bundle\.json but missing"):
+        Classifier.load(bundle)
+
+
+def test_changed_labels_file_is_refused_by_sha256(bundle):
+    labels = json.loads((bundle / "labels.json").read_text())
+    labels["gender"].reverse()
+    (bundle / "labels.json").write_text(json.dumps(labels))
+    with pytest.raises(BundleError, match=r"labels\.json: sha256 does not match"):
+        Classifier.load(bundle)
+
+
+def test_vocabulary_size_must_match_the_model_output(bundle):
+    labels = json.loads((bundle / "labels.json").read_text())
+    labels["articleType"] = labels["articleType"][:-1]
+    atomic_write_json(bundle / "labels.json", labels)
+    record_file(bundle, "labels.json")
+    with pytest.raises(BundleError, match=r"model_fp32\.onnx: head 'articleType' outputs \d+ classes but labels\.json lists \d+"):
+        Classifier.load(bundle)
+
+
+def test_labels_must_cover_the_heads(bundle):
+    labels = json.loads((bundle / "labels.json").read_text())
+    del labels["season"]
+    atomic_write_json(bundle / "labels.json", labels)
+    record_file(bundle, "labels.json")
+    with pytest.raises(BundleError, match=r"labels\.json: heads .* do not match bundle\.json heads"):
+        Classifier.load(bundle)
+
+
+def test_output_names_must_exist_in_the_model(bundle):
+    def rename(manifest):
+        manifest["artifacts"]["onnx_fp32"]["outputs"]["gender"] = "Identity:0"
+    edit_manifest(bundle, rename)
+    with pytest.raises(BundleError, match=r"model_fp32\.onnx: manifest outputs \{'gender': 'Identity:0'\} are not outputs"):
+        Classifier.load(bundle)
+
+
+def test_a_head_without_an_output_is_refused(bundle):
+    edit_manifest(bundle, lambda m: m["artifacts"]["onnx_fp32"]["outputs"].pop("season"))
+    with pytest.raises(BundleError, match=r"model_fp32\.onnx: model has no output for head 'season'"):
+        Classifier.load(bundle)
+
+
+def test_swapped_output_names_are_caught_by_vocabulary_sizes(bundle):
+    # Matching by position (or a wrong map) pairs heads with the wrong outputs; sizes expose it.
+    def swap(manifest):
+        outputs = manifest["artifacts"]["onnx_fp32"]["outputs"]
+        outputs["gender"], outputs["articleType"] = outputs["articleType"], outputs["gender"]
+    edit_manifest(bundle, swap)
+    with pytest.raises(BundleError, match="head 'gender' outputs .* classes but labels.json lists"):
+        Classifier.load(bundle)
+
+
+def test_head_weights_with_the_wrong_shape_are_refused_by_cam(bundle, sample_dir):
+    with np.load(bundle / "head_weights.npz", allow_pickle=False) as data:
+        weights = {name: data[name] for name in data.files}
+    weights["articleType/kernel"] = weights["articleType/kernel"][:, :-1]
+    np.savez(bundle / "head_weights.npz", **weights)
+    record_file(bundle, "head_weights.npz")
+    photo = next((sample_dir / "images").glob("*.jpg"))
+    with Classifier.load(bundle) as clf:
+        clf.predict(photo)  # predictions do not need the head weights
+        with pytest.raises(BundleError, match=r"head_weights\.npz: 'articleType/kernel' is missing or has shape"):
+            clf.cam(photo)
+
+
+def test_unverified_other_artifacts_do_not_slow_or_block_loading(bundle):
+    # An extra artifact that is broken does not stop the one that is used; it is refused when chosen.
+    (bundle / "model_int8.onnx").write_bytes(b"not a model")
+    edit_manifest(bundle, lambda m: m["artifacts"].update(onnx_int8={
+        "file": "model_int8.onnx", "sha256": "0" * 64, "format": "onnx", "precision": "int8",
+        "outputs": m["artifacts"]["onnx_fp32"]["outputs"]}))
+    with Classifier.load(bundle) as clf:
+        assert clf.info["artifact"] == "onnx_fp32"
+    with pytest.raises(BundleError, match=r"model_int8\.onnx: sha256 does not match"):
+        Classifier.load(bundle, precision="int8")
