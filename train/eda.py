@@ -202,7 +202,7 @@ def plot_imbalance(table: pd.DataFrame, out: Path, files: list[Path]) -> None:
     ax.set_xscale("log")
     ax.invert_yaxis()
     for y, row in enumerate(table.itertuples()):
-        ax.text(row.ratio, y, f" {row.ratio:,.0f}x  ({row.largest} {row.largest_n:,} / {row.smallest} {row.smallest_n})",
+        ax.text(row.ratio, y, f" {row.ratio:,.0f}x  ({row.largest} {row.largest_n:,} / {row.smallest} {row.smallest_n:,})",
                 va="center", fontsize=7)
     ax.set_xlim(1, table["ratio"].max() * 300)
     ax.set_xlabel("largest class / smallest class (log scale)")
