@@ -71,7 +71,7 @@ def main(bundle, data, split, split_file, backends, batch_sizes, warmup, iters, 
 
         thresholds = parse_thresholds(list(min_accuracy), load_manifest(bundle, verify_hashes=False).heads)
         result = run_benchmark(config, progress=not quiet, log=log)
-    except (FashionError, FileNotFoundError, ValueError) as exc:
+    except (FashionError, FileNotFoundError, ValueError, ImportError) as exc:
         raise click.ClickException(str(exc)) from None
 
     failures = accuracy_failures(result, thresholds)

@@ -70,8 +70,11 @@ def load_eval_set(bundle: Bundle, data_dir: str | os.PathLike | None = None, spl
     """
     from tqdm import tqdm
 
-    from fashion.train.dataset import load_dataset
-    from fashion.train.split import attach_split, read_split
+    try:
+        from fashion.train.dataset import load_dataset
+        from fashion.train.split import attach_split, read_split
+    except ImportError as exc:
+        raise ImportError(f"reading a dataset needs pandas ({exc}) — pip install fashion-edge[bench]") from exc
 
     use_split = data_dir is None or split_file is not None
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()

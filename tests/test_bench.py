@@ -1,0 +1,197 @@
+"""fashion-bench on the tiny real ONNX bundle and the committed sample images (no TensorFlow needed)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fashion import HEADS
+from fashion.benchmarks import accuracy, report, system
+from fashion.benchmarks.bench import accuracy_failures, parse_thresholds
+from fashion.benchmarks.cli import main
+from fashion.benchmarks.flops import count_macs
+from fashion.benchmarks.rows import ROWS, parse_rows, skip_reason
+from fashion.runtime.bundle import load_manifest
+from fashion.runtime.preprocess import preprocess
+
+SAMPLE_STYLES = Path(__file__).resolve().parents[1] / "data" / "sample" / "styles.csv"
+FAST = ["--iters", "5", "--warmup", "1", "--batch-sizes", "1,4", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def bench_run(tiny_bundle, sample_dir, tmp_path_factory):
+    """One real run with an accuracy gate no model can pass: exit code, output, JSON and plot paths."""
+    out = tmp_path_factory.mktemp("bench")
+    result = CliRunner().invoke(main, [str(tiny_bundle), "--data", str(sample_dir), *FAST,
+                                       "--json", str(out / "bench.json"), "--plot", str(out / "bench.png"),
+                                       "--min-accuracy", "articleType=1.01"])
+    return result, json.loads((out / "bench.json").read_text()), out
+
+
+def _rows(payload):
+    return {row["name"]: row for row in payload["rows"]}
+
+
+def test_rows_ran_or_say_why_not(bench_run):
+    _, payload, _ = bench_run
+    rows = _rows(payload)
+    assert list(rows) == list(ROWS)
+    onnx = rows["onnx-fp32"]
+    assert onnx["status"] == "ok", onnx.get("reason")
+    assert onnx["info"]["providers"] == ["CPUExecutionProvider"]
+    assert onnx["info"]["threads"] == payload["settings"]["threads"] >= 1
+    assert 0 < onnx["latency_ms"]["p50"] <= onnx["latency_ms"]["p99"]
+    assert onnx["latency_ms"]["n"] == 5
+    assert set(onnx["throughput"]) == {"1", "4"} and all(v["img_per_s"] > 0 for v in onnx["throughput"].values())
+    assert onnx["cold_start_s"] > 0 and onnx["peak_rss_mb"] > 10 and onnx["size_mb"] > 0
+    assert "no Keras model (model.keras) in bundle" in rows["keras"]["reason"]
+    assert "no ONNX INT8 artifact in bundle" in rows["onnx-int8"]["reason"]
+    for name in ("trt-fp16", "trt-int8"):
+        assert rows[name]["status"] == "skipped" and "TensorRT" in rows[name]["reason"]
+    assert all(row["reason"] for row in payload["rows"] if row["status"] != "ok")
+
+
+def test_run_records_what_really_ran(bench_run, tiny_bundle):
+    _, payload, _ = bench_run
+    assert payload["bundle"]["manifest_sha256"] == system_sha(tiny_bundle)
+    assert payload["settings"]["warmup"] == 1 and payload["settings"]["iters"] == 5
+    assert payload["machine"]["cpu"]["cores"] >= 1 and payload["machine"]["libraries"]["onnxruntime"]
+    with open(SAMPLE_STYLES, newline="", encoding="utf-8") as handle:
+        ids = [row[0] for row in list(csv.reader(handle))[1:]]
+    assert payload["data"]["images"] == sum((SAMPLE_STYLES.parent / "images" / f"{i}.jpg").is_file() for i in ids)
+    assert payload["notes"], "a tiny untrained test model must be flagged as not representative"
+    floor = payload["compute_floor"]
+    assert floor["macs"] > 0 and floor["floor_ms"] > 0
+
+
+def system_sha(bundle_dir):
+    from fashion.runtime.bundle import sha256_file
+
+    return sha256_file(bundle_dir / "bundle.json")
+
+
+def _independent_scores(bundle_dir, sample_dir, head):
+    """Accuracy, macro-F1 and top-3 of one head computed without fashion.benchmarks."""
+    import onnxruntime as ort
+    from sklearn.metrics import f1_score
+
+    bundle = load_manifest(bundle_dir)
+    height, width = bundle.input_size
+    vocabulary = bundle.labels[head]
+    with open(sample_dir / "styles.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    column = rows[0].index(head)
+    truth, images = [], []
+    for fields in rows[1:]:
+        label = fields[column].strip()
+        path = sample_dir / "images" / f"{fields[0]}.jpg"
+        if label in vocabulary and path.is_file():
+            truth.append(vocabulary.index(label))
+            images.append(preprocess(path, height, width))
+    session = ort.InferenceSession(str(bundle.artifact_path("onnx_fp32")), providers=["CPUExecutionProvider"])
+    probabilities = session.run([head], {"image": np.stack(images).astype(np.float32)})[0]
+    truth = np.array(truth)
+    top1 = probabilities.argmax(axis=1)
+    top3 = np.argsort(-probabilities, axis=1)[:, :3]
+    return {"n": len(truth), "accuracy": float(np.mean(top1 == truth)),
+            "macro_f1": float(f1_score(truth, top1, average="macro")),
+            "top3": float(np.mean([t in row for t, row in zip(truth, top3)]))}
+
+
+def test_accuracy_matches_an_independent_computation(bench_run, tiny_bundle, sample_dir):
+    _, payload, _ = bench_run
+    scores = _rows(payload)["onnx-fp32"]["accuracy"]
+    for head in HEADS:
+        for metric in ("accuracy", "macro_f1", "top3"):
+            assert 0.0 <= scores[head][metric] <= 1.0
+    expected = _independent_scores(tiny_bundle, sample_dir, "articleType")
+    got = scores["articleType"]
+    assert got["n"] == expected["n"]
+    for metric in ("accuracy", "macro_f1", "top3"):
+        assert got[metric] == pytest.approx(expected[metric], abs=1e-9), metric
+    # the one empty baseColour label in the sample is excluded, not scored
+    assert scores["baseColour"]["missing_labels"] >= 1
+    assert scores["baseColour"]["n"] == payload["data"]["images"] - scores["baseColour"]["missing_labels"] - scores["baseColour"]["unknown_labels"]
+
+
+def test_min_accuracy_gate_fails_the_run(bench_run):
+    result, payload, _ = bench_run
+    assert result.exit_code == 1
+    assert "accuracy gate: onnx-fp32 articleType accuracy" in result.output
+    assert payload["accuracy_gate"]["failures"]
+
+
+def test_table_and_plots_are_written(bench_run):
+    result, _, out = bench_run
+    assert "ONNX Runtime FP32" in result.output and "img/s b4" in result.output and "not run:" in result.output
+    for name in ("bench_latency.png", "bench_accuracy.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_passing_gate_exits_zero(tiny_bundle, sample_dir):
+    result = CliRunner().invoke(main, [str(tiny_bundle), "--data", str(sample_dir), *FAST, "--limit", "40",
+                                       "--backends", "onnx-fp32,onnx-int8", "--min-accuracy", "gender=0"])
+    assert result.exit_code == 0, result.output
+    assert "onnx-int8" in result.output and "Keras" not in result.output
+
+
+def test_bad_arguments_are_refused(tiny_bundle, sample_dir):
+    bad_row = CliRunner().invoke(main, [str(tiny_bundle), "--backends", "onnx-fp64"])
+    assert bad_row.exit_code == 2 and "onnx-fp64" in bad_row.output
+    bad_head = CliRunner().invoke(main, [str(tiny_bundle), "--data", str(sample_dir), "--min-accuracy", "colour=0.5"])
+    assert bad_head.exit_code == 1 and "HEAD=VALUE" in bad_head.output
+    bad_sizes = CliRunner().invoke(main, [str(tiny_bundle), "--batch-sizes", "1,x"])
+    assert bad_sizes.exit_code == 2
+
+
+def test_thresholds_and_failures():
+    thresholds = parse_thresholds(["gender=0.9", "season=0.5"], list(HEADS))
+    result = {"rows": [{"name": "a", "status": "ok", "accuracy": {"gender": {"accuracy": 0.95}, "season": {"accuracy": 0.4}}},
+                       {"name": "b", "status": "skipped"}]}
+    assert accuracy_failures(result, thresholds) == ["a season accuracy 0.4000 < 0.5"]
+    with pytest.raises(ValueError):
+        parse_thresholds(["gender"], list(HEADS))
+
+
+def test_metrics_against_sklearn():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    truth, predicted = rng.integers(0, 7, 300), rng.integers(0, 9, 300)
+    assert accuracy.macro_f1(truth, predicted) == pytest.approx(f1_score(truth, predicted, average="macro"))
+    encoded, missing, unknown = accuracy.encode_labels(["a", None, "zz", "b"], ["a", "b"])
+    assert encoded.tolist() == [0, -1, -1, 1] and (missing, unknown) == (1, 1)
+    ranked = np.array([[0, 1, 2], [2, 0, 1], [1, 2, 0], [0, 2, 1]])
+    scores = accuracy.head_scores(np.array([0, 0, -1, 1]), ranked)
+    assert scores["n"] == 3 and scores["accuracy"] == pytest.approx(1 / 3) and scores["top3"] == 1.0
+
+
+def test_flops_counted_from_the_graph(tiny_bundle):
+    bundle = load_manifest(tiny_bundle)
+    counted = count_macs(bundle.artifact_path("onnx_fp32"), *bundle.input_size)
+    # conv1: 8x16x12 outputs x 3x3x3; conv2: 16x8x6 outputs x 8x3x3; six heads: 16 x classes each
+    conv = 8 * 16 * 12 * 27 + 16 * 8 * 6 * 72
+    gemm = 16 * sum(len(bundle.labels[h]) for h in HEADS)
+    assert counted["by_op"] == {"Conv": conv, "Gemm": gemm}
+    assert counted["flops"] == 2 * (conv + gemm)
+
+
+def test_cpu_peak_formula(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU\ncpu MHz\t\t: 2500.000\nflags\t\t: fma avx2 avx512f\n")
+    cpu = system.cpu_info(str(cpuinfo))
+    assert cpu["model"] == "Test CPU" and cpu["mhz"] == 2500.0 and cpu["avx512f"]
+    assert system.peak_fp32_gflops({**cpu, "cores": 2}) == pytest.approx(2 * 2.5 * 2 * 16 * 2)
+
+
+def test_plot_paths_and_row_parsing(tiny_bundle):
+    assert [p.name for p in report.plot_paths("out/bench.png")] == ["bench_latency.png", "bench_accuracy.png"]
+    assert [spec.name for spec in parse_rows("onnx-int8, keras,onnx-int8")] == ["onnx-int8", "keras"]
+    bundle = load_manifest(tiny_bundle)
+    assert skip_reason(ROWS["onnx-fp32"], bundle) is None
