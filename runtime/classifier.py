@@ -93,7 +93,8 @@ class Classifier:
 
     # -- inference ---------------------------------------------------------------------------
 
-    def _infer(self, batch: np.ndarray, feature_map: bool = False) -> dict[str, np.ndarray]:
+    def infer(self, batch: np.ndarray, feature_map: bool = False) -> dict[str, np.ndarray]:
+        """Raw model outputs {head: (N, classes) probabilities} for a float32 NHWC 0-255 batch (thread-safe)."""
         if self.backend is None:
             raise FashionError("this Classifier is closed")
         if self.backend.thread_safe:
@@ -118,7 +119,7 @@ class Classifier:
     def predict(self, image: ImageSource, top_k: int = 3, consistent: bool = False) -> Prediction:
         """Predict every head for one image (path, bytes, PIL image or HxWx3 uint8 array)."""
         start = time.perf_counter()
-        outputs = self._infer(to_batch([self.preprocess(image)]))
+        outputs = self.infer(to_batch([self.preprocess(image)]))
         return self._decode(outputs, 0, top_k, consistent, (time.perf_counter() - start) * 1000)
 
     def predict_batch(self, images: Iterable[ImageSource], batch_size: int = 32, top_k: int = 3,
@@ -138,7 +139,7 @@ class Classifier:
                     items[position] = BatchItem(source=_describe(source), error=str(exc) or type(exc).__name__)
             if not tensors:
                 continue
-            outputs = self._infer(to_batch(tensors))
+            outputs = self.infer(to_batch(tensors))
             per_image_ms = (time.perf_counter() - start) * 1000 / len(rows)
             for row, position in enumerate(rows):
                 prediction = self._decode(outputs, row, top_k, consistent, per_image_ms)
@@ -161,7 +162,7 @@ class Classifier:
         """Class-activation map of ``head`` (its predicted class unless ``class_index``): float32 HxW in [0, 1]."""
         if head not in self.heads:
             raise ValueError(f"unknown head {head!r} (heads: {', '.join(self.heads)})")
-        outputs = self._infer(to_batch([self.preprocess(image)]), feature_map=True)
+        outputs = self.infer(to_batch([self.preprocess(image)]), feature_map=True)
         kernel = self._weights().get(f"{head}/kernel")
         features = outputs[FEATURE_MAP][0]  # h x w x C
         if kernel is None or kernel.shape != (features.shape[-1], len(self.bundle.labels[head])):
