@@ -27,7 +27,7 @@ def test_runtime_equals_keras_on_real_photos(shipped_bundle, photos):
 
     with Classifier.load(shipped_bundle, backend="onnxruntime", precision="fp32") as clf:
         tensor = to_batch([clf.preprocess(p) for p in photos])
-        runtime = clf.backend.infer(tensor)
+        runtime = clf.infer(tensor)
         predictions = [clf.predict(p, top_k=1) for p in photos]
         heads, labels = clf.heads, clf.bundle.labels
 
