@@ -1,0 +1,127 @@
+"""What the demo shows, as plain data: heat-map overlays, label dicts, status text, batch tables.
+
+numpy and Pillow only, so these functions are testable without a browser or a Gradio server.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from fashion.runtime import BatchItem, Prediction
+
+DISPLAY_HEIGHT = 384  # model inputs are tiny (e.g. 128x96); enlarge them for the page
+
+
+def jet(heat: np.ndarray) -> np.ndarray:
+    """A jet-style colormap: float HxW in [0, 1] -> uint8 HxWx3 (blue = cold, red = hot)."""
+    x = np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)[..., None]
+    ramps = np.array([3.0, 2.0, 1.0], dtype=np.float32)  # red, green, blue peak at 3/4, 1/2, 1/4
+    rgb = np.clip(1.5 - np.abs(4.0 * x - ramps), 0.0, 1.0)
+    return (rgb * 255.0 + 0.5).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend the colour-mapped ``heat`` (HxW in [0, 1]) over ``image`` (uint8 HxWx3 of the same size)."""
+    if image.shape[:2] != heat.shape:
+        raise ValueError(f"image {image.shape[:2]} and heat map {heat.shape} sizes differ")
+    # Stronger tint where the map is hot, so cold regions keep the photo visible.
+    weight = alpha * (0.35 + 0.65 * np.clip(heat, 0.0, 1.0))[..., None]
+    blended = image.astype(np.float32) * (1.0 - weight) + jet(heat).astype(np.float32) * weight
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def enlarge(image: np.ndarray, height: int = DISPLAY_HEIGHT) -> np.ndarray:
+    """Scale a uint8 HxWx3 image to ``height`` pixels tall, keeping its aspect ratio."""
+    h, w = image.shape[:2]
+    if h >= height:
+        return image
+    width = max(1, round(w * height / h))
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def label_confidences(prediction: Prediction) -> dict[str, dict[str, float]]:
+    """{head: {label: probability}} of the top-k classes, the value a gr.Label shows."""
+    return {head: {label: float(prob) for label, prob in p.top_k} for head, p in prediction.heads.items()}
+
+
+def status_markdown(prediction: Prediction, info: dict[str, Any]) -> str:
+    """One line: how long this prediction took and what ran it."""
+    providers = ", ".join(info.get("providers") or []) or "n/a"
+    return (f"Prediction took **{prediction.latency_ms:.1f} ms** · backend `{info.get('backend')}` · "
+            f"precision `{info.get('precision')}` · provider `{providers}` · artifact `{info.get('artifact')}`")
+
+
+def error_markdown(message: str) -> str:
+    return f"**Could not use this file:** {message}"
+
+
+def readable_error(message: str, path: str | os.PathLike | None) -> str:
+    """Replace the server's temporary upload path in ``message`` with the file's own name."""
+    if path is None:
+        return message
+    return message.replace(str(path), Path(path).name)
+
+
+def batch_columns(heads: Sequence[str]) -> list[str]:
+    columns = ["image"]
+    for head in heads:
+        columns += [head, f"{head} confidence"]
+    return columns + ["error"]
+
+
+def batch_rows(items: Iterable[BatchItem], names: Sequence[str], heads: Sequence[str]) -> list[list[Any]]:
+    """One row per image: its name, each head's label and confidence (3 decimals), or the error."""
+    rows = []
+    for name, item in zip(names, items):
+        row: list[Any] = [name]
+        for head in heads:
+            if item.prediction is None:
+                row += ["", None]
+            else:
+                p = item.prediction.heads[head]
+                row += [p.label, round(p.confidence, 3)]
+        rows.append(row + [readable_error(item.error, item.source) if item.error else ""])
+    return rows
+
+
+def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(["" if value is None else value for value in row] for row in rows)
+    return path
+
+
+def example_images(sample_dir: str | os.PathLike, count: int = 8) -> list[Path]:
+    """One image for each of the ``count`` most common articleTypes in ``sample_dir/styles.csv``."""
+    sample_dir = Path(sample_dir)
+    styles = sample_dir / "styles.csv"
+    if not styles.is_file():
+        return []
+    with styles.open(newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.reader(handle)]
+    if not rows:
+        return []
+    header, body = rows[0], rows[1:]
+    if "id" not in header or "articleType" not in header:
+        return []
+    id_col, type_col = header.index("id"), header.index("articleType")
+    first_image: dict[str, Path] = {}
+    counts: Counter[str] = Counter()
+    for row in body:
+        if len(row) <= max(id_col, type_col) or not row[type_col]:
+            continue
+        path = sample_dir / "images" / f"{row[id_col]}.jpg"
+        if not path.is_file():
+            continue
+        counts[row[type_col]] += 1
+        first_image.setdefault(row[type_col], path)
+    return [first_image[article] for article, _ in counts.most_common(count)]
