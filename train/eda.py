@@ -326,7 +326,7 @@ def write_report(result: EdaResult, data_dir: Path, out: Path, split_file: Path 
         "![imbalance](imbalance.png) ![long tail](long_tail.png)",
         "",
         _table(["head", "classes", "largest", "smallest", "max/min", "median", "classes < 10 images"],
-               [[r.head, r.classes, f"{r.largest} ({r.largest_n:,})", f"{r.smallest} ({r.smallest_n})",
+               [[r.head, r.classes, f"{r.largest} ({r.largest_n:,})", f"{r.smallest} ({r.smallest_n:,})",
                  f"{r.ratio:,.0f}", f"{r.median:,.0f}", r.under_10] for r in table.itertuples()]),
         "",
         "Per-head class counts: " + ", ".join(f"[{h}](class_counts_{h}.png)" for h in HEADS) + ".",
