@@ -159,3 +159,28 @@ def test_shared_data_loader_numbers(shared_data):
     header, rows, _ = read_styles(shared_data / "styles.csv")
     assert len(rows) == 40_149 and header == HEADER.split(",")
     assert frame["articleType"].nunique() == 142
+
+
+def _unquote_to_original_kaggle_form(quoted_csv: Path) -> tuple[str, int]:
+    """Write every row the way the original Kaggle file does: fields joined by bare commas, no quoting."""
+    import csv
+
+    with open(quoted_csv, encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    text = "\n".join(",".join(row) for row in rows) + "\n"
+    return text, sum("," in row[-1] for row in rows[1:])
+
+
+@pytest.mark.slow
+def test_shared_data_in_original_kaggle_form_is_repaired_to_the_same_frame(shared_data, tmp_path):
+    text, comma_names = _unquote_to_original_kaggle_form(shared_data / "styles.csv")
+    assert comma_names == 20
+    (tmp_path / "styles.csv").write_text(text, encoding="utf-8")
+    (tmp_path / "images").symlink_to(shared_data / "images")
+
+    original, report = load_dataset(tmp_path)
+    quoted, _ = load_dataset(shared_data)
+    assert report.repaired_rows == comma_names
+    assert report.images == 40_149 and report.missing_images == []
+    columns = [c for c in quoted.columns if c != "path"]
+    pd.testing.assert_frame_equal(original[columns], quoted[columns])
