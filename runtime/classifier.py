@@ -125,9 +125,11 @@ class Classifier:
     def predict_batch(self, images: Iterable[ImageSource], batch_size: int = 32, top_k: int = 3,
                       consistent: bool = False) -> list[BatchItem]:
         """Predict many images; an image that cannot be read is reported in its item, the rest still run."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         images = list(images)
         items: list[BatchItem | None] = [None] * len(images)
-        for first in range(0, len(images), max(1, batch_size)):
+        for first in range(0, len(images), batch_size):
             start = time.perf_counter()
             tensors, rows = [], []
             for position in range(first, min(first + batch_size, len(images))):
