@@ -147,7 +147,7 @@ def plot_class_counts(frame: pd.DataFrame, out: Path, files: list[Path]) -> None
         fig, ax = plt.subplots(figsize=(7, 1.4 + 0.2 * len(shown)))
         ax.barh(range(len(shown)), shown.values, color="#4c72b0")
         ax.set_yticks(range(len(shown)), shown.index, fontsize=8)
-        ax.invert_yaxis()
+        ax.set_ylim(len(shown) - 0.4, -0.6)  # largest on top, no empty band above or below
         for y, n in enumerate(shown.values):
             ax.text(n, y, f" {n:,}", va="center", fontsize=7)
         ax.set_xlim(0, shown.max() * 1.15)
