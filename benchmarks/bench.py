@@ -72,6 +72,25 @@ def _compare(results: list[dict], ranked: dict[str, dict]) -> None:
             }
 
 
+def summarise(result: dict) -> dict:
+    """The headline numbers: ONNX FP32 vs Keras, the fastest CPU row's accuracy cost, distance to the floor."""
+    finished = {row["name"]: row for row in result["rows"] if row["status"] == "ok"}
+    summary: dict = {}
+    if "onnx-fp32" in finished and "speedup_vs_keras" in finished["onnx-fp32"]:
+        summary["onnx_fp32_speedup_vs_keras_p50"] = finished["onnx-fp32"]["speedup_vs_keras"]["p50"]
+    cpu_rows = [row for row in finished.values() if row["engine"] != "tensorrt"]
+    if cpu_rows:
+        fastest = min(cpu_rows, key=lambda row: row["latency_ms"]["p50"])
+        summary.update(fastest_cpu_row=fastest["name"], fastest_cpu_p50_ms=fastest["latency_ms"]["p50"])
+        deltas = (fastest.get("vs_fp32") or {}).get("accuracy_delta_pp")
+        if deltas:
+            summary["fastest_cpu_worst_accuracy_delta_pp"] = min(deltas.values())
+        floor = (result.get("compute_floor") or {}).get("floor_ms")
+        if floor:
+            summary["fastest_cpu_p50_over_floor"] = fastest["latency_ms"]["p50"] / floor
+    return summary
+
+
 def _floor(bundle, cpu: dict) -> dict | None:
     """FLOPs of the FP32 ONNX graph at the bundle's input size vs this CPU's fp32 peak."""
     if "onnx_fp32" not in bundle.artifacts:
@@ -129,7 +148,7 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
             log(f"  {spec.name}: p50 {measured['latency_ms']['p50']:.2f} ms")
     _compare(results, ranked)
     machine["load_average_end"] = system.load_average()
-    return {
+    result = {
         "schema": RESULT_SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "bundle": {"path": str(bundle.root), "name": bundle.manifest.get("name"),
@@ -142,6 +161,8 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
         "rows": results,
         "notes": notes,
     }
+    result["summary"] = summarise(result)
+    return result
 
 
 def parse_thresholds(pairs: list[str], heads: list[str]) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -48,11 +49,13 @@ def _backends(ctx, param, value: str) -> list[str]:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the full result here.")
 @click.option("--plot", "plot_prefix", type=click.Path(), default=None,
               help="Write PREFIX_latency.png and PREFIX_accuracy.png (a trailing .png is dropped).")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the table as Markdown (for READMEs).")
 @click.option("--min-accuracy", multiple=True, metavar="HEAD=VALUE",
               help="Exit 1 if any row's accuracy on HEAD (a fraction, e.g. 0.9) is below VALUE. Repeatable.")
 @click.option("--quiet", is_flag=True, help="No progress output, only the table.")
 def main(bundle, data, split, split_file, backends, batch_sizes, warmup, iters, threads, limit, json_path,
-         plot_prefix, min_accuracy, quiet):
+         plot_prefix, markdown_path, min_accuracy, quiet):
     """Benchmark every artifact of BUNDLE: latency, throughput, cold start, memory and per-head accuracy.
 
     Each row runs in its own fresh process with the same threads, images and iteration counts;
@@ -61,7 +64,7 @@ def main(bundle, data, split, split_file, backends, batch_sizes, warmup, iters, 
     from fashion.runtime.errors import FashionError
 
     from .bench import BenchConfig, accuracy_failures, parse_thresholds, run_benchmark
-    from .report import render_text, write_json, write_plots
+    from .report import render_markdown, render_text, write_json, write_plots
 
     log = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
     config = BenchConfig(bundle=bundle, data=data, split=split, split_file=split_file, backends=backends,
@@ -80,6 +83,9 @@ def main(bundle, data, split, split_file, backends, batch_sizes, warmup, iters, 
     if json_path:
         write_json(result, json_path)
         log(f"wrote {json_path}")
+    if markdown_path:
+        Path(markdown_path).write_text(render_markdown(result) + "\n", encoding="utf-8")
+        log(f"wrote {markdown_path}")
     if plot_prefix:
         for path in write_plots(result, plot_prefix):
             log(f"wrote {path}")

@@ -18,7 +18,7 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     heads = result["bundle"]["heads"]
     sizes = [str(s) for s in result["settings"]["batch_sizes"]]
     header = (["Format", "Status", "Size MB"] + [f"{SHORT_HEADS.get(h, h)} %" for h in heads]
-              + ["p50 ms", "p99 ms"] + [f"img/s b{s}" for s in sizes] + ["speed-up", "cold s", "RSS MB"])
+              + ["p50 ms", "p99 ms"] + [f"img/s b{s}" for s in sizes] + ["speed-up", "worst Δpp", "cold s", "RSS MB"])
     lines = []
     for row in result["rows"]:
         ok = row["status"] == "ok"
@@ -26,11 +26,14 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
                     else "-" for h in heads]
         throughput = [_num(row["throughput"][s]["img_per_s"], 0) if ok and s in row["throughput"] else "-" for s in sizes]
         speedup = row.get("speedup_vs_keras", {}).get("p50")
+        deltas = (row.get("vs_fp32") or {}).get("accuracy_delta_pp")
+        worst = "ref" if (row.get("vs_fp32") or {}).get("reference") == row["name"] else \
+            f"{min(deltas.values()):+.2f}" if deltas else "-"
         lines.append(
             [row["format"], f"{STATUS[row['status']]} {row['status']}", _num(row["size_mb"], 2)] + accuracy
             + [_num(row["latency_ms"]["p50"], 2) if ok else "-", _num(row["latency_ms"]["p99"], 2) if ok else "-"]
             + throughput
-            + [f"{speedup:.2f}x" if speedup else "-", _num(row.get("cold_start_s"), 2), _num(row.get("peak_rss_mb"), 0)]
+            + [f"{speedup:.2f}x" if speedup else "-", worst, _num(row.get("cold_start_s"), 2), _num(row.get("peak_rss_mb"), 0)]
         )
     return header, lines
 
@@ -65,19 +68,37 @@ def describe_run(result: dict) -> list[str]:
                          f"threads {info.get('threads')}")
     floor = result.get("compute_floor") or {}
     if floor.get("floor_ms"):
-        lines.append(f"floor   {floor['flops'] / 1e9:.3f} GFLOPs/image at {floor['input'][1]}x{floor['input'][2]}; "
-                     f"CPU fp32 peak {floor['peak_gflops']:.0f} GFLOP/s -> {floor['floor_ms']:.3f} ms per image")
+        lines.append(f"floor   {floor['flops'] / 1e9:.3g} GFLOPs/image at {floor['input'][1]}x{floor['input'][2]}; "
+                     f"CPU fp32 peak {floor['peak_gflops']:.0f} GFLOP/s -> {floor['floor_ms']:.3g} ms per image")
     return lines
 
 
 def render_text(result: dict) -> str:
     header, lines = table_rows(result)
     parts = describe_run(result) + ["", _render(header, lines, markdown=False)]
+    summary = result.get("summary") or {}
+    if summary:
+        parts += [""] + summary_lines(result)
     skipped = [f"  {row['name']}: {row['reason']}" for row in result["rows"] if row["status"] != "ok"]
     if skipped:
         parts += ["", "not run:"] + skipped
     parts += [f"note: {note}" for note in result.get("notes", [])]
     return "\n".join(parts)
+
+
+def summary_lines(result: dict) -> list[str]:
+    summary = result.get("summary") or {}
+    lines = []
+    if "onnx_fp32_speedup_vs_keras_p50" in summary:
+        lines.append(f"ONNX Runtime FP32 batch-1 p50 is {summary['onnx_fp32_speedup_vs_keras_p50']:.2f}x the compiled Keras call's speed")
+    if "fastest_cpu_row" in summary:
+        line = f"fastest CPU row: {summary['fastest_cpu_row']} at {summary['fastest_cpu_p50_ms']:.2f} ms p50"
+        if "fastest_cpu_worst_accuracy_delta_pp" in summary:
+            line += f", worst head {summary['fastest_cpu_worst_accuracy_delta_pp']:+.2f} pp vs FP32"
+        if "fastest_cpu_p50_over_floor" in summary:
+            line += f", {summary['fastest_cpu_p50_over_floor']:.1f}x the compute floor"
+        lines.append(line)
+    return lines
 
 
 def render_markdown(result: dict) -> str:

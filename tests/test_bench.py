@@ -29,6 +29,7 @@ def bench_run(tiny_bundle, sample_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     result = CliRunner().invoke(main, [str(tiny_bundle), "--data", str(sample_dir), *FAST,
                                        "--json", str(out / "bench.json"), "--plot", str(out / "bench.png"),
+                                       "--markdown", str(out / "bench.md"),
                                        "--min-accuracy", "articleType=1.01"])
     return result, json.loads((out / "bench.json").read_text()), out
 
@@ -64,6 +65,7 @@ def test_run_records_what_really_ran(bench_run, tiny_bundle):
     with open(SAMPLE_STYLES, newline="", encoding="utf-8") as handle:
         ids = [row[0] for row in list(csv.reader(handle))[1:]]
     assert payload["data"]["images"] == sum((SAMPLE_STYLES.parent / "images" / f"{i}.jpg").is_file() for i in ids)
+    assert payload["summary"]["fastest_cpu_row"] == "onnx-fp32"
     assert payload["notes"], "a tiny untrained test model must be flagged as not representative"
     floor = payload["compute_floor"]
     assert floor["macs"] > 0 and floor["floor_ms"] > 0
@@ -129,6 +131,7 @@ def test_min_accuracy_gate_fails_the_run(bench_run):
 def test_table_and_plots_are_written(bench_run):
     result, _, out = bench_run
     assert "ONNX Runtime FP32" in result.output and "img/s b4" in result.output and "not run:" in result.output
+    assert "| ONNX Runtime FP32 | ✅ ok |" in (out / "bench.md").read_text()
     for name in ("bench_latency.png", "bench_accuracy.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
