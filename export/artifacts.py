@@ -1,0 +1,55 @@
+"""Writing artifacts into a bundle: staged beside the target, renamed into place only once accepted."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from fashion.runtime.bundle import MANIFEST, atomic_write_json
+
+FILES = {
+    "onnx_fp32": "model_fp32.onnx",
+    "onnx_fp16": "model_fp16.onnx",
+    "onnx_int8": "model_int8.onnx",
+}
+
+
+@contextmanager
+def staged_file(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it to ``final`` if the block succeeds, delete it if not.
+
+    A gate that raises inside the block therefore leaves nothing behind, and a reader never sees a
+    half-written file under the final name.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if not tmp.exists() or tmp.stat().st_size == 0:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"{final}: nothing was written to the staged file")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, final)
+
+
+def set_manifest_key(root: Path, key: str, value: Any) -> None:
+    """Set one top-level manifest key, rewriting bundle.json atomically."""
+    manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    manifest[key] = value
+    atomic_write_json(root / MANIFEST, manifest)
+
+
+def update_artifact(root: Path, key: str, **fields: Any) -> None:
+    """Merge ``fields`` into an existing artifact entry (e.g. accuracy measured after it was recorded)."""
+    manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    manifest["artifacts"][key].update(fields)
+    atomic_write_json(root / MANIFEST, manifest)

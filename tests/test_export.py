@@ -1,0 +1,245 @@
+"""fashion-export on tiny real Keras models and real photos: gates pass, gates refuse, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tf2onnx")
+
+from click.testing import CliRunner  # noqa: E402
+
+from fashion import HEADS  # noqa: E402
+from fashion.runtime.bundle import MANIFEST, SCHEMA_VERSION, atomic_write_json, load_manifest, record_artifact, record_file  # noqa: E402
+from fashion.runtime.preprocess import PREPROCESSING_SPEC  # noqa: E402
+
+HEIGHT, WIDTH = 32, 24
+SPLIT_FILE = Path(__file__).resolve().parents[1] / "data" / "splits" / "fashion-product-images.csv"
+FAST = ["--parity-images", "256", "--calib-images", "48", "--eval-images", "64", "--quiet"]
+
+
+def make_keras_bundle(root: Path, data_dir: Path, height: int = HEIGHT, width: int = WIDTH,
+                      backbone: str = "tiny", weights: str | None = None, seed: int = 7) -> Path:
+    """A training-style bundle (labels, hierarchy, model.keras, head weights, manifest) for export tests."""
+    import keras
+
+    from fashion.train.dataset import load_dataset
+    from fashion.train.labels import build_vocabularies, hierarchy
+    from fashion.train.model import build_model
+
+    frame, _ = load_dataset(data_dir)
+    labels = build_vocabularies(frame)
+    keras.utils.set_random_seed(seed)
+    model = build_model({h: len(labels[h]) for h in HEADS}, height, width, weights=weights, backbone=backbone)
+    root.mkdir(parents=True, exist_ok=True)
+    model.save(root / "model.keras")
+    atomic_write_json(root / "labels.json", labels)
+    atomic_write_json(root / "hierarchy.json", hierarchy(frame))
+    np.savez(root / "head_weights.npz", **{f"{h}/{part}": w for h in HEADS
+                                         for part, w in zip(("kernel", "bias"), model.get_layer(h).get_weights())})
+    atomic_write_json(root / MANIFEST, {
+        "schema_version": SCHEMA_VERSION, "name": "export-test", "heads": list(HEADS),
+        "input": {"name": "image", "height": height, "width": width, "channels": 3, "layout": "NHWC",
+                  "dtype": "float32"},
+        "preprocessing": PREPROCESSING_SPEC, "training": {"backbone": backbone}, "metrics": {},
+        "split": {"file": str(SPLIT_FILE)}, "versions": {}, "files": {}, "artifacts": {},
+    })
+    for name in ("labels.json", "hierarchy.json", "head_weights.npz"):
+        record_file(root, name)
+    record_artifact(root, "keras", "model.keras", format="keras", precision="fp32")
+    return root
+
+
+@pytest.fixture(scope="module")
+def export_data(shared_data) -> Path:
+    """The shared data: the committed sample holds too few train/val images (77/37) for calibration and gates."""
+    return shared_data
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, export_data):
+    """A tiny bundle exported once with FP32 + FP16 + INT8 + Triton (reused by read-only tests)."""
+    from fashion.export.cli import main
+
+    root = make_keras_bundle(tmp_path_factory.mktemp("exported") / "bundle", export_data)
+    repo = root.parent / "triton"
+    result = CliRunner().invoke(main, [str(root), "--fp16", "--int8", "--triton", "--out", str(repo),
+                                       "--data", str(export_data), "--max-drop", "100", *FAST])
+    return root, repo, result
+
+
+def _files(root: Path) -> set[str]:
+    return {p.name for p in root.iterdir()}
+
+
+def test_export_writes_gated_fp32_fp16_int8_and_records_them(exported):
+    root, _, result = exported
+    assert result.exit_code == 0, result.output
+    assert "TensorRT engine(s) fp16, int8 skipped" in result.output
+    bundle = load_manifest(root)  # every recorded sha256 matches its file
+    artifacts = bundle.artifacts
+    assert {"onnx_fp32", "onnx_fp16", "onnx_int8"} <= set(artifacts)
+    fp32 = artifacts["onnx_fp32"]
+    assert fp32["precision"] == "fp32" and fp32["opset"] == 17 and fp32["format"] == "onnx"
+    assert fp32["outputs"] == {h: h for h in HEADS} and fp32["feature_map"] == "feature_map"
+    assert {"tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime"} <= set(fp32["tool_versions"])
+    assert fp32["parity"]["images"] >= 256
+    for report in fp32["parity"]["heads"].values():
+        assert report["max_abs_diff"] <= 1e-4 and report["argmax_agreement"] == 1.0
+    for report in artifacts["onnx_fp16"]["parity"]["heads"].values():
+        assert report["argmax_agreement"] >= 0.99 and report["max_abs_diff"] < 0.05
+    assert artifacts["onnx_int8"]["quantization"]["format"] == "QDQ"
+    assert bundle.manifest["default_artifact"] in {"onnx_fp32", "onnx_fp16", "onnx_int8"}
+    assert not [name for name in _files(root) if name.endswith(".tmp")]
+
+
+def test_onnx_graph_contract_and_metadata(exported):
+    import onnx
+
+    root, _, _ = exported
+    model = onnx.load(str(root / "model_fp32.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.input] == ["image"]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert sorted(o.name for o in model.graph.output) == sorted(list(HEADS) + ["feature_map"])
+    props = {p.key: p.value for p in model.metadata_props}
+    labels = json.loads((root / "labels.json").read_text())
+    assert json.loads(props["labels"]) == labels and json.loads(props["heads"]) == list(HEADS)
+    assert json.loads(props["preprocessing"]) == PREPROCESSING_SPEC
+    fmap = {o.name: o for o in model.graph.output}["feature_map"].type.tensor_type.shape.dim
+    assert [d.dim_value for d in fmap[1:]] == [HEIGHT // 4, WIDTH // 4, 16]
+
+
+def test_exported_bundle_runs_in_the_runtime_like_keras(exported, export_data):
+    import keras
+
+    from fashion.runtime import Classifier
+    from fashion.runtime.preprocess import preprocess
+
+    root, _, _ = exported
+    photos = sorted((export_data / "images").glob("*.jpg"))[:8]
+    model = keras.saving.load_model(root / "model.keras", compile=False)
+    batch = np.stack([preprocess(p, HEIGHT, WIDTH) for p in photos]).astype(np.float32)
+    expected = model(batch, training=False)
+    with Classifier.load(root, precision="fp32") as clf:
+        for i, photo in enumerate(photos):
+            pred = clf.predict(photo, top_k=1)
+            for head in HEADS:
+                assert pred.heads[head].index == int(np.argmax(expected[head][i]))
+                assert abs(pred.heads[head].confidence - float(np.max(expected[head][i]))) < 1e-4
+
+
+def test_parity_gate_refuses_a_perturbed_onnx_model(exported, export_data):
+    import onnx
+    from onnx import numpy_helper
+
+    from fashion.export.checks import run_keras, run_onnx
+    from fashion.export.errors import GateError
+    from fashion.export.onnx_fp32 import load_keras_model, parity_gate
+    from fashion.runtime.preprocess import preprocess
+
+    root, _, _ = exported
+    model = onnx.load(str(root / "model_fp32.onnx"))
+    conv = next(t for t in model.graph.initializer if numpy_helper.to_array(t).ndim == 4)
+    weights = numpy_helper.to_array(conv).copy()
+    weights.flat[0] += 0.05  # one weight, slightly off
+    conv.CopyFrom(numpy_helper.from_array(weights, conv.name))
+    perturbed = root.parent / "perturbed.onnx"
+    onnx.save(model, str(perturbed))
+
+    photos = sorted((export_data / "images").glob("*.jpg"))[:64]
+    batch = np.stack([preprocess(p, HEIGHT, WIDTH) for p in photos]).astype(np.float32)
+    reference = run_keras(load_keras_model(root / "model.keras"), batch, list(HEADS))
+    outputs = {h: h for h in HEADS}
+    parity_gate(reference, run_onnx(root / "model_fp32.onnx", batch, outputs), list(HEADS))  # the real one passes
+    with pytest.raises(GateError, match="max abs diff"):
+        parity_gate(reference, run_onnx(perturbed, batch, outputs), list(HEADS))
+
+
+def test_fp32_gate_failure_exits_nonzero_and_writes_nothing(tmp_path, export_data):
+    from fashion.export.cli import main
+
+    root = make_keras_bundle(tmp_path / "bundle", export_data)
+    before = _files(root)
+    manifest_before = (root / MANIFEST).read_text()
+    result = CliRunner().invoke(main, [str(root), "--data", str(export_data), "--parity-atol", "-1", *FAST])
+    assert result.exit_code == 3, result.output
+    assert "REFUSED" in result.output and "max abs diff" in result.output
+    assert _files(root) == before  # no ONNX, no temporary file
+    assert (root / MANIFEST).read_text() == manifest_before
+
+
+def test_int8_gate_failure_is_refused_and_leaves_no_int8(tmp_path, export_data):
+    from fashion.export.cli import main
+
+    root = make_keras_bundle(tmp_path / "bundle", export_data)
+    result = CliRunner().invoke(main, [str(root), "--int8", "--data", str(export_data), "--max-drop", "-1", *FAST])
+    assert result.exit_code == 3, result.output
+    assert "ONNX INT8: REFUSED" in result.output
+    assert not (root / "model_int8.onnx").exists()
+    assert not [name for name in _files(root) if name.endswith(".tmp")]
+    bundle = load_manifest(root)
+    assert "onnx_int8" not in bundle.artifacts and "onnx_fp32" in bundle.artifacts  # what passed is kept
+    assert bundle.manifest["default_artifact"] == "onnx_fp32"
+
+
+def test_tensorrt_requested_without_tensorrt_fails_with_the_reason(tmp_path, export_data):
+    from fashion.export.cli import main
+    from fashion.export.tensorrt import tensorrt_status
+
+    available, _ = tensorrt_status()
+    if available:
+        pytest.skip("TensorRT and a GPU are present here: the refusal path cannot be exercised")
+    root = make_keras_bundle(tmp_path / "bundle", export_data)
+    result = CliRunner().invoke(main, [str(root), "--tensorrt", "--data", str(export_data), *FAST])
+    assert result.exit_code == 1, result.output
+    assert "--tensorrt was asked for but cannot run here" in result.output
+    assert "TensorRT" in result.output and not (root / "model_fp32.onnx").exists()
+
+
+def test_tensorrt_engine_build(exported):
+    from fashion.export.tensorrt import tensorrt_status
+
+    available, reason = tensorrt_status()
+    if not available:
+        pytest.skip(f"TensorRT engine build needs TensorRT and an NVIDIA GPU: {reason}")
+    root, _, result = exported
+    assert "tensorrt_fp16" in load_manifest(root).artifacts, result.output
+
+
+def test_cli_help_lists_the_options():
+    from fashion.export.cli import main
+
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for option in ("--out", "--fp16", "--int8", "--tensorrt", "--triton", "--opset", "--max-batch",
+                   "--calib-images", "--max-drop", "--data", "--split"):
+        assert option in result.output
+
+
+@pytest.mark.slow
+def test_real_efficientnet_trunk_converts_with_parity(tmp_path, export_data):
+    """tf2onnx on the real EfficientNetB0 trunk (ImageNet weights when shared/ has them) at 64x48."""
+    from fashion.export.cli import main
+    from fashion.train.model import NOTOP_FILE
+
+    weights = export_data.parents[1] / "weights" / NOTOP_FILE
+    root = make_keras_bundle(tmp_path / "bundle", export_data, 64, 48, backbone="efficientnetb0",
+                             weights=str(weights) if weights.is_file() else None)
+    result = CliRunner().invoke(main, [str(root), "--data", str(export_data), *FAST])
+    assert result.exit_code == 0, result.output
+    parity = load_manifest(root).artifacts["onnx_fp32"]["parity"]["heads"]
+    assert all(r["max_abs_diff"] <= 1e-4 and r["argmax_agreement"] == 1.0 for r in parity.values())
+
+
+def test_shipped_bundle_onnx_matches_its_manifest(shipped_bundle):
+    bundle = load_manifest(shipped_bundle)
+    if "onnx_fp32" not in bundle.artifacts:
+        pytest.skip("shipped bundle not exported yet")
+    assert bundle.manifest.get("default_artifact") in bundle.artifacts
+    assert all(r["max_abs_diff"] <= 1e-4 for r in bundle.artifacts["onnx_fp32"]["parity"]["heads"].values())
+
