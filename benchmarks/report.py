@@ -64,8 +64,10 @@ def describe_run(result: dict) -> list[str]:
     for row in result["rows"]:
         if row["status"] == "ok":
             info = row.get("info", {})
+            session = info.get("session") or {}
+            extra = f", graph optimisation {session['graph_optimization_level']}" if session else ""
             lines.append(f"ran     {row['name']}: {info.get('backend')} providers {info.get('providers')} "
-                         f"threads {info.get('threads')}")
+                         f"threads {info.get('threads')}{extra}")
     floor = result.get("compute_floor") or {}
     if floor.get("floor_ms"):
         lines.append(f"floor   {floor['flops'] / 1e9:.3g} GFLOPs/image at {floor['input'][1]}x{floor['input'][2]}; "

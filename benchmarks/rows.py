@@ -95,6 +95,18 @@ def skip_reason(spec: RowSpec, bundle: Bundle) -> str | None:
     return "; ".join(reasons) or None
 
 
+def _session_settings(backend) -> dict:
+    """The ONNX Runtime session options really in force (threads, graph optimisation), if any."""
+    session = getattr(backend, "session", None)
+    if session is None or not hasattr(session, "get_session_options"):
+        return {}
+    options = session.get_session_options()
+    return {"session": {"intra_op_num_threads": options.intra_op_num_threads,
+                        "inter_op_num_threads": options.inter_op_num_threads,
+                        "graph_optimization_level": str(options.graph_optimization_level).split(".")[-1],
+                        "execution_mode": str(options.execution_mode).split(".")[-1]}}
+
+
 class ClassifierRunner:
     """A row run by the shipped runtime: Classifier.load picks and checks the artifact."""
 
@@ -106,7 +118,7 @@ class ClassifierRunner:
                                           providers=providers, threads=threads)
         if self.classifier.artifact != spec.artifact:
             raise RuntimeError(f"Classifier chose artifact {self.classifier.artifact!r}, expected {spec.artifact!r}")
-        self.info = self.classifier.info
+        self.info = {**self.classifier.info, **_session_settings(self.classifier.backend)}
 
     def infer(self, batch):
         return self.classifier.backend.infer(batch)
