@@ -28,6 +28,7 @@ SAMPLE_DIR = REPO_ROOT / "data" / "sample"
 CAM_HEAD = "articleType"
 CONCURRENCY = 4  # simultaneous predictions; the ONNX Runtime session is thread-safe
 MAX_BATCH_IMAGES = 256
+KEEP_FILES_S = 3600  # generated heat maps are deleted after an hour
 # System fonts only: the page must render with no internet (no web-font downloads).
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                           font_mono=["ui-monospace", "monospace"])
@@ -54,11 +55,14 @@ def build_app(classifier: Classifier, examples: list[Path] | None = None) -> gr.
     examples = views.example_images(SAMPLE_DIR) if examples is None else examples
     cam_head = CAM_HEAD if CAM_HEAD in heads else heads[0]
 
-    def heat_map(path: str | None, head: str):
+    work_dir = Path(tempfile.mkdtemp(prefix="fashion-demo-"))  # heat maps and CSVs handed to Gradio
+
+    def heat_map(path: str | None, head: str) -> str | None:
         if not path:
             return None
         heat = classifier.cam(path, head=head)
-        return views.enlarge(views.overlay(classifier.preprocess(path), heat))
+        views.prune(work_dir, KEEP_FILES_S)
+        return str(views.save_png(views.enlarge(views.overlay(classifier.preprocess(path), heat)), work_dir))
 
     def predict(path: str | None, head: str):
         if not path:
@@ -85,15 +89,17 @@ def build_app(classifier: Classifier, examples: list[Path] | None = None) -> gr.
             raise gr.Error("Add one or more images first.")
         if len(paths) > MAX_BATCH_IMAGES:
             raise gr.Error(f"{len(paths)} images: the demo takes at most {MAX_BATCH_IMAGES} at once.")
+        views.prune(work_dir, KEEP_FILES_S)
         items = classifier.predict_batch(paths, batch_size=32, top_k=1)
         columns = views.batch_columns(heads)
         rows = views.batch_rows(items, [Path(p).name for p in paths], heads)
-        csv_path = views.write_csv(Path(tempfile.mkdtemp(prefix="fashion-demo-")) / "predictions.csv",
+        csv_path = views.write_csv(Path(tempfile.mkdtemp(prefix="batch-", dir=work_dir)) / "predictions.csv",
                                    columns, rows)
         return rows, str(csv_path)
 
     height, width = classifier.input_size
-    with gr.Blocks(title="fashion-edge demo", analytics_enabled=False) as app:
+    with gr.Blocks(title="fashion-edge demo", analytics_enabled=False,
+                   delete_cache=(KEEP_FILES_S, KEEP_FILES_S)) as app:
         gr.Markdown(f"## fashion-edge · six attributes of a product photo\n"
                     f"Model `{classifier.bundle.manifest.get('name', classifier.bundle.root.name)}` "
                     f"({height}x{width} input) on `{info['backend']}` / `{info['precision']}`.")
@@ -114,7 +120,7 @@ def build_app(classifier: Classifier, examples: list[Path] | None = None) -> gr.
                             labels += [gr.Label(num_top_classes=3, label=h, elem_id=f"head-{h}", min_width=140)
                                        for h in row_heads]
                     heat = gr.Image(label="Class-activation heat map (red = most evidence)", elem_id="heatmap",
-                                    interactive=False, format="png", height=300)
+                                    type="filepath", interactive=False, height=300)
             photo.change(predict, [photo, head], [status, *labels, heat], api_name="predict")
             head.change(refresh_heat_map, [photo, head], [heat], api_name="heat_map")
         with gr.Tab("Batch"):

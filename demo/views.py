@@ -6,7 +6,11 @@ numpy and Pillow only, so these functions are testable without a browser or a Gr
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import os
+import shutil
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -15,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from fashion.runtime import BatchItem, Prediction
+from fashion.runtime.bundle import atomic_write_bytes
 
 DISPLAY_HEIGHT = 384  # model inputs are tiny (e.g. 128x96); enlarge them for the page
 
@@ -44,6 +49,37 @@ def enlarge(image: np.ndarray, height: int = DISPLAY_HEIGHT) -> np.ndarray:
         return image
     width = max(1, round(w * height / h))
     return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def save_png(image: np.ndarray, directory: str | os.PathLike) -> Path:
+    """Write ``image`` as ``<content hash>.png`` in ``directory``, atomically.
+
+    Concurrent requests for the same photo produce the same file; an atomic rename means a
+    reader never sees it half-written (Gradio's own in-place image cache can be, under load).
+    """
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    path = Path(directory) / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+    atomic_write_bytes(path, data)
+    return path
+
+
+def prune(directory: str | os.PathLike, max_age_s: float) -> int:
+    """Delete entries of ``directory`` not modified for ``max_age_s`` seconds; returns how many."""
+    cutoff, removed = time.time() - max_age_s, 0
+    for entry in os.scandir(directory):
+        try:
+            if entry.stat().st_mtime >= cutoff:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+            removed += 1
+        except FileNotFoundError:
+            pass  # another request pruned it first
+    return removed
 
 
 def label_confidences(prediction: Prediction) -> dict[str, dict[str, float]]:

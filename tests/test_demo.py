@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,7 @@ def test_cli_help_lists_the_options():
 def test_demo_process_never_imports_tensorflow(tiny_bundle, sample_images):
     script = f"""
 import sys
+import time
 from fashion.runtime import Classifier
 from fashion.demo.app import build_app
 from fashion.demo import views
@@ -238,3 +240,17 @@ def test_server_binds_loopback_and_sends_no_analytics(demo_url):
     assert config["analytics_enabled"] is False
     assert config["max_file_size"] == MAX_UPLOAD_MB * 1024 * 1024
     assert config["stylesheets"] == []  # no web fonts to download: the page renders offline
+
+
+def test_save_png_is_named_by_content_and_prune_removes_only_old_entries(tmp_path):
+    image = np.zeros((4, 3, 3), np.uint8)
+    first, again = views.save_png(image, tmp_path), views.save_png(image, tmp_path)
+    other = views.save_png(np.full((4, 3, 3), 9, np.uint8), tmp_path)
+    assert first == again != other and Image.open(first).size == (3, 4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({first.name, other.name})  # no temp leftovers
+    (tmp_path / "old-batch").mkdir()
+    old = time.time() - 7200
+    for path in (first, tmp_path / "old-batch"):
+        os.utime(path, (old, old))
+    assert views.prune(tmp_path, 3600) == 2
+    assert [p.name for p in tmp_path.iterdir()] == [other.name]
