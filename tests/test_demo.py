@@ -193,12 +193,23 @@ def test_heat_map_endpoint_follows_the_chosen_head(client, sample_images):
     assert np.abs(maps[0] - maps[1]).mean() > 1  # different heads, different evidence
 
 
-@pytest.mark.parametrize("payload", [b"plain text, not a photo", "truncated"])
-def test_bad_upload_shows_an_error_and_the_server_keeps_serving(client, labels, sample_images, tmp_path, payload):
+@pytest.mark.parametrize("payload, reason", [
+    ("text", "not a recognised image format"),
+    ("truncated", "corrupt or truncated"),
+    ("pixel bomb", "-pixel limit"),  # 64 megapixels in a few kilobytes
+])
+def test_bad_upload_shows_an_error_and_the_server_keeps_serving(client, labels, sample_images, tmp_path, payload,
+                                                                 reason):
     bad = tmp_path / "upload.jpg"
-    bad.write_bytes(sample_images[0].read_bytes()[:400] if payload == "truncated" else payload)
+    if payload == "text":
+        bad.write_bytes(b"plain text, not a photo")
+    elif payload == "truncated":
+        bad.write_bytes(sample_images[0].read_bytes()[:400])
+    else:
+        Image.new("1", (8000, 8000)).save(bad, format="PNG")
+        assert bad.stat().st_size < MAX_UPLOAD_MB * 1024 * 1024
     result = client.predict(gradio_client.handle_file(str(bad)), "articleType", api_name="/predict")
-    assert result[0].startswith("**Could not use this file:** upload.jpg: ")
+    assert result[0].startswith("**Could not use this file:** upload.jpg: ") and reason in result[0]
     assert str(tmp_path) not in result[0]
     assert all(not value for value in result[1:])  # no stale predictions left on the page
     good = client.predict(gradio_client.handle_file(str(sample_images[1])), "articleType", api_name="/predict")
@@ -254,3 +265,46 @@ def test_save_png_is_named_by_content_and_prune_removes_only_old_entries(tmp_pat
         os.utime(path, (old, old))
     assert views.prune(tmp_path, 3600) == 2
     assert [p.name for p in tmp_path.iterdir()] == [other.name]
+
+
+def test_fashion_demo_command_serves_on_loopback_without_tensorflow(tiny_bundle, sample_images):
+    import httpx
+
+    from fashion.demo.server import free_port
+
+    command = Path(sys.executable).with_name("fashion-demo")
+    if not command.is_file():
+        pytest.skip(f"{command} not installed (pip install -e .)")
+    port = free_port()
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    process = subprocess.Popen([str(command), "--bundle", str(tiny_bundle), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, process.stdout.read()
+            assert time.time() < deadline, "fashion-demo did not start within 120 s"
+            time.sleep(0.5)
+        client = gradio_client.Client(url, verbose=False)
+        result = client.predict(gradio_client.handle_file(str(sample_images[0])), "articleType", api_name="/predict")
+        assert "Prediction took" in result[0]
+        client.close()
+        maps = Path(f"/proc/{process.pid}/maps")
+        if maps.is_file():
+            assert "tensorflow" not in maps.read_text().lower()
+        listening = Path("/proc/net/tcp").read_text().splitlines()[1:] if Path("/proc/net/tcp").is_file() else []
+        local = [line.split()[1] for line in listening if line.split()[3] == "0A"]  # 0A = LISTEN
+        assert f"0100007F:{port:04X}" in local and f"00000000:{port:04X}" not in local  # 127.0.0.1 only
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
