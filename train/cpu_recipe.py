@@ -1,0 +1,236 @@
+"""CPU recipe: cached frozen-trunk activations, then fine-tune the top of the network.
+
+Full back-propagation through EfficientNetB0 is slow on a few CPU cores; forward passes are
+cheap. So:
+
+1. Decode every image once (shared preprocessing) and run the frozen lower trunk up to
+   ``cut_layer`` (default ``block5c_add``), caching those activations on disk in float16, for the
+   training images and their horizontal mirror (the only augmentation that survives caching).
+2. Phase 1: pooled features of the frozen upper trunk -> train the six heads (seconds per epoch).
+3. Phase 2: fine-tune everything above ``cut_layer`` (blocks 6-7, top conv, heads;
+   BatchNormalization frozen) on the cached activations, with early stopping, checkpoints and a
+   cosine learning rate.
+
+Every stage writes its result before the next starts; ``resume=True`` skips finished stages and
+continues phase 2 from its last checkpoint, so a killed run loses at most one epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fashion import HEADS
+
+
+@dataclass
+class CpuRecipeConfig:
+    height: int = 128
+    width: int = 96
+    cut_layer: str = "block5c_add"
+    batch_size: int = 64
+    head_epochs: int = 40
+    head_learning_rate: float = 2e-3
+    epochs: int = 10
+    learning_rate: float = 5e-4
+    label_smoothing: float = 0.1
+    dropout: float = 0.2
+    class_weight_heads: list[str] = field(default_factory=list)
+    class_weight_power: float = 0.5
+    patience: int = 3
+    seed: int = 0
+
+
+def _upper_model(model, cut_layer: str):
+    import keras
+
+    return keras.Model(model.get_layer(cut_layer).output, model.output)
+
+
+def cache_activations(model, cut_layer: str, paths: list[str], height: int, width: int, cache_file: Path,
+                      flip: bool = False, chunk: int = 512) -> np.ndarray:
+    """Activations of ``cut_layer`` for ``paths`` (float16), cached in ``cache_file`` chunk by chunk (resumable)."""
+    import keras
+    from tqdm import tqdm
+
+    from .arrays import decode_images
+
+    lower = keras.Model(model.input, model.get_layer(cut_layer).output)
+    shape = (len(paths),) + tuple(lower.output.shape[1:])
+    progress_file = cache_file.with_suffix(".done")
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    mode = "r+" if cache_file.exists() and progress_file.exists() else "w+"
+    cache = np.lib.format.open_memmap(cache_file, mode=mode, dtype=np.float16, shape=shape)
+    done = int(progress_file.read_text()) if mode == "r+" else 0
+    bar = tqdm(total=len(paths), initial=done, desc=f"caching {cache_file.stem}", unit="img")
+    for start in range(done, len(paths), chunk):
+        images = decode_images(paths[start:start + chunk], height, width, workers=1, progress=False)
+        if flip:
+            images = images[:, :, ::-1]
+        for s in range(0, len(images), 64):
+            out = lower(images[s:s + 64].astype(np.float32), training=False)
+            cache[start + s:start + s + len(out)] = keras.ops.convert_to_numpy(out).astype(np.float16)
+        cache.flush()
+        progress_file.write_text(str(start + len(images)))
+        bar.update(len(images))
+    bar.close()
+    return cache
+
+
+def class_weights(labels: np.ndarray, num_classes: int, power: float) -> np.ndarray:
+    """Per-class weights (count^-power, mean 1 over examples); power 0 = unweighted."""
+    counts = np.bincount(labels[labels >= 0], minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, np.maximum(counts, 1) ** -power, 0.0)
+    mean = (weights[labels[labels >= 0]]).mean()
+    return (weights / mean).astype(np.float32)
+
+
+def _sample_weights(labels: dict[str, np.ndarray], config: CpuRecipeConfig, num_classes: dict[str, int]):
+    weights = {}
+    for head in HEADS:
+        if head in config.class_weight_heads:
+            table = class_weights(labels[head], num_classes[head], config.class_weight_power)
+            weights[head] = np.where(labels[head] >= 0, table[np.maximum(labels[head], 0)], 0.0).astype(np.float32)
+        else:
+            weights[head] = np.ones(len(labels[head]), np.float32)
+    return weights
+
+
+def pooled_features(model, cut_layer: str, activations: np.ndarray, batch: int = 256) -> np.ndarray:
+    import keras
+
+    pool = keras.Model(model.get_layer(cut_layer).output, model.get_layer("avg_pool").output)
+    return np.concatenate([keras.ops.convert_to_numpy(pool(activations[s:s + batch].astype(np.float32), training=False))
+                           for s in range(0, len(activations), batch)])
+
+
+def train_heads(model, features: dict[str, np.ndarray], labels: dict, config: CpuRecipeConfig,
+                num_classes: dict[str, int], out_dir: Path) -> dict:
+    """Phase 1: fit the six Dense heads on pooled features, then copy them into ``model``."""
+    import keras
+
+    from .model import compile_model
+
+    inputs = keras.Input((features["train"].shape[1],), name="features")
+    x = keras.layers.Dropout(config.dropout, name="head_dropout")(inputs)
+    outputs = {h: keras.layers.Dense(num_classes[h], activation="softmax", name=h)(x) for h in HEADS}
+    heads = keras.Model(inputs, outputs)
+    compile_model(heads, keras.optimizers.schedules.CosineDecay(
+        config.head_learning_rate, config.head_epochs * int(np.ceil(len(features["train"]) / 256))),
+        config.label_smoothing)
+    weights = _sample_weights(labels["train"], config, num_classes)
+    history = heads.fit(features["train"], labels["train"], sample_weight=weights, batch_size=256,
+                        epochs=config.head_epochs, verbose=2,
+                        validation_data=(features["val"], labels["val"]),
+                        callbacks=[keras.callbacks.CSVLogger(str(out_dir / "phase1_log.csv"))])
+    for head in HEADS:
+        model.get_layer(head).set_weights(heads.get_layer(head).get_weights())
+    return {k: float(v[-1]) for k, v in history.history.items() if k.startswith("val_") and k.endswith("_acc")}
+
+
+class _CachedBatches:
+    """Training batches from cached activations, each image either as-is or mirrored at random."""
+
+    def __new__(cls, *args, **kwargs):
+        import keras
+
+        class Batches(keras.utils.PyDataset):
+            def __init__(self, plain, mirrored, labels, weights, batch_size, seed):
+                super().__init__()
+                self.plain, self.mirrored, self.labels, self.weights = plain, mirrored, labels, weights
+                self.batch_size, self.rng = batch_size, np.random.default_rng(seed)
+                self.order = np.arange(len(plain))
+                self.on_epoch_end()
+
+            def __len__(self):
+                return int(np.ceil(len(self.plain) / self.batch_size))
+
+            def __getitem__(self, index):
+                idx = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+                use_mirror = self.rng.random(len(idx)) < 0.5
+                x = np.where(use_mirror[:, None, None, None], self.mirrored[idx], self.plain[idx]).astype(np.float32)
+                return x, {h: self.labels[h][idx] for h in HEADS}, {h: self.weights[h][idx] for h in HEADS}
+
+            def on_epoch_end(self):
+                self.rng.shuffle(self.order)
+
+        return Batches(*args, **kwargs)
+
+
+def run_cpu_recipe(frame, vocabularies: dict[str, list[str]], weights: str, out_dir: str | Path,
+                   config: CpuRecipeConfig, cache_dir: str | Path, resume: bool = False, backbone="efficientnetb0"):
+    """Train with the CPU recipe; returns the trained Keras model (best on validation loss)."""
+    import keras
+
+    from .finetune import accuracy_per_head, standard_callbacks
+    from .labels import encode
+    from .model import build_model, compile_model, set_trainable_from
+
+    out_dir, cache_dir = Path(out_dir), Path(cache_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state_file = out_dir / "state.json"
+    state = json.loads(state_file.read_text()) if resume and state_file.exists() else {"config": asdict(config)}
+    if resume and state.get("config") and state["config"] != asdict(config):
+        raise ValueError(f"{state_file}: --resume with a different configuration; start a new --out or drop --resume")
+
+    def save_state(**updates):
+        state.update(updates)
+        state_file.write_text(json.dumps(state, indent=2))
+
+    num_classes = {h: len(vocabularies[h]) for h in HEADS}
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(num_classes, config.height, config.width, weights=weights, dropout=config.dropout,
+                        backbone=backbone)
+    splits = {name: frame[frame["split"] == name].reset_index(drop=True) for name in ("train", "val")}
+    labels = {name: encode(part, vocabularies) for name, part in splits.items()}
+    tag = f"{backbone}_{config.height}x{config.width}_{config.cut_layer}"
+    acts = {name: cache_activations(model, config.cut_layer, list(part["path"]), config.height, config.width,
+                                    cache_dir / f"{tag}_{name}.npy") for name, part in splits.items()}
+    mirrored = cache_activations(model, config.cut_layer, list(splits["train"]["path"]), config.height,
+                                 config.width, cache_dir / f"{tag}_train_mirrored.npy", flip=True)
+
+    if not state.get("phase1_done"):
+        t0 = time.time()
+        features = {name: pooled_features(model, config.cut_layer, acts[name]) for name in acts}
+        phase1 = train_heads(model, features, labels, config, num_classes, out_dir)
+        model.save_weights(str(out_dir / "phase1.weights.h5"))
+        save_state(phase1_done=True, phase1_val_accuracy=phase1, phase1_seconds=round(time.time() - t0, 1))
+    else:
+        model.load_weights(str(out_dir / "phase1.weights.h5"))
+
+    set_trainable_from(model, _first_layer_after(model, config.cut_layer))
+    upper = _upper_model(model, config.cut_layer)
+    batches = _CachedBatches(acts["train"], mirrored, labels["train"],
+                             _sample_weights(labels["train"], config, num_classes), config.batch_size, config.seed)
+    steps = config.epochs * len(batches)
+    compile_model(upper, keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.02),
+                  config.label_smoothing)
+    initial_epoch = int(state.get("phase2_epochs_done", 0))
+    if initial_epoch:
+        upper.load_weights(str(out_dir / "phase2" / "last.weights.h5"))
+        upper.optimizer.iterations.assign(initial_epoch * len(batches))
+
+    class Progress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            save_state(phase2_epochs_done=epoch + 1)
+
+    if initial_epoch < config.epochs:
+        val_x = acts["val"].astype(np.float32)
+        callbacks = standard_callbacks(out_dir / "phase2", patience=config.patience) + [Progress()]
+        upper.fit(batches, validation_data=(val_x, labels["val"]), epochs=config.epochs,
+                  initial_epoch=initial_epoch, verbose=2, callbacks=callbacks)
+    best = out_dir / "phase2" / "best.weights.h5"
+    if best.exists():
+        upper.load_weights(str(best))
+    probs = upper.predict(acts["val"].astype(np.float32), batch_size=256, verbose=0)
+    save_state(phase2_done=True, val_accuracy=accuracy_per_head(probs, labels["val"]))
+    return model
+
+
+def _first_layer_after(model, cut_layer: str) -> str:
+    names = [layer.name for layer in model.layers]
+    return names[names.index(cut_layer) + 1]
