@@ -100,6 +100,7 @@ def run_export(bundle_dir: str | Path, options: ExportOptions, log: Callable[[st
     log(f"ONNX FP32: parity vs Keras on {len(parity)} images: max abs diff {worst:.2e}, argmax agreement 100% "
         f"-> {fp32_path}")
     fp32_reference = run_onnx(fp32_path, parity_batch, entry["outputs"])
+    entry["sha256"] = result.written["onnx_fp32"]["sha256"]  # derived artifacts record what they came from
 
     if options.fp16:
         _export_fp16(root, entry, parity_batch, fp32_reference, heads, result, log)
@@ -122,6 +123,7 @@ def run_export(bundle_dir: str | Path, options: ExportOptions, log: Callable[[st
         _export_engines(root, entry, precisions, heads, height, width, options, parity_batch, fp32_reference,
                         calibration, val, result, log)
 
+    _drop_stale_derivatives(root, entry["sha256"], result, log)
     result.default_artifact = choose_default_artifact(root, parity_batch[:LATENCY_IMAGES], log)
     if options.report_accuracy:
         report_accuracy(root, data, options.eval_images, log)
@@ -131,6 +133,19 @@ def run_export(bundle_dir: str | Path, options: ExportOptions, log: Callable[[st
         result.triton_models = write_repository(load_manifest(root), Path(options.out), options.max_batch)
         log(f"Triton model repository: {options.out} ({', '.join(p.name for p in result.triton_models)})")
     return result
+
+
+def _derived_from(entry: dict) -> dict:
+    return {"source": {"artifact": "onnx_fp32", "sha256": entry["sha256"]}}
+
+
+def _drop_stale_derivatives(root: Path, fp32_sha: str, result: ExportResult, log) -> None:
+    """Artifacts derived from an earlier, different FP32 ONNX (not rebuilt in this run) are no longer verified."""
+    for key, artifact in load_manifest(root, verify_hashes=False).artifacts.items():
+        source = artifact.get("source", {})
+        if source.get("artifact") == "onnx_fp32" and source.get("sha256") != fp32_sha and key not in result.written:
+            _discard(root, key)
+            log(f"{key}: removed, it was derived from an earlier FP32 ONNX (re-export it with this run's options)")
 
 
 def _export_fp16(root, entry, parity_batch, fp32_reference, heads, result, log) -> None:
@@ -144,7 +159,8 @@ def _export_fp16(root, entry, parity_batch, fp32_reference, heads, result, log) 
         result.refused["onnx_fp16"] = str(exc)
         log(f"ONNX FP16: REFUSED, not written. {exc}")
         return
-    result.written["onnx_fp16"] = record_artifact(root, "onnx_fp16", FILES["onnx_fp16"], **fp16)
+    result.written["onnx_fp16"] = record_artifact(root, "onnx_fp16", FILES["onnx_fp16"], **fp16,
+                                                 **_derived_from(entry))
     worst = min(r["argmax_agreement"] for r in fp16["parity"]["heads"].values())
     diff = max(r["max_abs_diff"] for r in fp16["parity"]["heads"].values())
     log(f"ONNX FP16: argmax agreement with FP32 >= {worst:.2%}, max abs diff {diff:.2e} -> {root / FILES['onnx_fp16']}")
@@ -164,7 +180,8 @@ def _export_int8(root, entry, calibration, val, heads, options, result, log) -> 
         result.refused["onnx_int8"] = str(exc)
         log(f"ONNX INT8: REFUSED, not written. {exc}")
         return
-    result.written["onnx_int8"] = record_artifact(root, "onnx_int8", FILES["onnx_int8"], **int8)
+    result.written["onnx_int8"] = record_artifact(root, "onnx_int8", FILES["onnx_int8"], **int8,
+                                                 **_derived_from(entry))
     log(f"ONNX INT8 ({int8['quantization']['plan']}): accuracy drop vs FP32 (pp) {int8['accuracy_gate']['drop_pp']} "
         f"-> {root / FILES['onnx_int8']}")
 
@@ -187,7 +204,7 @@ def _export_engines(root, entry, precisions, heads, height, width, options, pari
             result.refused[key] = str(exc)
             log(f"TensorRT {precision}: REFUSED, not written. {exc}")
             continue
-        result.written[key] = record_artifact(root, key, name, **fields)
+        result.written[key] = record_artifact(root, key, name, **fields, **_derived_from(entry))
         log(f"TensorRT {precision}: {root / name}")
 
 

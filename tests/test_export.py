@@ -187,6 +187,30 @@ def test_int8_gate_failure_is_refused_and_leaves_no_int8(tmp_path, export_data):
     assert bundle.manifest["default_artifact"] == "onnx_fp32"
 
 
+def test_reexport_after_the_keras_model_changed_drops_artifacts_of_the_old_model(tmp_path, export_data):
+    import keras
+
+    from fashion.export.cli import main
+
+    root = make_keras_bundle(tmp_path / "bundle", export_data)
+    args = [str(root), "--data", str(export_data), *FAST]
+    assert CliRunner().invoke(main, args + ["--fp16"]).exit_code == 0
+    old_fp32 = load_manifest(root).artifacts["onnx_fp32"]["sha256"]
+
+    model = keras.saving.load_model(root / "model.keras", compile=False)
+    kernel, bias = model.get_layer("articleType").get_weights()
+    model.get_layer("articleType").set_weights([kernel * 1.5, bias])  # a retrained head, say
+    model.save(root / "model.keras")
+    record_artifact(root, "keras", "model.keras", format="keras", precision="fp32")
+
+    result = CliRunner().invoke(main, args)  # FP32 only this time
+    assert result.exit_code == 0, result.output
+    artifacts = load_manifest(root).artifacts
+    assert artifacts["onnx_fp32"]["sha256"] != old_fp32
+    assert "onnx_fp16" not in artifacts and not (root / "model_fp16.onnx").exists()
+    assert "onnx_fp16: removed" in result.output
+
+
 def test_tensorrt_requested_without_tensorrt_fails_with_the_reason(tmp_path, export_data):
     from fashion.export.cli import main
     from fashion.export.tensorrt import tensorrt_status
