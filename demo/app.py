@@ -32,6 +32,8 @@ KEEP_FILES_S = 3600  # generated heat maps are deleted after an hour
 # System fonts only: the page must render with no internet (no web-font downloads).
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                           font_mono=["ui-monospace", "monospace"])
+# Catalogue photos are small (60x80); show the upload as large as its box allows.
+CSS = "#photo img { width: 100%; height: 100%; object-fit: contain; image-rendering: auto; }"
 
 
 class PhotoInput(gr.Image):
@@ -140,7 +142,7 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_upload
     allowed = [str(SAMPLE_DIR / "images")] if (SAMPLE_DIR / "images").is_dir() else []
     _, url, _ = app.launch(
         server_name=host, server_port=port, max_file_size=int(max_upload_mb * 1024 * 1024),
-        show_error=True, ssr_mode=False, share=False, theme=THEME, allowed_paths=allowed,
+        show_error=True, ssr_mode=False, share=False, theme=THEME, css=CSS, allowed_paths=allowed,
         prevent_thread_lock=not block, quiet=quiet,
     )
     return url
