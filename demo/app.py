@@ -36,18 +36,25 @@ THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
 CSS = "#photo img { width: 100%; height: 100%; object-fit: contain; image-rendering: auto; }"
 
 
-class PhotoInput(gr.Image):
-    """gr.Image that passes files Pillow cannot open on to the runtime, whose typed error says why."""
+def pass_unreadable_files_on(image_input: gr.Image) -> gr.Image:
+    """Make ``image_input`` (type="filepath") hand files Pillow cannot open to our function,
+    where the runtime's typed error explains the problem in the page instead of a bare "Error".
 
-    is_template = True  # reuse the built-in Image front end
+    Wrapping the instance's method, because subclassing a Gradio component makes Gradio write
+    a ``.pyi`` stub next to this module at import time.
+    """
+    original = image_input.preprocess
 
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return original(payload)
         except (OSError, ValueError, SyntaxError):
-            if payload is None or payload.path is None:
+            if payload is None or getattr(payload, "path", None) is None:
                 raise
             return str(payload.path)
+
+    image_input.preprocess = preprocess
+    return image_input
 
 
 def build_app(classifier: Classifier, examples: list[Path] | None = None) -> gr.Blocks:
@@ -108,8 +115,9 @@ def build_app(classifier: Classifier, examples: list[Path] | None = None) -> gr.
         with gr.Tab("Photo"):
             with gr.Row():
                 with gr.Column(scale=2):
-                    photo = PhotoInput(type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                       label="Product photo: upload, paste or drop", elem_id="photo", height=340)
+                    photo = pass_unreadable_files_on(gr.Image(
+                        type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                        label="Product photo: upload, paste or drop", elem_id="photo", height=340))
                     head = gr.Dropdown(heads, value=cam_head, label="Heat map for head", elem_id="cam-head")
                     if examples:
                         gr.Examples([[str(p)] for p in examples], inputs=[photo], examples_per_page=8,

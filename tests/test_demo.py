@@ -155,6 +155,7 @@ assert not heavy, heavy
                           cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "HEAVY []" in done.stdout
+    assert not list((ROOT / "demo").glob("*.pyi"))  # building the app writes nothing into the source tree
 
 
 # -- the served app through gradio_client --------------------------------------------------------
