@@ -44,24 +44,36 @@ PLANS = (
 
 
 class ImageCalibrationReader(CalibrationDataReader):
-    """Feeds calibration batches to ORT's calibrator, with a progress bar."""
+    """Feeds calibration batches to ORT's calibrator, with a progress bar.
+
+    ``__len__``/``set_range`` let ORT collect in strides (``CalibStridedMinMax``), so histogram
+    calibration holds a few batches of activations at a time instead of the whole set.
+    """
 
     def __init__(self, batch: np.ndarray, batch_size: int = CALIB_BATCH, progress: bool = True):
-        self.batch, self.batch_size, self.progress = batch, batch_size, progress
-        self.rewind()
+        self.batch, self.batch_size = batch, batch_size
+        self.starts = list(range(0, len(batch), batch_size))
+        self._bar = tqdm(total=len(batch), desc="INT8 calibration", unit="img", disable=not progress, leave=False)
+        self.set_range(0, len(self.starts))
 
-    def rewind(self) -> None:
-        self._starts = iter(range(0, len(self.batch), self.batch_size))
-        self._bar = tqdm(total=len(self.batch), desc="INT8 calibration", unit="img", disable=not self.progress,
-                         leave=False)
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._queue = iter(self.starts[start_index:end_index])
+
+    def stride(self, most: int = 4) -> int:
+        """Batches per collection step: the largest divisor of the batch count up to ``most``."""
+        return next(s for s in range(min(most, len(self)), 0, -1) if len(self) % s == 0)
 
     def get_next(self):
-        start = next(self._starts, None)
+        start = next(self._queue, None)
         if start is None:
-            self._bar.close()
             return None
         chunk = self.batch[start : start + self.batch_size]
         self._bar.update(len(chunk))
+        if self._bar.n >= len(self.batch):
+            self._bar.close()
         return {"image": chunk}
 
 
@@ -101,8 +113,7 @@ def quantize(source: Path, target: Path, calibration: np.ndarray, plan: QuantPla
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             op_types_to_quantize=list(plan.op_types), nodes_to_exclude=excluded,
             calibrate_method=CalibrationMethod.Percentile if plan.calibration == "percentile" else CalibrationMethod.MinMax,
-            extra_options={"CalibMaxIntermediateOutputs": 4,  # bounds calibration memory on big sets
-                           "CalibPercentile": 99.999},
+            extra_options={"CalibStridedMinMax": reader.stride(), "CalibPercentile": 99.999},
         )
     return {"plan": plan.name, "op_types_quantized": list(plan.op_types), "nodes_kept_float": excluded,
             "calibration_method": plan.calibration,

@@ -235,6 +235,20 @@ def test_tensorrt_engine_build(exported):
     assert "tensorrt_fp16" in load_manifest(root).artifacts, result.output
 
 
+def test_calibration_reader_feeds_every_image_once_in_strides():
+    from fashion.export.int8 import ImageCalibrationReader
+
+    images = np.arange(50 * 2 * 2 * 3, dtype=np.float32).reshape(50, 2, 2, 3)
+    reader = ImageCalibrationReader(images, batch_size=16, progress=False)
+    assert len(reader) == 4 and reader.stride() == 4 and ImageCalibrationReader(images[:48], 16, False).stride() == 3
+    seen = []
+    for start in range(0, len(reader), 2):  # how ORT walks it with CalibStridedMinMax=2
+        reader.set_range(start, start + 2)
+        while (feed := reader.get_next()) is not None:
+            seen.append(feed["image"])
+    np.testing.assert_array_equal(np.concatenate(seen), images)
+
+
 def test_cli_help_lists_the_options():
     from fashion.export.cli import main
 
