@@ -31,7 +31,7 @@ from fashion import HEADS
 class CpuRecipeConfig:
     height: int = 128
     width: int = 96
-    cut_layer: str = "block5c_add"
+    cut_layer: str = "block5c_add"  # the tiny test backbone uses "stem_activation"
     batch_size: int = 64
     head_epochs: int = 40
     head_learning_rate: float = 2e-3

@@ -1,0 +1,121 @@
+"""Training on the committed sample with the tiny backbone: loss goes down, bundles round-trip, runs resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from fashion import HEADS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def sample_split(tmp_path_factory, sample_dir) -> Path:
+    ids = pd.read_csv(sample_dir / "styles.csv", usecols=["id"])["id"].sort_values().to_numpy()
+    rng = np.random.default_rng(0)
+    split = np.where(rng.random(len(ids)) < 0.8, "train", "val")
+    path = tmp_path_factory.mktemp("split") / "split.csv"
+    pd.DataFrame({"id": ids, "split": split}).to_csv(path, index=False)
+    return path
+
+
+def _fit_command(sample_dir, split, out, work, cache, epochs, extra=()):
+    return [sys.executable, "-m", "fashion.train.cli", "fit", "--data", str(sample_dir), "--split", str(split),
+            "--out", str(out), "--work-dir", str(work), "--cache-dir", str(cache), "--backbone", "tiny",
+            "--size", "32x24", "--epochs", str(epochs), "--batch-size", "16", *extra]
+
+
+def test_a_few_steps_lower_the_loss(sample_dir, sample_split):
+    from fashion.train.dataset import load_dataset
+    from fashion.train.labels import build_vocabularies, encode
+    from fashion.train.arrays import decode_images
+    from fashion.train.model import build_model, compile_model
+
+    frame, _ = load_dataset(sample_dir)
+    vocab = build_vocabularies(frame)
+    labels = encode(frame, vocab)
+    images = decode_images(list(frame["path"])[:96], 32, 24, workers=1, progress=False).astype(np.float32)
+    labels = {h: v[:96] for h, v in labels.items()}
+    keras.utils.set_random_seed(0)
+    model = build_model({h: len(v) for h, v in vocab.items()}, 32, 24, backbone="tiny", dropout=0.0)
+    compile_model(model, 3e-3)
+    before = model.evaluate(images, labels, verbose=0, return_dict=True)["loss"]
+    model.fit(images, labels, epochs=8, batch_size=32, verbose=0)
+    after = model.evaluate(images, labels, verbose=0, return_dict=True)["loss"]
+    assert after < before * 0.9, (before, after)
+
+
+def test_missing_labels_are_masked_not_learned():
+    from fashion.train.model import masked_sparse_crossentropy
+
+    loss = masked_sparse_crossentropy()
+    probs = np.array([[0.9, 0.1], [0.5, 0.5]], np.float32)
+    with_missing = float(loss(np.array([0, -1]), probs))
+    only_first = float(loss(np.array([0]), probs[:1]))
+    assert with_missing == pytest.approx(only_first, rel=1e-6)
+
+
+def test_fit_writes_a_bundle_that_reloads_and_predicts_identically(sample_dir, sample_split, tmp_path):
+    out = tmp_path / "bundle"
+    result = subprocess.run(_fit_command(sample_dir, sample_split, out, tmp_path / "work", tmp_path / "cache", 2),
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((out / "bundle.json").read_text())
+    assert manifest["heads"] == list(HEADS)
+    assert manifest["input"]["height"] == 32 and manifest["input"]["width"] == 24
+    assert set(manifest["metrics"]["val"]["heads"]) == set(HEADS)
+
+    from fashion.runtime.bundle import load_manifest
+    from fashion.runtime.preprocess import preprocess, to_batch
+    from fashion.train.bundle_io import load_keras_model
+    from fashion.train.model import build_model
+
+    bundle = load_manifest(out)
+    model = load_keras_model(out)
+    images = sorted((sample_dir / "images").glob("*.jpg"))[:8]
+    batch = to_batch([preprocess(p, 32, 24) for p in images])
+    first = {h: np.asarray(v) for h, v in model(batch, training=False).items()}
+    again = {h: np.asarray(v) for h, v in load_keras_model(out)(batch, training=False).items()}
+    for head in HEADS:
+        assert first[head].shape == (8, len(bundle.labels[head]))
+        np.testing.assert_array_equal(first[head], again[head])
+    heads = np.load(out / "head_weights.npz", allow_pickle=False)
+    np.testing.assert_array_equal(heads["gender/kernel"], model.get_layer("gender").get_weights()[0])
+
+
+def test_killed_run_resumes_from_its_checkpoint(sample_dir, sample_split, tmp_path):
+    work = tmp_path / "work"
+    command = _fit_command(sample_dir, sample_split, tmp_path / "bundle", work, tmp_path / "cache", 40)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_file = work / "state.json"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            if state_file.exists() and json.loads(state_file.read_text() or "{}").get("phase2_epochs_done", 0) >= 1:
+                break
+            if process.poll() is not None:
+                pytest.fail("training ended before it could be killed")
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    done_before = json.loads(state_file.read_text())["phase2_epochs_done"]
+    assert done_before >= 1 and (work / "phase2" / "last.weights.h5").exists()
+
+    result = subprocess.run(command + ["--resume"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Epoch {done_before + 1}/40" in result.stdout + result.stderr
+    assert "Epoch 1/40" not in result.stdout + result.stderr  # phase 1 is done and phase 2 restarts late
+    assert (tmp_path / "bundle" / "bundle.json").exists()

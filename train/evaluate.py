@@ -1,0 +1,134 @@
+"""Evaluate a bundle's Keras model on a split or on any Kaggle-layout folder.
+
+Writes metrics.json (accuracy, macro-F1, top-3 per head), confusion-matrix PNGs (gender,
+masterCategory, season, the most common subCategories), the top confusions for articleType and
+baseColour, and a PNG grid of sample predictions with mistakes marked.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fashion import HEADS
+from fashion.benchmarks.accuracy import head_scores
+
+from .labels import encode
+
+CONFUSION_HEADS = ("gender", "masterCategory", "season", "subCategory")
+TOP_CONFUSION_HEADS = ("articleType", "baseColour")
+
+
+def predict_keras(model, paths: list[str], height: int, width: int, batch_size: int = 128) -> dict[str, np.ndarray]:
+    from .arrays import decode_images
+    from .finetune import predict_arrays
+
+    images = decode_images(paths, height, width, workers=2, desc="decoding")
+    return predict_arrays(model, images, batch_size)
+
+
+def score(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, dict]:
+    ranked = {h: np.argsort(-p, axis=1)[:, :3] for h, p in probs.items()}
+    return {h: head_scores(labels[h], ranked[h]) for h in HEADS}
+
+
+def top_confusions(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], n: int = 15) -> list[dict]:
+    valid = (y_true >= 0) & (y_true != y_pred)
+    pairs = pd.Series(list(zip(y_true[valid], y_pred[valid]))).value_counts().head(n)
+    return [{"actual": classes[a], "predicted": classes[p], "count": int(c)} for (a, p), c in pairs.items()]
+
+
+def plot_confusion(y_true, y_pred, classes, path: Path, title: str, max_classes: int = 15) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    valid = y_true >= 0
+    y_true, y_pred = y_true[valid], y_pred[valid]
+    keep = [c for c, _ in pd.Series(y_true).value_counts().head(max_classes).items()]
+    index = {c: i for i, c in enumerate(keep)}
+    matrix = np.zeros((len(keep), len(keep) + 1))
+    for t, p in zip(y_true, y_pred):
+        if t in index:
+            matrix[index[t], index.get(p, len(keep))] += 1
+    matrix = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    names = [classes[c] for c in keep]
+    size = 2.5 + 0.45 * len(keep)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(keep) + 1), names + ["(other)"], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(keep)), names, fontsize=8)
+    for i in range(len(keep)):
+        for j in range(len(keep) + 1):
+            if matrix[i, j] >= 0.005:
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if matrix[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual (row-normalised)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_sample_grid(paths, probs, labels, vocab, path: Path, n: int = 12, seed: int = 0) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(paths), size=min(n, len(paths)), replace=False)
+    cols = 4
+    rows = int(np.ceil(len(picks) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 3.6, rows * 3.2))
+    for ax, i in zip(np.ravel(axes), picks):
+        ax.imshow(Image.open(paths[i]).convert("RGB"))
+        ax.axis("off")
+        lines = []
+        for head in HEADS:
+            pred = int(probs[head][i].argmax())
+            truth = int(labels[head][i])
+            ok = truth < 0 or truth == pred
+            actual = vocab[head][truth] if truth >= 0 else "?"
+            lines.append((f"{head[:8]}: {vocab[head][pred]}" + ("" if ok else f"  (actual {actual})"), ok))
+        for k, (text, ok) in enumerate(lines):
+            ax.text(1.05, 0.95 - k * 0.16, text, transform=ax.transAxes, fontsize=7,
+                    color="black" if ok else "red", va="top")
+    for ax in np.ravel(axes)[len(picks):]:
+        ax.axis("off")
+    fig.suptitle("Sample predictions (red: mistake, with the actual label)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def evaluate_frame(model, frame: pd.DataFrame, vocab: dict[str, list[str]], out_dir: str | Path | None = None,
+                   name: str = "test") -> dict:
+    """Score ``model`` on ``frame`` (rows with id, path and the six heads); write reports to ``out_dir``."""
+    height, width = (int(d) for d in model.input_shape[1:3])
+    probs = predict_keras(model, list(frame["path"]), height, width)
+    labels = encode(frame, vocab)
+    metrics = {"split": name, "images": len(frame), "heads": score(probs, labels)}
+    if out_dir is None:
+        return metrics
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    predicted = {h: probs[h].argmax(axis=1) for h in HEADS}
+    metrics["top_confusions"] = {h: top_confusions(labels[h], predicted[h], vocab[h]) for h in TOP_CONFUSION_HEADS}
+    for head in CONFUSION_HEADS:
+        plot_confusion(labels[head], predicted[head], vocab[head], out / f"confusion_{head}.png",
+                       f"{head} ({name}, top classes)" if head == "subCategory" else f"{head} ({name})")
+    plot_sample_grid(list(frame["path"]), probs, labels, vocab, out / "sample_predictions.png")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def format_table(metrics: dict) -> str:
+    lines = [f"{'head':<15} {'accuracy':>9} {'macro-F1':>9} {'top-3':>7} {'n':>6}"]
+    for head, m in metrics["heads"].items():
+        lines.append(f"{head:<15} {m['accuracy']:>9.4f} {m['macro_f1']:>9.4f} {m['top3']:>7.4f} {m['n']:>6}")
+    return "\n".join(lines)
