@@ -131,6 +131,10 @@ def test_exported_bundle_runs_in_the_runtime_like_keras(exported, export_data):
             for head in HEADS:
                 assert pred.heads[head].index == int(np.argmax(expected[head][i]))
                 assert abs(pred.heads[head].confidence - float(np.max(expected[head][i]))) < 1e-4
+    default = load_manifest(root).manifest["default_artifact"]
+    with Classifier.load(root) as clf:  # precision "auto": the artifact the exporter chose
+        assert clf.info["artifact"] == default
+        assert set(clf.predict(photos[0]).heads) == set(HEADS)
 
 
 def test_parity_gate_refuses_a_perturbed_onnx_model(exported, export_data):
