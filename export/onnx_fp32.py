@@ -35,12 +35,12 @@ def load_keras_model(path: Path):
     return keras.saving.load_model(path, compile=False)
 
 
-def with_feature_map(model, heads: list[str]):
+def with_feature_map(model, heads: list[str], feature_layer: str = FEATURE_LAYER):
     """The same model with dict outputs {head: softmax, "feature_map": last conv activation}."""
     import keras
 
     outputs = {head: model.get_layer(head).output for head in heads}
-    outputs[FEATURE_MAP] = model.get_layer(FEATURE_LAYER).output
+    outputs[FEATURE_MAP] = model.get_layer(feature_layer).output
     return keras.Model(model.inputs, outputs, name=f"{model.name}_export")
 
 
@@ -149,7 +149,8 @@ def export_onnx_fp32(bundle, keras_model, batch: np.ndarray, reference: dict[str
 
     heads = bundle.heads
     height, width = bundle.input_size
-    proto = convert(with_feature_map(keras_model, heads), heads, height, width, opset)
+    feature_layer = bundle.manifest.get("feature_layer", FEATURE_LAYER)
+    proto = convert(with_feature_map(keras_model, heads, feature_layer), heads, height, width, opset)
     outputs = {head: head for head in heads}
     add_metadata(proto, bundle, outputs)
     with staged_file(target) as staged:

@@ -14,7 +14,7 @@ pytest.importorskip("tf2onnx")
 from click.testing import CliRunner  # noqa: E402
 
 from fashion import HEADS  # noqa: E402
-from fashion.runtime.bundle import MANIFEST, SCHEMA_VERSION, atomic_write_json, load_manifest, record_artifact, record_file  # noqa: E402
+from fashion.runtime.bundle import MANIFEST, load_manifest, record_artifact  # noqa: E402
 from fashion.runtime.preprocess import PREPROCESSING_SPEC  # noqa: E402
 
 HEIGHT, WIDTH = 32, 24
@@ -24,9 +24,10 @@ FAST = ["--parity-images", "256", "--calib-images", "48", "--eval-images", "64",
 
 def make_keras_bundle(root: Path, data_dir: Path, height: int = HEIGHT, width: int = WIDTH,
                       backbone: str = "tiny", weights: str | None = None, seed: int = 7) -> Path:
-    """A training-style bundle (labels, hierarchy, model.keras, head weights, manifest) for export tests."""
+    """A training-style bundle written by the training code's bundle writer, with an untrained model."""
     import keras
 
+    from fashion.train.bundle_io import write_bundle
     from fashion.train.dataset import load_dataset
     from fashion.train.labels import build_vocabularies, hierarchy
     from fashion.train.model import build_model
@@ -35,23 +36,8 @@ def make_keras_bundle(root: Path, data_dir: Path, height: int = HEIGHT, width: i
     labels = build_vocabularies(frame)
     keras.utils.set_random_seed(seed)
     model = build_model({h: len(labels[h]) for h in HEADS}, height, width, weights=weights, backbone=backbone)
-    root.mkdir(parents=True, exist_ok=True)
-    model.save(root / "model.keras")
-    atomic_write_json(root / "labels.json", labels)
-    atomic_write_json(root / "hierarchy.json", hierarchy(frame))
-    np.savez(root / "head_weights.npz", **{f"{h}/{part}": w for h in HEADS
-                                         for part, w in zip(("kernel", "bias"), model.get_layer(h).get_weights())})
-    atomic_write_json(root / MANIFEST, {
-        "schema_version": SCHEMA_VERSION, "name": "export-test", "heads": list(HEADS),
-        "input": {"name": "image", "height": height, "width": width, "channels": 3, "layout": "NHWC",
-                  "dtype": "float32"},
-        "preprocessing": PREPROCESSING_SPEC, "training": {"backbone": backbone}, "metrics": {},
-        "split": {"file": str(SPLIT_FILE)}, "versions": {}, "files": {}, "artifacts": {},
-    })
-    for name in ("labels.json", "hierarchy.json", "head_weights.npz"):
-        record_file(root, name)
-    record_artifact(root, "keras", "model.keras", format="keras", precision="fp32")
-    return root
+    return write_bundle(root, model, labels, hierarchy(frame), training={"backbone": backbone}, metrics={},
+                        split_file=SPLIT_FILE, name="export-test")
 
 
 @pytest.fixture(scope="module")
