@@ -54,10 +54,12 @@ def main():
 @click.option("--gpu-seconds", default=None, type=float, help="GPU recipe: wall-clock seconds per size (time-based cosine).")
 @click.option("--work-dir", default=None, type=click.Path(), help="Checkpoints and logs (default: runs/<bundle name>).")
 @click.option("--cache-dir", default="cache", show_default=True, type=click.Path(), help="CPU recipe activation cache.")
+@click.option("--cut-layer", default="block5c_add", show_default=True,
+              help="CPU recipe: layers above this one are fine-tuned on its cached activations.")
 @click.option("--resume", is_flag=True, help="Continue a killed run from its last checkpoint.")
 @click.option("--backbone", type=click.Choice(["efficientnetb0", "tiny"]), default="efficientnetb0", hidden=True)
 def fit(data, split_file, out, recipe, sizes, weights, epochs, batch_size, learning_rate, label_smoothing,
-        class_weights, gpu_seconds, work_dir, cache_dir, resume, backbone):
+        class_weights, gpu_seconds, work_dir, cache_dir, cut_layer, resume, backbone):
     """Train on the split's train part, select on val, and write a bundle."""
     from .bundle_io import write_bundle
     from .evaluate import evaluate_frame, format_table
@@ -72,7 +74,7 @@ def fit(data, split_file, out, recipe, sizes, weights, epochs, batch_size, learn
         from .cpu_recipe import CpuRecipeConfig, run_cpu_recipe
 
         config = CpuRecipeConfig(height=height, width=width, epochs=epochs,
-                                 cut_layer="stem_activation" if backbone == "tiny" else "block5c_add", batch_size=batch_size,
+                                 cut_layer="stem_activation" if backbone == "tiny" else cut_layer, batch_size=batch_size,
                                  learning_rate=learning_rate, label_smoothing=label_smoothing,
                                  class_weight_heads=[h for h in class_weights.split(",") if h])
         model = run_cpu_recipe(frame, vocab, weights, work, config, cache_dir, resume=resume, backbone=backbone)

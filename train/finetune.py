@@ -113,11 +113,26 @@ def cosine_schedule(base_lr: float, total_steps: int, warmup_steps: int = 0):
         warmup_target=base_lr if warmup_steps else None, warmup_steps=warmup_steps)
 
 
-def standard_callbacks(out_dir: Path, monitor: str = "val_loss", patience: int = 4, deadline: float | None = None):
+class MeanValAccuracy(keras.callbacks.Callback):
+    """Adds ``val_mean_acc`` (mean of the heads' validation accuracies) to the epoch logs.
+
+    Selecting on it rather than on the label-smoothed validation loss keeps the epoch with the best
+    accuracies: smoothed loss rises as the model grows confident even while accuracy improves.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracies = [v for k, v in (logs or {}).items() if k.startswith("val_") and k.endswith("_acc")]
+        if accuracies:
+            logs["val_mean_acc"] = float(np.mean(accuracies))
+
+
+def standard_callbacks(out_dir: Path, monitor: str = "val_mean_acc", patience: int = 4, deadline: float | None = None):
     out_dir.mkdir(parents=True, exist_ok=True)
+    mode = "max" if "acc" in monitor else "min"
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(str(out_dir / "best.weights.h5"), monitor=monitor,
+        MeanValAccuracy(),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(out_dir / "best.weights.h5"), monitor=monitor, mode=mode,
                                         save_best_only=True, save_weights_only=True),
         keras.callbacks.ModelCheckpoint(str(out_dir / "last.weights.h5"), save_weights_only=True),
         keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
