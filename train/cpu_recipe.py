@@ -210,6 +210,7 @@ def run_cpu_recipe(frame, vocabularies: dict[str, list[str]], weights: str, out_
     compile_model(upper, keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.02),
                   config.label_smoothing)
     initial_epoch = int(state.get("phase2_epochs_done", 0))
+    upper.optimizer.build(upper.trainable_variables)  # so checkpoints restore Adam's moments too
     if initial_epoch:
         upper.load_weights(str(out_dir / "phase2" / "last.weights.h5"))
         upper.optimizer.iterations.assign(initial_epoch * len(batches))
