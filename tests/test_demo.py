@@ -309,3 +309,25 @@ def test_fashion_demo_command_serves_on_loopback_without_tensorflow(tiny_bundle,
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_shipped_model_in_the_demo_gets_the_sample_examples_right(shipped_bundle, sample_dir):
+    """Through the served page's API, the shipped model names the examples' categories (held-out photos)."""
+    from fashion.demo.server import running_demo
+
+    with (sample_dir / "styles.csv").open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        truth = {row[0]: dict(zip(header, row)) for row in reader}
+    examples = views.example_images(sample_dir)
+    with Classifier.load(shipped_bundle) as classifier, running_demo(classifier) as url:
+        client = gradio_client.Client(url, verbose=False)
+        right = {"masterCategory": 0, "articleType": 0}
+        for image in examples:
+            shown = _labels_of(client.predict(gradio_client.handle_file(str(image)), "articleType",
+                                              api_name="/predict"))
+            for head in right:
+                right[head] += shown[head]["label"] == truth[image.stem][head]
+        client.close()
+    assert right["masterCategory"] >= len(examples) - 1, right
+    assert right["articleType"] >= len(examples) // 2, right
