@@ -24,6 +24,7 @@ class BenchConfig:
     data: str | None = None
     split: str = "test"
     split_file: str | None = None
+    split_explicit: bool = False  # the user named --split: apply the split file to --data too
     backends: list[str] = field(default_factory=lambda: list(rows.DEFAULT_ROWS))
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])
     warmup: int = 20
@@ -118,7 +119,8 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
     if training.get("backbone") == "tiny":
         notes.append("test bundle with an untrained tiny model: timings are not representative, only correctness")
 
-    evalset = load_eval_set(bundle, config.data, config.split, config.split_file, config.limit, progress=progress)
+    evalset = load_eval_set(bundle, config.data, config.split, config.split_file, config.limit,
+                            progress=progress, force_split=config.split_explicit)
     results, ranked = [], {}
     with tempfile.TemporaryDirectory(prefix="fashion-bench-") as tmp:
         images_path = Path(tmp) / "images.npy"

@@ -33,7 +33,7 @@ def _backends(ctx, param, value: str) -> list[str]:
               help="Kaggle-layout folder (styles.csv + images/), scored whole. Default: the bundle's test "
                    "split of the shared Fashion Product Images data.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]),
-              help="Split to score when a split file applies (default data or --split-file).")
+              help="Split to score. Applies to the default data always, to --data when given explicitly or with --split-file.")
 @click.option("--split-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="id,split CSV. Default: the manifest's split file, else data/splits/fashion-product-images.csv.")
 @click.option("--backends", default=",".join(rows.DEFAULT_ROWS), show_default=True, callback=_backends,
@@ -54,7 +54,8 @@ def _backends(ctx, param, value: str) -> list[str]:
 @click.option("--min-accuracy", multiple=True, metavar="HEAD=VALUE",
               help="Exit 1 if any row's accuracy on HEAD (a fraction, e.g. 0.9) is below VALUE. Repeatable.")
 @click.option("--quiet", is_flag=True, help="No progress output, only the table.")
-def main(bundle, data, split, split_file, backends, batch_sizes, warmup, iters, threads, limit, json_path,
+@click.pass_context
+def main(ctx, bundle, data, split, split_file, backends, batch_sizes, warmup, iters, threads, limit, json_path,
          plot_prefix, markdown_path, min_accuracy, quiet):
     """Benchmark every artifact of BUNDLE: latency, throughput, cold start, memory and per-head accuracy.
 
@@ -67,7 +68,9 @@ def main(bundle, data, split, split_file, backends, batch_sizes, warmup, iters, 
     from .report import render_markdown, render_text, write_json, write_plots
 
     log = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
-    config = BenchConfig(bundle=bundle, data=data, split=split, split_file=split_file, backends=backends,
+    split_explicit = ctx.get_parameter_source("split") == click.core.ParameterSource.COMMANDLINE
+    config = BenchConfig(bundle=bundle, data=data, split=split, split_file=split_file, split_explicit=split_explicit,
+                         backends=backends,
                          batch_sizes=batch_sizes, warmup=warmup, iters=iters, threads=threads, limit=limit)
     try:
         from fashion.runtime.bundle import load_manifest

@@ -60,13 +60,13 @@ def resolve_split_file(bundle: Bundle, explicit: str | os.PathLike | None = None
                             f"and {bundle.root}); pass --split-file")
 
 
-def load_eval_set(bundle: Bundle, data_dir: str | os.PathLike | None = None, split: str = "test",
+def load_eval_set(bundle: Bundle, data_dir: str | os.PathLike | None = None, split: str | None = "test",
                   split_file: str | os.PathLike | None = None, limit: int | None = None,
-                  progress: bool = True) -> EvalSet:
+                  progress: bool = True, force_split: bool = False) -> EvalSet:
     """Read labels, keep ``split`` when a split file applies, preprocess every image at the bundle's input size.
 
-    A split file applies when ``data_dir`` is the default shared data or ``split_file`` is given;
-    any other folder is scored whole.
+    A split file applies when ``data_dir`` is the default shared data, ``split_file`` is given or
+    ``force_split`` (the user named a split); any other folder is scored whole.
     """
     from tqdm import tqdm
 
@@ -76,7 +76,7 @@ def load_eval_set(bundle: Bundle, data_dir: str | os.PathLike | None = None, spl
     except ImportError as exc:
         raise ImportError(f"reading a dataset needs pandas ({exc}) — pip install fashion-edge[bench]") from exc
 
-    use_split = data_dir is None or split_file is not None
+    use_split = data_dir is None or split_file is not None or force_split
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     frame, report = load_dataset(data_dir)
     source = {"data": str(data_dir), "styles_csv": report.styles_csv, "rows_with_image": len(frame)}

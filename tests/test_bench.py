@@ -198,3 +198,19 @@ def test_plot_paths_and_row_parsing(tiny_bundle):
     assert [spec.name for spec in parse_rows("onnx-int8, keras,onnx-int8")] == ["onnx-int8", "keras"]
     bundle = load_manifest(tiny_bundle)
     assert skip_reason(ROWS["onnx-fp32"], bundle) is None
+
+
+def test_named_split_narrows_any_data_folder(tiny_bundle, sample_dir, tmp_path):
+    split_file = Path(__file__).resolve().parents[1] / "data" / "splits" / "fashion-product-images.csv"
+    with open(split_file, newline="") as handle:
+        val_ids = {row["id"] for row in csv.DictReader(handle) if row["split"] == "val"}
+    with open(sample_dir / "styles.csv", newline="", encoding="utf-8") as handle:
+        sample_ids = [row[0] for row in list(csv.reader(handle))[1:]]
+    expected = sum(i in val_ids and (sample_dir / "images" / f"{i}.jpg").is_file() for i in sample_ids)
+    out = tmp_path / "split.json"
+    result = CliRunner().invoke(main, [str(tiny_bundle), "--data", str(sample_dir), "--split", "val", *FAST,
+                                       "--backends", "onnx-fp32", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())["data"]
+    assert data["split"] == "val" and data["split_file"].endswith("fashion-product-images.csv")
+    assert 0 < data["images"] == expected
