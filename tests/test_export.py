@@ -269,5 +269,9 @@ def test_shipped_bundle_onnx_matches_its_manifest(shipped_bundle):
     if "onnx_fp32" not in bundle.artifacts:
         pytest.skip("shipped bundle not exported yet")
     assert bundle.manifest.get("default_artifact") in bundle.artifacts
-    assert all(r["max_abs_diff"] <= 1e-4 for r in bundle.artifacts["onnx_fp32"]["parity"]["heads"].values())
+    assert all(r["max_abs_diff"] <= 1e-4 and r["argmax_agreement"] == 1.0
+               for r in bundle.artifacts["onnx_fp32"]["parity"]["heads"].values())
+    if "onnx_int8" in bundle.artifacts:
+        gate = bundle.artifacts["onnx_int8"]["accuracy_gate"]
+        assert gate["images"] >= 1000 and all(d is None or d <= gate["max_drop_pp"] for d in gate["drop_pp"].values())
 
