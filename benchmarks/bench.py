@@ -92,8 +92,8 @@ def summarise(result: dict) -> dict:
     return summary
 
 
-def _floor(bundle, cpu: dict) -> dict | None:
-    """FLOPs of the FP32 ONNX graph at the bundle's input size vs this CPU's fp32 peak."""
+def _floor(bundle, cpu: dict, threads: int) -> dict | None:
+    """FLOPs of the FP32 ONNX graph at the bundle's input size vs the fp32 peak of the cores the rows used."""
     if "onnx_fp32" not in bundle.artifacts:
         return None
     try:
@@ -104,8 +104,9 @@ def _floor(bundle, cpu: dict) -> dict | None:
         counted = count_macs(bundle.artifact_path("onnx_fp32"), *bundle.input_size)
     except ImportError as exc:
         return {"error": f"cannot count FLOPs: {exc} (pip install fashion-edge[export])"}
-    peak = system.peak_fp32_gflops(cpu)
-    return {**counted, **compute_floor(counted["macs"], peak),
+    cores = min(threads, cpu["cores"])
+    peak = system.peak_fp32_gflops({**cpu, "cores": cores})
+    return {**counted, **compute_floor(counted["macs"], peak), "cores": cores,
             "peak_formula": "cores x GHz x 2 FMA units x SIMD lanes (16 fp32 for AVX-512) x 2 flops"}
 
 
@@ -159,7 +160,7 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
         "data": evalset.source,
         "settings": {**asdict(config), "threads": threads, "timed": "model call on a preprocessed float32 batch of real images"},
         "machine": machine,
-        "compute_floor": _floor(bundle, machine["cpu"]),
+        "compute_floor": _floor(bundle, machine["cpu"], threads),
         "rows": results,
         "notes": notes,
     }

@@ -71,7 +71,7 @@ def describe_run(result: dict) -> list[str]:
     floor = result.get("compute_floor") or {}
     if floor.get("floor_ms"):
         lines.append(f"floor   {floor['flops'] / 1e9:.3g} GFLOPs/image at {floor['input'][1]}x{floor['input'][2]}; "
-                     f"CPU fp32 peak {floor['peak_gflops']:.0f} GFLOP/s -> {floor['floor_ms']:.3g} ms per image")
+                     f"fp32 peak of {floor['cores']} core(s) {floor['peak_gflops']:.0f} GFLOP/s -> {floor['floor_ms']:.3g} ms per image")
     return lines
 
 
