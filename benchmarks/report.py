@@ -133,7 +133,7 @@ def write_plots(result: dict, prefix: str | Path) -> tuple[Path, Path]:
     latency_path.parent.mkdir(parents=True, exist_ok=True)
     finished = [row for row in result["rows"] if row["status"] == "ok"]
     sizes = result["settings"]["batch_sizes"]
-    title = f"{result['bundle'].get('name')} on {result['machine']['cpu']['model']} ({result['settings']['threads']} threads)"
+    title = f"{result['bundle'].get('name')} on {result['machine']['cpu']['model']} ({result['settings']['threads']} thread{'s' if result['settings']['threads'] != 1 else ''})"
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for row in finished:
@@ -162,7 +162,7 @@ def write_plots(result: dict, prefix: str | Path) -> tuple[Path, Path]:
     axis.set_ylabel("accuracy %")
     axis.set_ylim(0, 100)
     axis.set_title(f"accuracy per head, {result['data']['images']:,} images", fontsize=9)
-    axis.legend(fontsize=8, loc="lower left")
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(4, max(1, len(finished))))
     axis.grid(True, axis="y", alpha=0.3)
     figure.tight_layout()
     figure.savefig(accuracy_path, dpi=120)
