@@ -132,7 +132,7 @@ def evaluate(bundle, data, split_file, subset, out, record):
     if split_file:
         frame = frame[frame["split"] == subset].reset_index(drop=True)
     model = load_keras_model(bundle)
-    metrics = evaluate_frame(model, frame, manifest.labels, out, name=name)
+    metrics = evaluate_frame(model, frame, manifest.labels, out, name=name, hierarchy=manifest.hierarchy)
     click.echo(format_table(metrics))
     if record:
         update_metrics(bundle, name, {k: v for k, v in metrics.items() if k != "top_confusions"})

@@ -107,12 +107,20 @@ def plot_sample_grid(paths, probs, labels, vocab, path: Path, n: int = 12, seed:
 
 
 def evaluate_frame(model, frame: pd.DataFrame, vocab: dict[str, list[str]], out_dir: str | Path | None = None,
-                   name: str = "test") -> dict:
-    """Score ``model`` on ``frame`` (rows with id, path and the six heads); write reports to ``out_dir``."""
+                   name: str = "test", hierarchy: list | None = None) -> dict:
+    """Score ``model`` on ``frame`` (rows with id, path and the six heads); write reports to ``out_dir``.
+
+    With ``hierarchy`` (the bundle's known category combinations) the metrics also show what
+    hierarchy-consistent decoding would change.
+    """
     height, width = (int(d) for d in model.input_shape[1:3])
     probs = predict_keras(model, list(frame["path"]), height, width)
     labels = encode(frame, vocab)
     metrics = {"split": name, "images": len(frame), "heads": score(probs, labels)}
+    if hierarchy:
+        from fashion.runtime.hierarchy import HierarchyDecoder, consistency_effect
+
+        metrics["hierarchy_decoding"] = consistency_effect(probs, labels, HierarchyDecoder(hierarchy, vocab))
     if out_dir is None:
         return metrics
     out = Path(out_dir)
@@ -131,4 +139,6 @@ def format_table(metrics: dict) -> str:
     lines = [f"{'head':<15} {'accuracy':>9} {'macro-F1':>9} {'top-3':>7} {'n':>6}"]
     for head, m in metrics["heads"].items():
         lines.append(f"{head:<15} {m['accuracy']:>9.4f} {m['macro_f1']:>9.4f} {m['top3']:>7.4f} {m['n']:>6}")
+    for level, m in metrics.get("hierarchy_decoding", {}).items():
+        lines.append(f"consistent decoding, {level}: {m['argmax']:.4f} -> {m['consistent']:.4f}")
     return "\n".join(lines)
