@@ -65,18 +65,25 @@ def accuracy(probabilities: dict[str, np.ndarray], labels: dict[str, np.ndarray]
     return report
 
 
-def latency_ms(path: str | os.PathLike, batch: np.ndarray, outputs: dict[str, str], warmup: int = 5) -> float:
-    """Median batch-1 latency over the images in ``batch`` (after a few warm-up runs)."""
-    session = onnx_session(path)
-    names = list(outputs.values())
-    for image in batch[:warmup]:
-        session.run(names, {"image": image[None]})
-    times = []
-    for image in batch:
-        start = time.perf_counter()
-        session.run(names, {"image": image[None]})
-        times.append((time.perf_counter() - start) * 1000.0)
-    return float(np.median(times))
+def latency_ms(models: dict[str, tuple[str | os.PathLike, dict[str, str]]], batch: np.ndarray,
+               warmup: int = 5, rounds: int = 3) -> dict[str, float]:
+    """Median batch-1 latency per model ({key: (path, outputs)}) over the images in ``batch``.
+
+    The models take turns image by image, so a neighbour's load on a shared CPU slows them all
+    alike instead of whichever happened to run at the wrong moment.
+    """
+    sessions = {key: (onnx_session(path), list(outputs.values())) for key, (path, outputs) in models.items()}
+    for session, names in sessions.values():
+        for image in batch[:warmup]:
+            session.run(names, {"image": image[None]})
+    times = {key: [] for key in sessions}
+    for _ in range(rounds):
+        for image in batch:
+            for key, (session, names) in sessions.items():
+                start = time.perf_counter()
+                session.run(names, {"image": image[None]})
+                times[key].append((time.perf_counter() - start) * 1000.0)
+    return {key: float(np.median(values)) for key, values in times.items()}
 
 
 def file_size(path: str | os.PathLike) -> int:

@@ -215,12 +215,11 @@ def choose_default_artifact(root: Path, images, log) -> str:
     from .checks import latency_ms
 
     bundle = load_manifest(root, verify_hashes=False)
-    timings = {}
-    for key in CPU_ARTIFACTS:
-        if key in bundle.artifacts:
-            artifact = bundle.artifacts[key]
-            timings[key] = latency_ms(root / artifact["file"], images, artifact["outputs"])
-            update_artifact(root, key, cpu_latency_ms_batch1=round(timings[key], 3))
+    models = {key: (root / bundle.artifacts[key]["file"], bundle.artifacts[key]["outputs"])
+              for key in CPU_ARTIFACTS if key in bundle.artifacts}
+    timings = latency_ms(models, images)
+    for key, value in timings.items():
+        update_artifact(root, key, cpu_latency_ms_batch1=round(value, 3))
     # FP32 stays the default unless another artifact is clearly faster: CPU timings on a shared
     # machine wobble by several percent from run to run.
     best = min(timings, key=timings.get)

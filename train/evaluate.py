@@ -82,24 +82,21 @@ def plot_sample_grid(paths, probs, labels, vocab, path: Path, n: int = 12, seed:
 
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(paths), size=min(n, len(paths)), replace=False)
-    cols = 4
+    cols = 3
     rows = int(np.ceil(len(picks) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 3.6, rows * 3.2))
-    for ax, i in zip(np.ravel(axes), picks):
-        ax.imshow(Image.open(paths[i]).convert("RGB"))
+    fig, axes = plt.subplots(rows, cols * 2, figsize=(cols * 5.2, rows * 2.3),
+                             gridspec_kw={"width_ratios": [1, 2.2] * cols}, squeeze=False)
+    for ax in axes.ravel():
         ax.axis("off")
-        lines = []
-        for head in HEADS:
-            pred = int(probs[head][i].argmax())
-            truth = int(labels[head][i])
+    for slot, i in enumerate(picks):
+        image_ax, text_ax = axes[slot // cols, 2 * (slot % cols)], axes[slot // cols, 2 * (slot % cols) + 1]
+        image_ax.imshow(Image.open(paths[i]).convert("RGB"))
+        for k, head in enumerate(HEADS):
+            pred, truth = int(probs[head][i].argmax()), int(labels[head][i])
             ok = truth < 0 or truth == pred
-            actual = vocab[head][truth] if truth >= 0 else "?"
-            lines.append((f"{head[:8]}: {vocab[head][pred]}" + ("" if ok else f"  (actual {actual})"), ok))
-        for k, (text, ok) in enumerate(lines):
-            ax.text(1.05, 0.95 - k * 0.16, text, transform=ax.transAxes, fontsize=7,
-                    color="black" if ok else "red", va="top")
-    for ax in np.ravel(axes)[len(picks):]:
-        ax.axis("off")
+            text = f"{head}: {vocab[head][pred]}" + ("" if ok else f"\n    actual: {vocab[head][truth]}")
+            text_ax.text(0.02, 0.97 - k * 0.165, text, transform=text_ax.transAxes, fontsize=7.5,
+                         color="black" if ok else "red", va="top", fontweight="normal" if ok else "bold")
     fig.suptitle("Sample predictions (red: mistake, with the actual label)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
