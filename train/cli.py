@@ -90,6 +90,12 @@ def fit(data, split_file, out, recipe, sizes, weights, epochs, batch_size, learn
                      "loader_report": {k: v for k, v in report.to_dict().items() if not isinstance(v, list)}})
     path = write_bundle(out, model, vocab, hierarchy(train_rows), training, metrics, split_file)
     click.echo(f"bundle written to {path}")
+    log_csv = work / ("phase2" if recipe == "cpu" else f"{height}x{width}") / "log.csv"
+    if log_csv.exists():
+        from .finetune import plot_training_curves
+
+        plot_training_curves(log_csv, work / "training_curves.png")
+        click.echo(f"training curves: {work / 'training_curves.png'}")
 
 
 def _fit_gpu(data, split_file, vocab, weights, sizes, work, epochs, batch_size, learning_rate, label_smoothing,

@@ -158,3 +158,30 @@ def accuracy_per_head(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray
         mask = labels[head] >= 0
         result[head] = float((p.argmax(axis=1)[mask] == labels[head][mask]).mean()) if mask.any() else float("nan")
     return result
+
+
+def plot_training_curves(log_csv: str | Path, png: str | Path) -> None:
+    """Loss and per-head accuracy (train dashed, validation solid) per epoch from a CSVLogger file."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    log = pd.read_csv(log_csv)
+    epochs = log["epoch"] + 1
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    loss_ax.plot(epochs, log["loss"], "--", label="train")
+    loss_ax.plot(epochs, log["val_loss"], label="val")
+    loss_ax.set(title="total loss", xlabel="epoch")
+    loss_ax.legend()
+    for i, head in enumerate(HEADS):
+        color = f"C{i}"
+        if f"{head}_acc" in log:
+            acc_ax.plot(epochs, log[f"{head}_acc"], "--", color=color, alpha=0.5)
+        if f"val_{head}_acc" in log:
+            acc_ax.plot(epochs, log[f"val_{head}_acc"], color=color, label=head)
+    acc_ax.set(title="accuracy (val solid, train dashed)", xlabel="epoch")
+    acc_ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
