@@ -119,3 +119,23 @@ def test_killed_run_resumes_from_its_checkpoint(sample_dir, sample_split, tmp_pa
     assert f"Epoch {done_before + 1}/40" in result.stdout + result.stderr
     assert "Epoch 1/40" not in result.stdout + result.stderr  # phase 1 is done and phase 2 restarts late
     assert (tmp_path / "bundle" / "bundle.json").exists()
+
+
+def test_gpu_recipe_runs_a_time_boxed_fine_tune(sample_dir, sample_split, tmp_path):
+    """The GPU recipe's code path (augmented array batches, time-based cosine, checkpoints) on the CPU."""
+    from fashion.train.dataset import load_dataset
+    from fashion.train.gpu_recipe import run_gpu_recipe
+    from fashion.train.labels import build_vocabularies
+
+    frame, _ = load_dataset(sample_dir)
+    labels_file = tmp_path / "labels.json"
+    labels_file.write_text(json.dumps(build_vocabularies(frame)))
+    results = run_gpu_recipe(str(sample_dir), str(sample_split), str(labels_file), None, [(32, 24)],
+                             str(tmp_path / "out"), batch_size=32, seconds_per_size=[4.0], mixed_precision=False,
+                             workers=1, backbone="tiny")
+    run = results["sizes"]["32x24"]
+    assert run["epochs_run"] >= 1
+    assert set(run["val_accuracy"]) == set(HEADS)
+    assert all(0.0 <= value <= 1.0 for value in run["val_accuracy"].values())
+    assert (tmp_path / "out" / "32x24" / "final.weights.h5").exists()
+    assert (tmp_path / "out" / "32x24" / "log.csv").exists()

@@ -67,18 +67,6 @@ class ArrayBatches(keras.utils.PyDataset):
             self.rng.shuffle(self.order)
 
 
-class Deadline(keras.callbacks.Callback):
-    """Stop training cleanly when a wall-clock deadline (time.time()) passes."""
-
-    def __init__(self, deadline: float):
-        super().__init__()
-        self.deadline = deadline
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.time() > self.deadline:
-            self.model.stop_training = True
-
-
 class TimeCosine(keras.callbacks.Callback):
     """Cosine learning rate over a wall-clock window, with linear warm-up; stops at the window's end.
 
@@ -126,7 +114,7 @@ class MeanValAccuracy(keras.callbacks.Callback):
             logs["val_mean_acc"] = float(np.mean(accuracies))
 
 
-def standard_callbacks(out_dir: Path, monitor: str = "val_mean_acc", patience: int = 4, deadline: float | None = None):
+def standard_callbacks(out_dir: Path, monitor: str = "val_mean_acc", patience: int = 4):
     out_dir.mkdir(parents=True, exist_ok=True)
     mode = "max" if "acc" in monitor else "min"
     callbacks = [
@@ -137,8 +125,6 @@ def standard_callbacks(out_dir: Path, monitor: str = "val_mean_acc", patience: i
         keras.callbacks.ModelCheckpoint(str(out_dir / "last.weights.h5"), save_weights_only=True),
         keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
     ]
-    if deadline:
-        callbacks.append(Deadline(deadline))
     return callbacks
 
 

@@ -20,7 +20,7 @@ from fashion import HEADS
 def run_gpu_recipe(data_dir: str, split_file: str, labels_file: str, weights: str, sizes: list[tuple[int, int]],
                    out_dir: str, epochs: int = 12, batch_size: int = 128, learning_rate: float = 3e-4,
                    label_smoothing: float = 0.1, seconds_per_size: list[float] | None = None,
-                   mixed_precision: bool = True, workers: int | None = None) -> dict:
+                   mixed_precision: bool = True, workers: int | None = None, backbone: str = "efficientnetb0") -> dict:
     """Fine-tune the whole network at each size.
 
     With ``seconds_per_size`` the learning rate follows a cosine over that wall-clock window
@@ -55,7 +55,7 @@ def run_gpu_recipe(data_dir: str, split_file: str, labels_file: str, weights: st
         t0 = time.time()
         x_train = decode_images(list(train["path"]), height, width, workers, desc=f"train {tag}")
         x_val = decode_images(list(val["path"]), height, width, workers, desc=f"val {tag}")
-        model = build_model(num_classes, height, width, weights=weights)
+        model = build_model(num_classes, height, width, weights=weights, backbone=backbone)
         batches = ArrayBatches(x_train, y_train, batch_size, augment=True, shuffle=True, workers=8,
                                use_multiprocessing=False)
         val_batches = ArrayBatches(x_val, y_val, 512)
