@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fashion.benchmarks.accuracy import head_scores
+
 BATCH = 64
 
 
@@ -59,9 +61,8 @@ def accuracy(probabilities: dict[str, np.ndarray], labels: dict[str, np.ndarray]
     """Per-head accuracy over the images whose label is known; {"accuracy": ..., "n": ...}."""
     report = {}
     for head in heads:
-        known = labels[head] >= 0
-        hits = probabilities[head][known].argmax(1) == labels[head][known]
-        report[head] = {"accuracy": float(hits.mean()) if known.any() else None, "n": int(known.sum())}
+        scores = head_scores(labels[head], probabilities[head].argmax(1)[:, None])
+        report[head] = {"accuracy": scores["accuracy"], "n": scores["n"]}
     return report
 
 

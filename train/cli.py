@@ -61,6 +61,7 @@ def main():
 def fit(data, split_file, out, recipe, sizes, weights, epochs, batch_size, learning_rate, label_smoothing,
         class_weights, gpu_seconds, work_dir, cache_dir, cut_layer, resume, backbone):
     """Train on the split's train part, select on val, and write a bundle."""
+    from .arrays import split_frame
     from .bundle_io import write_bundle
     from .evaluate import evaluate_frame, format_table
     from .labels import hierarchy
@@ -82,7 +83,7 @@ def fit(data, split_file, out, recipe, sizes, weights, epochs, batch_size, learn
     else:
         model, training = _fit_gpu(data, split_file, vocab, weights, [_parse_size(s) for s in sizes], work,
                                    epochs, batch_size, learning_rate, label_smoothing, gpu_seconds)
-    val = frame[frame["split"] == "val"].reset_index(drop=True)
+    val = split_frame(frame, "val")
     metrics = {"val": evaluate_frame(model, val, vocab, name="val")}
     click.echo(format_table(metrics["val"]))
     train_rows = frame[frame["split"] == "train"]
@@ -128,6 +129,7 @@ def _fit_gpu(data, split_file, vocab, weights, sizes, work, epochs, batch_size, 
 @click.option("--record", is_flag=True, help="Also store the metrics in the bundle manifest.")
 def evaluate(bundle, data, split_file, subset, out, record):
     """Accuracy, macro-F1 and top-3 per head, confusion matrices and a sample grid."""
+    from .arrays import split_frame
     from .bundle_io import load_keras_model, update_metrics
     from .evaluate import evaluate_frame, format_table
     from fashion.runtime.bundle import load_manifest
@@ -136,7 +138,7 @@ def evaluate(bundle, data, split_file, subset, out, record):
     frame, _, _ = _load(data, split_file)
     name = subset if split_file else Path(data).name
     if split_file:
-        frame = frame[frame["split"] == subset].reset_index(drop=True)
+        frame = split_frame(frame, subset)
     model = load_keras_model(bundle)
     metrics = evaluate_frame(model, frame, manifest.labels, out, name=name, hierarchy=manifest.hierarchy)
     click.echo(format_table(metrics))

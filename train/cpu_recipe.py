@@ -22,9 +22,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
+from tqdm import tqdm
 
 from fashion import HEADS
+
+from .arrays import decode_images, split_frame
+from .finetune import accuracy_per_head, standard_callbacks
+from .labels import encode
+from .model import build_model, compile_model, set_trainable_from
 
 
 @dataclass
@@ -46,18 +53,12 @@ class CpuRecipeConfig:
 
 
 def _upper_model(model, cut_layer: str):
-    import keras
-
     return keras.Model(model.get_layer(cut_layer).output, model.output)
 
 
 def cache_activations(model, cut_layer: str, paths: list[str], height: int, width: int, cache_file: Path,
                       flip: bool = False, chunk: int = 512) -> np.ndarray:
     """Activations of ``cut_layer`` for ``paths`` (float16), cached in ``cache_file`` chunk by chunk (resumable)."""
-    import keras
-    from tqdm import tqdm
-
-    from .arrays import decode_images
 
     lower = keras.Model(model.input, model.get_layer(cut_layer).output)
     shape = (len(paths),) + tuple(lower.output.shape[1:])
@@ -101,8 +102,6 @@ def _sample_weights(labels: dict[str, np.ndarray], config: CpuRecipeConfig, num_
 
 
 def pooled_features(model, cut_layer: str, activations: np.ndarray, batch: int = 256) -> np.ndarray:
-    import keras
-
     pool = keras.Model(model.get_layer(cut_layer).output, model.get_layer("avg_pool").output)
     return np.concatenate([keras.ops.convert_to_numpy(pool(activations[s:s + batch].astype(np.float32), training=False))
                            for s in range(0, len(activations), batch)])
@@ -111,9 +110,6 @@ def pooled_features(model, cut_layer: str, activations: np.ndarray, batch: int =
 def train_heads(model, features: dict[str, np.ndarray], labels: dict, config: CpuRecipeConfig,
                 num_classes: dict[str, int], out_dir: Path) -> dict:
     """Phase 1: fit the six Dense heads on pooled features, then copy them into ``model``."""
-    import keras
-
-    from .model import compile_model
 
     inputs = keras.Input((features["train"].shape[1],), name="features")
     x = keras.layers.Dropout(config.dropout, name="head_dropout")(inputs)
@@ -132,43 +128,32 @@ def train_heads(model, features: dict[str, np.ndarray], labels: dict, config: Cp
     return {k: float(v[-1]) for k, v in history.history.items() if k.startswith("val_") and k.endswith("_acc")}
 
 
-class _CachedBatches:
+class CachedBatches(keras.utils.PyDataset):
     """Training batches from cached activations, each image either as-is or mirrored at random."""
 
-    def __new__(cls, *args, **kwargs):
-        import keras
+    def __init__(self, plain, mirrored, labels, weights, batch_size, seed):
+        super().__init__()
+        self.plain, self.mirrored, self.labels, self.weights = plain, mirrored, labels, weights
+        self.batch_size, self.rng = batch_size, np.random.default_rng(seed)
+        self.order = np.arange(len(plain))
+        self.on_epoch_end()
 
-        class Batches(keras.utils.PyDataset):
-            def __init__(self, plain, mirrored, labels, weights, batch_size, seed):
-                super().__init__()
-                self.plain, self.mirrored, self.labels, self.weights = plain, mirrored, labels, weights
-                self.batch_size, self.rng = batch_size, np.random.default_rng(seed)
-                self.order = np.arange(len(plain))
-                self.on_epoch_end()
+    def __len__(self):
+        return int(np.ceil(len(self.plain) / self.batch_size))
 
-            def __len__(self):
-                return int(np.ceil(len(self.plain) / self.batch_size))
+    def __getitem__(self, index):
+        idx = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        use_mirror = self.rng.random(len(idx)) < 0.5
+        x = np.where(use_mirror[:, None, None, None], self.mirrored[idx], self.plain[idx]).astype(np.float32)
+        return x, {h: self.labels[h][idx] for h in HEADS}, {h: self.weights[h][idx] for h in HEADS}
 
-            def __getitem__(self, index):
-                idx = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
-                use_mirror = self.rng.random(len(idx)) < 0.5
-                x = np.where(use_mirror[:, None, None, None], self.mirrored[idx], self.plain[idx]).astype(np.float32)
-                return x, {h: self.labels[h][idx] for h in HEADS}, {h: self.weights[h][idx] for h in HEADS}
-
-            def on_epoch_end(self):
-                self.rng.shuffle(self.order)
-
-        return Batches(*args, **kwargs)
+    def on_epoch_end(self):
+        self.rng.shuffle(self.order)
 
 
 def run_cpu_recipe(frame, vocabularies: dict[str, list[str]], weights: str, out_dir: str | Path,
                    config: CpuRecipeConfig, cache_dir: str | Path, resume: bool = False, backbone="efficientnetb0"):
-    """Train with the CPU recipe; returns the trained Keras model (best on validation loss)."""
-    import keras
-
-    from .finetune import accuracy_per_head, standard_callbacks
-    from .labels import encode
-    from .model import build_model, compile_model, set_trainable_from
+    """Train with the CPU recipe; returns the trained Keras model (best on mean validation accuracy)."""
 
     out_dir, cache_dir = Path(out_dir), Path(cache_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -185,7 +170,7 @@ def run_cpu_recipe(frame, vocabularies: dict[str, list[str]], weights: str, out_
     keras.utils.set_random_seed(config.seed)
     model = build_model(num_classes, config.height, config.width, weights=weights, dropout=config.dropout,
                         backbone=backbone)
-    splits = {name: frame[frame["split"] == name].reset_index(drop=True) for name in ("train", "val")}
+    splits = {name: split_frame(frame, name) for name in ("train", "val")}
     labels = {name: encode(part, vocabularies) for name, part in splits.items()}
     tag = f"{backbone}_{config.height}x{config.width}_{config.cut_layer}"
     acts = {name: cache_activations(model, config.cut_layer, list(part["path"]), config.height, config.width,
@@ -204,7 +189,7 @@ def run_cpu_recipe(frame, vocabularies: dict[str, list[str]], weights: str, out_
 
     set_trainable_from(model, _first_layer_after(model, config.cut_layer))
     upper = _upper_model(model, config.cut_layer)
-    batches = _CachedBatches(acts["train"], mirrored, labels["train"],
+    batches = CachedBatches(acts["train"], mirrored, labels["train"],
                              _sample_weights(labels["train"], config, num_classes), config.batch_size, config.seed)
     steps = config.epochs * len(batches)
     compile_model(upper, keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.02),

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from fashion import HEADS
+from fashion.benchmarks.accuracy import head_scores
 
 
 def augment_batch(images: np.ndarray, rng: np.random.Generator, max_shift: float = 0.08,
@@ -138,12 +139,9 @@ def predict_arrays(model: keras.Model, images: np.ndarray, batch_size: int = 256
     return {head: np.concatenate(chunks) for head, chunks in outputs.items()}
 
 
-def accuracy_per_head(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, float]:
-    result = {}
-    for head, p in probs.items():
-        mask = labels[head] >= 0
-        result[head] = float((p.argmax(axis=1)[mask] == labels[head][mask]).mean()) if mask.any() else float("nan")
-    return result
+def accuracy_per_head(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, float | None]:
+    """Top-1 accuracy per head over labelled examples (None for a head without labels)."""
+    return {head: head_scores(labels[head], p.argmax(axis=1)[:, None])["accuracy"] for head, p in probs.items()}
 
 
 def plot_training_curves(log_csv: str | Path, png: str | Path) -> None:
