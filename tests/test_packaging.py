@@ -1,4 +1,4 @@
-"""The wheel maps the top-level folders into one ``fashion`` namespace and installs no generic package."""
+"""The package path is its import name: the wheel holds one ``fashion`` package and a plain checkout imports it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-SOURCE_FOLDERS = ("fashion", "train", "export", "runtime", "benchmarks", "demo")
+SOURCE_FOLDERS = ("fashion",)
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +54,17 @@ def test_unpacked_wheel_imports_the_runtime(wheel, tmp_path):
                             cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).is_relative_to(tmp_path / "site")
+
+
+def test_plain_checkout_imports_without_install(tmp_path):
+    """No package-dir remapping: the folder tree alone on ``PYTHONPATH`` imports every layer's package."""
+    shutil.copytree(ROOT / "fashion", tmp_path / "fashion", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    code = "import fashion.runtime, fashion.export, fashion.benchmarks, fashion.train; print(fashion.export.__file__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).is_relative_to(tmp_path / "fashion")
+
+
+def test_no_package_dir_remapping():
+    assert "package-dir" not in (ROOT / "pyproject.toml").read_text()

@@ -22,7 +22,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from fashion.demo import views  # noqa: E402
 from fashion.runtime import Classifier  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MAX_UPLOAD_MB = 1
 
 

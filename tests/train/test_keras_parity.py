@@ -1,7 +1,7 @@
 """With the shipped bundle: the runtime's predictions equal the Keras model's on real photos (FP32, <= 1e-4).
 
 Skips when models/fashion-effnetb0 is absent. Keras is loaded here (safe_mode) only to compare; the
-runtime itself never imports it (see test_runtime_isolation.py).
+runtime itself never imports it (see tests/runtime/test_isolation.py).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fashion import HEADS
-from tests.test_export import export_data, exported  # noqa: F401  (module fixtures: one tiny exported bundle)
+from tests.export.test_export import export_data, exported  # noqa: F401  (module fixtures: one tiny exported bundle)
 
 
 def triton_model_config_module():

@@ -18,7 +18,7 @@ from fashion.runtime.bundle import MANIFEST, load_manifest, record_artifact  # n
 from fashion.runtime.preprocess import PREPROCESSING_SPEC  # noqa: E402
 
 HEIGHT, WIDTH = 32, 24
-SPLIT_FILE = Path(__file__).resolve().parents[1] / "data" / "splits" / "fashion-product-images.csv"
+SPLIT_FILE = Path(__file__).resolve().parents[2] / "data" / "splits" / "fashion-product-images.csv"
 FAST = ["--parity-images", "256", "--calib-images", "48", "--eval-images", "64", "--quiet"]
 
 

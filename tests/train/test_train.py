@@ -18,7 +18,7 @@ keras = pytest.importorskip("keras")
 
 from fashion import HEADS  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

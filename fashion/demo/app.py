@@ -22,7 +22,7 @@ from fashion.runtime import Classifier, FashionError, InvalidImageError  # noqa:
 
 from . import views  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLE_NAME = Path("models") / "fashion-effnetb0"
 SAMPLE_DIR = REPO_ROOT / "data" / "sample"
 CAM_HEAD = "articleType"

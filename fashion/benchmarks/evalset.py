@@ -17,7 +17,7 @@ from fashion.runtime.bundle import Bundle, sha256_file
 from fashion.runtime.errors import InvalidImageError
 from fashion.runtime.preprocess import preprocess
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA_ENV = "FASHION_SHARED_DATA"
 DEFAULT_SPLIT_FILE = Path("data") / "splits" / "fashion-product-images.csv"
 

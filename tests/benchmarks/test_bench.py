@@ -19,7 +19,7 @@ from fashion.benchmarks.rows import ROWS, parse_rows, skip_reason
 from fashion.runtime.bundle import load_manifest
 from fashion.runtime.preprocess import preprocess
 
-SAMPLE_STYLES = Path(__file__).resolve().parents[1] / "data" / "sample" / "styles.csv"
+SAMPLE_STYLES = Path(__file__).resolve().parents[2] / "data" / "sample" / "styles.csv"
 FAST = ["--iters", "5", "--warmup", "1", "--batch-sizes", "1,4", "--quiet"]
 
 
@@ -201,7 +201,7 @@ def test_plot_paths_and_row_parsing(tiny_bundle):
 
 
 def test_named_split_narrows_any_data_folder(tiny_bundle, sample_dir, tmp_path):
-    split_file = Path(__file__).resolve().parents[1] / "data" / "splits" / "fashion-product-images.csv"
+    split_file = Path(__file__).resolve().parents[2] / "data" / "splits" / "fashion-product-images.csv"
     with open(split_file, newline="") as handle:
         val_ids = {row["id"] for row in csv.DictReader(handle) if row["split"] == "val"}
     with open(sample_dir / "styles.csv", newline="", encoding="utf-8") as handle:

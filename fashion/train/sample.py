@@ -133,7 +133,7 @@ def make_sample(data_dir: str | Path, split_file: str | Path, out_dir: str | Pat
 if __name__ == "__main__":
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     data = sys.argv[1] if len(sys.argv) > 1 else root.parent / "shared" / "datasets" / "fashion-product-images"
     chosen = make_sample(data, root / "data" / "splits" / "fashion-product-images.csv", root / "data" / "sample")
     print(f"wrote {len(chosen)} images to {root / 'data' / 'sample'}")
