@@ -1,0 +1,102 @@
+"""What every command line tool shares: ``-h``/``--help`` and the error-to-exit-code mapping.
+
+Usage with click (either decorator order works)::
+
+    @run_cli
+    @click.command(context_settings=CONTEXT_SETTINGS)
+    def main(...): ...
+
+    # or, for a plain function:  run_cli(fn)(*args)
+
+An uncaught ``FashionError`` becomes ``Error: <message>`` on stderr and its ``exit_code``; Ctrl-C
+becomes 130 with a one-line message; an ``OSError`` on a user path becomes ``Error: <path>: <reason>``
+and exit 2; anything unexpected still gets a single line and exit 1, with a hint to rerun with
+``FASHION_DEBUG=1`` to see the traceback (with that variable set, the exception propagates unchanged).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from .errors import EXIT_PARTIAL, FashionError, exit_code_for
+
+#: Every click command passes this so ``-h`` works as well as ``--help``.
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+
+#: Environment variable that turns the one-line message for unexpected errors back into a traceback.
+DEBUG_ENV = "FASHION_DEBUG"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def debug_enabled() -> bool:
+    """True when the user asked for tracebacks (``FASHION_DEBUG`` set to anything but empty/0/false)."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def error_message(exc: BaseException) -> str:
+    """One line for the user: the error's own message, or for OSError ``<path>: <reason>``."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(exc, OSError) and not isinstance(exc, FashionError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else ""
+        return f"{where}: {exc.strerror}" if where != "" else exc.strerror
+    text = str(exc).strip()
+    if isinstance(exc, FashionError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def report(exc: BaseException) -> int:
+    """Print ``Error: ...`` for ``exc`` on stderr and return the exit status to use."""
+    code = exit_code_for(exc)
+    click.echo(f"Error: {error_message(exc)}", err=True)
+    if code == EXIT_PARTIAL and not isinstance(exc, FashionError):
+        click.echo(f"(unexpected error; rerun with {DEBUG_ENV}=1 to see the traceback)", err=True)
+    return code
+
+
+def _passes_through(exc: BaseException) -> bool:
+    """click's own control-flow exceptions (usage errors, --help exit, Abort) are click's to handle."""
+    return isinstance(exc, (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort))
+
+
+def _guard(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            if debug_enabled():
+                raise
+            sys.stderr.flush()
+            raise SystemExit(report(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - the point is one message instead of a traceback
+            if _passes_through(exc) or debug_enabled():
+                raise
+            raise SystemExit(report(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def run_cli(fn: F) -> F:
+    """Wrap a click command (or any callable) so errors become ``Error: ...`` plus their exit code.
+
+    For a click ``Command``/``Group`` the wrapper goes around ``invoke``, so it also covers
+    subcommands; the command object itself is returned, so ``@run_cli`` may sit above ``@click.command``.
+    """
+    if isinstance(fn, click.Command):
+        command = fn
+        command.invoke = _guard(command.invoke)  # type: ignore[method-assign]
+        return fn
+    return _guard(fn)
+
+
+#: Alias for readers who prefer a decorator name that says what it does.
+cli_errors = run_cli
