@@ -37,19 +37,19 @@ def test_wheel_has_one_fashion_namespace(wheel):
     packages = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert packages == {"fashion"}, f"top-level entries besides fashion/: {sorted(packages)}"
     for module in ("fashion/__init__.py", "fashion/runtime/__init__.py", "fashion/runtime/preprocess.py",
-                   "fashion/runtime/py.typed", "fashion/train/dataset.py", "fashion/train/split.py",
-                   "fashion/train/pipeline.py", "fashion/train/eda_cli.py", "fashion/export/__init__.py"):
+                   "fashion/runtime/py.typed", "fashion/data/dataset.py", "fashion/data/split.py",
+                   "fashion/train/pipeline.py", "fashion/data/eda_cli.py", "fashion/export/__init__.py"):
         assert module in names, f"{module} missing from the wheel"
     assert not any(n.startswith(("runtime/", "export/", "train/", "tests/", "demo/", "benchmarks/")) for n in names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "fashion-eda = fashion.train.eda_cli:main" in text
+    assert "fashion-eda = fashion.data.eda_cli:main" in text
 
 
 def test_unpacked_wheel_imports_the_runtime(wheel, tmp_path):
     """A normal (non-editable) install imports: load the runtime from the unpacked wheel alone."""
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
-    code = "import fashion.runtime, fashion.train.split; print(fashion.runtime.__file__)"
+    code = "import fashion.runtime, fashion.data.split; print(fashion.runtime.__file__)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fashion.metrics import accuracy
 from fashion.runtime.bundle import MANIFEST, load_manifest, sha256_file
 
-from . import accuracy, rows, system
+from . import rows, system
 from .evalset import load_eval_set
 from .measure import run_in_subprocess
 

@@ -71,8 +71,8 @@ def load_eval_set(bundle: Bundle, data_dir: str | os.PathLike | None = None, spl
     from tqdm import tqdm
 
     try:
-        from fashion.train.dataset import load_dataset
-        from fashion.train.split import attach_split, read_split
+        from fashion.data.dataset import load_dataset
+        from fashion.data.split import attach_split, read_split
     except ImportError as exc:
         raise ImportError(f"reading a dataset needs pandas ({exc}) — pip install fashion-edge[bench]") from exc
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashion.benchmarks.accuracy import head_scores
+from fashion.metrics.accuracy import head_scores
 
 BATCH = 64
 

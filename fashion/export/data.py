@@ -69,9 +69,9 @@ class ExportData:
 
     def __init__(self, data_dir: Path, split_file: Path, vocabularies: dict[str, list[str]],
                  height: int, width: int, progress: bool = True):
-        from fashion.train.dataset import load_dataset
-        from fashion.train.labels import encode
-        from fashion.train.split import attach_split, read_split
+        from fashion.data.dataset import load_dataset
+        from fashion.data.labels import encode
+        from fashion.data.split import attach_split, read_split
 
         frame, _ = load_dataset(data_dir)
         self.frame = attach_split(frame, read_split(split_file)).sort_values("id").reset_index(drop=True)

@@ -20,9 +20,9 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def _load(data: str, split_file: str | None):
-    from .dataset import load_dataset
-    from .labels import build_vocabularies
-    from .split import attach_split, read_split
+    from fashion.data.dataset import load_dataset
+    from fashion.data.labels import build_vocabularies
+    from fashion.data.split import attach_split, read_split
 
     frame, report = load_dataset(data)
     click.echo(report.summary(), err=True)
@@ -61,10 +61,11 @@ def main():
 def fit(data, split_file, out, recipe, sizes, weights, epochs, batch_size, learning_rate, label_smoothing,
         class_weights, gpu_seconds, work_dir, cache_dir, cut_layer, resume, backbone):
     """Train on the split's train part, select on val, and write a bundle."""
+    from fashion.data.labels import hierarchy
+
     from .arrays import split_frame
     from .bundle_io import write_bundle
     from .evaluate import evaluate_frame, format_table
-    from .labels import hierarchy
     from .model import resolve_weights
 
     frame, vocab, report = _load(data, split_file)
@@ -129,10 +130,11 @@ def _fit_gpu(data, split_file, vocab, weights, sizes, work, epochs, batch_size, 
 @click.option("--record", is_flag=True, help="Also store the metrics in the bundle manifest.")
 def evaluate(bundle, data, split_file, subset, out, record):
     """Accuracy, macro-F1 and top-3 per head, confusion matrices and a sample grid."""
+    from fashion.runtime.bundle import load_manifest
+
     from .arrays import split_frame
     from .bundle_io import load_keras_model, update_metrics
     from .evaluate import evaluate_frame, format_table
-    from fashion.runtime.bundle import load_manifest
 
     manifest = load_manifest(bundle)
     frame, _, _ = _load(data, split_file)

@@ -27,10 +27,10 @@ import numpy as np
 from tqdm import tqdm
 
 from fashion import HEADS
+from fashion.data.labels import encode
 
 from .arrays import decode_images, split_frame
 from .finetune import accuracy_per_head, standard_callbacks
-from .labels import encode
 from .model import build_model, compile_model, set_trainable_from
 
 

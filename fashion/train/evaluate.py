@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 
 from fashion import HEADS
-from fashion.benchmarks.accuracy import head_scores
-
-from .labels import encode
+from fashion.data.labels import encode
+from fashion.metrics.accuracy import head_scores
 
 CONFUSION_HEADS = ("gender", "masterCategory", "season", "subCategory")
 TOP_CONFUSION_HEADS = ("articleType", "baseColour")

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from fashion import HEADS
-from fashion.benchmarks.accuracy import head_scores
+from fashion.metrics.accuracy import head_scores
 
 
 def augment_batch(images: np.ndarray, rng: np.random.Generator, max_shift: float = 0.08,

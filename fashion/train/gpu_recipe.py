@@ -28,12 +28,20 @@ def run_gpu_recipe(data_dir: str, split_file: str, labels_file: str, weights: st
     """
     import keras
 
+    from fashion.data.dataset import load_dataset
+    from fashion.data.labels import encode
+    from fashion.data.split import attach_split, read_split
+
     from .arrays import decode_images, split_frame
-    from .dataset import load_dataset
-    from .finetune import ArrayBatches, TimeCosine, accuracy_per_head, cosine_schedule, predict_arrays, standard_callbacks
-    from .labels import encode
+    from .finetune import (
+        ArrayBatches,
+        TimeCosine,
+        accuracy_per_head,
+        cosine_schedule,
+        predict_arrays,
+        standard_callbacks,
+    )
     from .model import build_model, compile_model, set_trainable_from
-    from .split import attach_split, read_split
 
     start = time.time()
     if mixed_precision:

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from fashion.data.labels import encode
 from fashion.runtime.preprocess import PAD_VALUE, preprocess
-from fashion.train.labels import encode
 
 AUTOTUNE = tf.data.AUTOTUNE
 Augment = Callable[[tf.Tensor], tf.Tensor]

@@ -11,11 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from fashion import HEADS
-from fashion.benchmarks import accuracy, report, system
+from fashion.benchmarks import report, system
 from fashion.benchmarks.bench import accuracy_failures, parse_thresholds
 from fashion.benchmarks.cli import main
 from fashion.benchmarks.flops import count_macs
 from fashion.benchmarks.rows import ROWS, parse_rows, skip_reason
+from fashion.metrics import accuracy
 from fashion.runtime.bundle import load_manifest
 from fashion.runtime.preprocess import preprocess
 

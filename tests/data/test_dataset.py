@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from fashion import HEADS
-from fashion.train.dataset import find_layout, load_dataset, read_styles
-from fashion.train.labels import MISSING, build_vocabularies, encode
+from fashion.data.dataset import find_layout, load_dataset, read_styles
+from fashion.data.labels import MISSING, build_vocabularies, encode
 
 HEADER = "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName"
 

@@ -8,9 +8,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from fashion import HEADS
-from fashion.train.dataset import load_dataset
-from fashion.train.eda_cli import main
-from fashion.train.split import pixel_hash
+from fashion.data.dataset import load_dataset
+from fashion.data.eda_cli import main
+from fashion.data.split import pixel_hash
 from tests.conftest import SPLIT_FILE
 
 EXPECTED_PLOTS = [f"class_counts_{h}.png" for h in HEADS] + [

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fashion.train.dataset import load_dataset
-from fashion.train.split import SPLITS, attach_split, make_split, pixel_groups, pixel_hash, read_split, write_split
+from fashion.data.dataset import load_dataset
+from fashion.data.split import SPLITS, attach_split, make_split, pixel_groups, pixel_hash, read_split, write_split
 from tests.conftest import SPLIT_FILE
 
 

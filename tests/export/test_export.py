@@ -27,9 +27,9 @@ def make_keras_bundle(root: Path, data_dir: Path, height: int = HEIGHT, width: i
     """A training-style bundle written by the training code's bundle writer, with an untrained model."""
     import keras
 
+    from fashion.data.dataset import load_dataset
+    from fashion.data.labels import build_vocabularies, hierarchy
     from fashion.train.bundle_io import write_bundle
-    from fashion.train.dataset import load_dataset
-    from fashion.train.labels import build_vocabularies, hierarchy
     from fashion.train.model import build_model
 
     frame, _ = load_dataset(data_dir)

@@ -9,9 +9,9 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from fashion import HEADS  # noqa: E402
+from fashion.data.dataset import load_dataset  # noqa: E402
+from fashion.data.labels import MISSING, build_vocabularies, encode  # noqa: E402
 from fashion.runtime.preprocess import preprocess  # noqa: E402
-from fashion.train.dataset import load_dataset  # noqa: E402
-from fashion.train.labels import MISSING, build_vocabularies, encode  # noqa: E402
 from fashion.train.pipeline import dataset_from_frame, label_preserving_augment, make_dataset  # noqa: E402
 
 HEIGHT, WIDTH = 128, 96

@@ -38,8 +38,8 @@ def _fit_command(sample_dir, split, out, work, cache, epochs, extra=()):
 
 
 def test_a_few_steps_lower_the_loss(sample_dir, sample_split):
-    from fashion.train.dataset import load_dataset
-    from fashion.train.labels import build_vocabularies, encode
+    from fashion.data.dataset import load_dataset
+    from fashion.data.labels import build_vocabularies, encode
     from fashion.train.arrays import decode_images
     from fashion.train.model import build_model, compile_model
 
@@ -123,9 +123,9 @@ def test_killed_run_resumes_from_its_checkpoint(sample_dir, sample_split, tmp_pa
 
 def test_gpu_recipe_runs_a_time_boxed_fine_tune(sample_dir, sample_split, tmp_path):
     """The GPU recipe's code path (augmented array batches, time-based cosine, checkpoints) on the CPU."""
-    from fashion.train.dataset import load_dataset
+    from fashion.data.dataset import load_dataset
+    from fashion.data.labels import build_vocabularies
     from fashion.train.gpu_recipe import run_gpu_recipe
-    from fashion.train.labels import build_vocabularies
 
     frame, _ = load_dataset(sample_dir)
     labels_file = tmp_path / "labels.json"

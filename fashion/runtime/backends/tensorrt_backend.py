@@ -14,44 +14,33 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError, BundleError
+from . import _cuda
+from ._cuda import INSTALL_HINT
 from .base import FEATURE_MAP, Backend
 
-_INSTALL = "install the GPU extra: pip install 'fashion-edge[gpu]' (tensorrt>=10, cuda-python) on a machine with an NVIDIA GPU"
-
 trt: Any = None
-cudart: Any = None
 
 
 def _require_gpu_packages() -> None:
     """Import tensorrt and cuda-python on first use, so this module imports (and its checks test) anywhere."""
-    global trt, cudart
-    if trt is not None and cudart is not None:
-        return
-    try:
-        import tensorrt
-    except ImportError:
-        raise BackendUnavailableError(f"the tensorrt backend needs the 'tensorrt' package; {_INSTALL}") from None
-    try:
-        from cuda.bindings import runtime  # cuda-python >= 12.6
-    except ImportError:
+    global trt
+    if trt is None:
         try:
-            from cuda import cudart as runtime  # older cuda-python layout
+            import tensorrt
         except ImportError:
-            raise BackendUnavailableError(f"the tensorrt backend needs 'cuda-python'; {_INSTALL}") from None
-    trt, cudart = tensorrt, runtime
-
-
-def _check(result: tuple) -> Any:
-    """cuda-python calls return (error, *values); raise on error, return the value(s)."""
-    error, *values = result
-    if error != cudart.cudaError_t.cudaSuccess:
-        raise RuntimeError(f"CUDA call failed: {error}")
-    return values[0] if len(values) == 1 else tuple(values)
+            raise BackendUnavailableError(f"the tensorrt backend needs the 'tensorrt' package; {INSTALL_HINT}") from None
+        trt = tensorrt
+    _cuda.cudart()  # raises BackendUnavailableError naming cuda-python when it is missing
 
 
 def current_compute_capability(device: int = 0) -> str:
-    props = _check(cudart.cudaGetDeviceProperties(device))
-    return f"{props.major}.{props.minor}"
+    return _cuda.compute_capability(device)
+
+
+def tensorrt_version() -> str:
+    """The installed TensorRT's version (imports it; BackendUnavailableError when missing)."""
+    _require_gpu_packages()
+    return str(trt.__version__)
 
 
 def check_engine_compatibility(path: Path, artifact: dict[str, Any], compute_capability: str,
@@ -91,8 +80,8 @@ class TensorRTBackend(Backend):
         # get_tensor_profile_shape returns (min, opt, max) for profile 0.
         self.max_batch = int(engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
         self.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
-        self.stream = _check(cudart.cudaStreamCreate())
-        self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes allocated)
+        self.stream = _cuda.create_stream()
+        self.buffers = _cuda.DeviceBuffers()
 
     @classmethod
     def open(cls, path: Path, artifact: dict[str, Any], *, providers: list[str] | None = None,
@@ -102,10 +91,10 @@ class TensorRTBackend(Backend):
         if not trt.__version__.startswith("10."):
             raise BackendUnavailableError(f"TensorRT {trt.__version__} found; this backend needs TensorRT 10")
         try:
-            _check(cudart.cudaSetDevice(device))
+            _cuda.set_device(device)
             compute_capability = current_compute_capability(device)
         except RuntimeError as exc:
-            raise BackendUnavailableError(f"no usable CUDA GPU ({exc}); {_INSTALL}") from None
+            raise BackendUnavailableError(f"no usable CUDA GPU ({exc}); {INSTALL_HINT}") from None
         check_engine_compatibility(Path(path), artifact, compute_capability, trt.__version__)
 
         logger = trt.Logger(trt.Logger.ERROR)
@@ -132,33 +121,22 @@ class TensorRTBackend(Backend):
             sizes[head] = last if last > 0 else None
         return sizes
 
-    def _buffer(self, name: str, nbytes: int) -> int:
-        pointer, allocated = self.buffers.get(name, (0, 0))
-        if allocated < nbytes:
-            if pointer:
-                _check(cudart.cudaFree(pointer))
-            pointer = _check(cudart.cudaMalloc(nbytes))
-            self.buffers[name] = (pointer, nbytes)
-        return pointer
-
     def _run(self, batch: np.ndarray, wanted: list[str]) -> dict[str, np.ndarray]:
         host_input = np.ascontiguousarray(batch, dtype=self.dtypes[self.input_name])
         self.context.set_input_shape(self.input_name, host_input.shape)
-        pointer = self._buffer(self.input_name, host_input.nbytes)
-        _check(cudart.cudaMemcpyAsync(pointer, host_input.ctypes.data, host_input.nbytes,
-                                      cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
+        pointer = self.buffers.get(self.input_name, host_input.nbytes)
+        _cuda.copy_to_device(pointer, host_input, self.stream)
         self.context.set_tensor_address(self.input_name, pointer)
         results = {}
         for name in self.output_names:  # every output needs an address, even the ones not wanted
             shape = tuple(self.context.get_tensor_shape(name))
             results[name] = np.empty(shape, dtype=self.dtypes[name])
-            self.context.set_tensor_address(name, self._buffer(name, max(results[name].nbytes, 1)))
+            self.context.set_tensor_address(name, self.buffers.get(name, results[name].nbytes))
         if not self.context.execute_async_v3(self.stream):
             raise RuntimeError(f"{self.path}: TensorRT execution failed")
         for name in wanted:
-            _check(cudart.cudaMemcpyAsync(results[name].ctypes.data, self.buffers[name][0], results[name].nbytes,
-                                          cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
-        _check(cudart.cudaStreamSynchronize(self.stream))
+            _cuda.copy_to_host(results[name], self.buffers.pointer(name), self.stream)
+        _cuda.synchronize(self.stream)
         return {name: results[name] for name in wanted}
 
     def infer(self, batch: np.ndarray, feature_map: bool = False) -> dict[str, np.ndarray]:
@@ -172,11 +150,10 @@ class TensorRTBackend(Backend):
         return {key: np.concatenate([c[name] for c in chunks]).astype(np.float32) for key, name in keys.items()}
 
     def close(self) -> None:
-        for pointer, _ in self.buffers.values():
-            cudart.cudaFree(pointer)
-        self.buffers = {}
+        if getattr(self, "buffers", None) is not None:
+            self.buffers.free()
         if getattr(self, "stream", None) is not None:
-            cudart.cudaStreamDestroy(self.stream)
+            _cuda.destroy_stream(self.stream)
             self.stream = None
         self.context = None
         self.engine = None

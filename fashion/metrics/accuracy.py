@@ -1,6 +1,6 @@
 """Accuracy, macro-F1 and top-3 per head, from each row's ranked predictions.
 
-Labels are encoded like training does (``fashion.train.labels.encode``): a missing label, or one
+Labels are encoded like training does (``fashion.data.labels.encode``): a missing label, or one
 the model's vocabulary does not have, is excluded from that head's scores (and counted).
 """
 

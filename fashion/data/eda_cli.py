@@ -18,7 +18,7 @@ import click
 def main(data_dir: Path, out_dir: Path, split_file: Path | None, progress: bool) -> None:
     """Analyse the dataset: class counts, long tail, missing values, imbalance, pixel-identical groups and
     their label conflicts, split sizes. Writes PNGs and report.md into OUT."""
-    from fashion.train.eda import run_eda
+    from fashion.data.eda import run_eda
 
     result = run_eda(data_dir, out_dir, split_file=split_file, progress=progress)
     click.echo(result.report.summary())

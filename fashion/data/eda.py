@@ -20,10 +20,10 @@ import pandas as pd
 from PIL import Image
 
 from fashion import HEADS
+from fashion.data.dataset import DatasetReport, load_dataset
+from fashion.data.split import SPLITS, read_split
 from fashion.runtime.errors import InvalidImageError
 from fashion.runtime.preprocess import load_image
-from fashion.train.dataset import DatasetReport, load_dataset
-from fashion.train.split import SPLITS, read_split
 
 DPI = 90
 LABEL_COLUMNS = ("gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "year", "usage",
@@ -333,7 +333,7 @@ def write_report(result: EdaResult, data_dir: Path, out: Path, split_file: Path 
         "",
         "## Pixel-identical images",
         "",
-        f"Hash = sha1 of the decoded RGB pixels and their shape (`fashion.train.split.pixel_hash`). "
+        f"Hash = sha1 of the decoded RGB pixels and their shape (`fashion.data.split.pixel_hash`). "
         f"**{len(result.groups)} groups cover {sum(map(len, result.groups)):,} ids** "
         f"(sizes: " + ", ".join(f"{n} of {s}" for s, n in sorted(Counter(map(len, result.groups)).items())) + "). "
         f"Hashing each file in its own mode without RGB conversion gives {len(native_groups)} groups / "

@@ -18,8 +18,8 @@ import pandas as pd
 from PIL import Image
 
 from fashion import HEADS
-from fashion.train.dataset import find_layout, load_dataset
-from fashion.train.split import read_split
+from fashion.data.dataset import find_layout, load_dataset
+from fashion.data.split import read_split
 
 SAMPLE_SEED = 20261127
 SPLIT_PREFERENCE = ("test", "val", "train")
@@ -43,7 +43,7 @@ https://www.kaggle.com/datasets/paramaggarwal/fashion-product-images-small
 - Source of these bytes: the project's shared copy of the dataset (its SOURCES.md traces every file
   to public snapshots of the Kaggle data). Only non-image JPEG metadata had been stripped there;
   the files here are byte-identical to that copy.
-- Selection: `fashion.train.sample.make_sample` (seed {seed}): up to {per_class} images per articleType,
+- Selection: `fashion.data.sample.make_sample` (seed {seed}): up to {per_class} images per articleType,
   preferring the committed split's **test** side ({from_test} of {n} images are test images), plus
   {grey} grayscale images, rows with an empty label ({empties}),
   the pixel-identical pairs with conflicting articleTypes {conflicts}, and rows whose
@@ -53,7 +53,7 @@ https://www.kaggle.com/datasets/paramaggarwal/fashion-product-images-small
 Regenerate (same inputs give the same files):
 
 ```
-.venv/bin/python -m fashion.train.sample ../shared/datasets/fashion-product-images
+.venv/bin/python -m fashion.data.sample ../shared/datasets/fashion-product-images
 ```
 """
 
