@@ -1,33 +1,52 @@
-"""Image preprocessing, defined once.
+"""Image preprocessing, defined once and driven by the bundle's ``preprocessing`` spec.
 
 Training, export parity checks, benchmarks, the demo and the runtime all call these functions,
-so a photo becomes exactly the same tensor everywhere:
+so a photo becomes exactly the same tensor everywhere. With the shipped spec:
 
 1. decode (path, bytes, PIL image or HxWx3 uint8 array), apply the EXIF orientation;
 2. convert any mode (L, LA, P, RGBA, CMYK, I;16, ...) to RGB, compositing transparency on white;
 3. pad with white to the model's aspect ratio (product photos sit on white), centred;
 4. resize to the model's input size with bilinear filtering;
 5. hand the model raw 0-255 RGB as float32 NHWC (the model normalises internally).
+
+``build_preprocessor(spec, height, width)`` turns a spec into the callable that does this, so a
+bundle whose spec says e.g. ``"resample": "bicubic"`` or ``"range": [0, 1]`` is fed what it was
+trained on; a spec value this code cannot honour is a BundleError, never silently ignored.
+
+Large photos take a fast path: a JPEG is decoded at 1/2, 1/4 or 1/8 size straight from its DCT
+coefficients (``Image.draft``) and other formats are box-reduced by an integer factor
+(``Image.reduce``) before the final resize, always leaving at least ``FAST_DECODE_GAP`` times the
+model's input size for that resize. A 12-megapixel JPEG then costs a few milliseconds instead of
+~180 ms; the accuracy effect is measured on the test split (docs/eval/fast-decode.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import math
 import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InvalidImageError
+from .errors import BundleError, InvalidImageError
 
 # A decompression bomb (e.g. 20000x20000) is refused before its pixels are decoded.
 MAX_IMAGE_PIXELS = 50_000_000
 PAD_VALUE = 255
 RESAMPLE = Image.Resampling.BILINEAR
+#: The fast path leaves at least this factor between the reduced image and the model input, so
+#: the final (antialiased) resize still averages several source pixels per output pixel.
+FAST_DECODE_GAP = 3.0
+#: Reduced decoding is on unless a caller asks for the exact path (see docs/eval/fast-decode.md).
+FAST_DECODE_DEFAULT = True
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 PREPROCESSING_SPEC = {
     "color": "RGB",
@@ -39,6 +58,18 @@ PREPROCESSING_SPEC = {
     "range": [0, 255],
     "layout": "NHWC",
 }
+
+RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "box": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
+    "hamming": Image.Resampling.HAMMING,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+FITS = ("pad_to_aspect_then_resize", "resize", "center_crop_then_resize")
+LAYOUTS = ("NHWC", "NCHW")
+_SWAPPED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that turn the stored image by 90 degrees
 
 
 def _describe(source: ImageSource) -> str:
@@ -78,7 +109,7 @@ def _from_array(array: np.ndarray) -> Image.Image:
     raise InvalidImageError(f"array images must be HxW, HxWx1, HxWx3 or HxWx4, got shape {array.shape}")
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def _to_rgb(image: Image.Image, pad: tuple[int, int, int] = (PAD_VALUE,) * 3) -> Image.Image:
     if image.mode == "RGB":
         return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -90,61 +121,250 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
         image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (PAD_VALUE, PAD_VALUE, PAD_VALUE, 255))
+        background = Image.new("RGBA", image.size, (*pad, 255))
         return Image.alpha_composite(background, image).convert("RGB")
     return image.convert("RGB")
 
 
-def load_image(source: ImageSource) -> Image.Image:
-    """Decode ``source`` into an upright RGB PIL image, or raise InvalidImageError."""
-    name = _describe(source)
-    # Image.open reads only the header, so the size is checked before any pixel is decoded. PIL's own
-    # (global) bomb limit is left alone: changing it per call would race between threads.
-    try:
-        image = _open(source)
-        if image.width * image.height > MAX_IMAGE_PIXELS:
+def _reduction(size: tuple[int, int], height: int, width: int, fit: str) -> float:
+    """How many source pixels per model pixel the final resize averages (the larger, the more to gain)."""
+    scale_x, scale_y = size[0] / width, size[1] / height
+    # Padding resizes the whole canvas by the larger factor; stretch and crop keep the smaller one.
+    return max(scale_x, scale_y) if fit == "pad_to_aspect_then_resize" else min(scale_x, scale_y)
+
+
+def _oriented_size(image: Image.Image, exif_transpose: bool) -> tuple[int, int]:
+    if exif_transpose:
+        try:
+            if image.getexif().get(0x0112, 1) in _SWAPPED_ORIENTATIONS:
+                return image.height, image.width
+        except Exception:  # a broken EXIF block only matters to the decode itself
+            pass
+    return image.size
+
+
+def _draft_factor(reduction: float, gap: float) -> int:
+    """The JPEG DCT scale (1, 2, 4 or 8) that keeps at least ``gap`` x the model size."""
+    for factor in (8, 4, 2):
+        if reduction / factor >= gap:
+            return factor
+    return 1
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Turns any supported image input into the model's input; built from a spec by :func:`build_preprocessor`."""
+
+    height: int
+    width: int
+    fit: str = "pad_to_aspect_then_resize"
+    resample: str = "bilinear"
+    pad_value: tuple[int, int, int] = (PAD_VALUE,) * 3
+    exif_transpose: bool = True
+    value_range: tuple[float, float] = (0.0, 255.0)
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    layout: str = "NHWC"
+    fast: bool = FAST_DECODE_DEFAULT
+    gap: float = FAST_DECODE_GAP
+
+    def __call__(self, source: ImageSource) -> np.ndarray:
+        """Any supported image input -> uint8 array of shape (height, width, 3) (raises InvalidImageError)."""
+        return self.fit_image(self.load(source))
+
+    def load(self, source: ImageSource) -> Image.Image:
+        """Decode ``source`` into an upright RGB PIL image, reduced when the fast path applies."""
+        name = _describe(source)
+        # Image.open reads only the header, so the size is checked before any pixel is decoded. PIL's own
+        # (global) bomb limit is left alone: changing it per call would race between threads.
+        try:
+            image = _open(source)
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise InvalidImageError(
+                    f"{image.width}x{image.height} pixels exceeds the {MAX_IMAGE_PIXELS:,}-pixel limit"
+                )
+            if getattr(image, "n_frames", 1) > 1:
+                image.seek(0)  # animated GIF/WebP/TIFF: the first frame is the photo
+            reduction = self._reduction_before_decode(image)
+            if reduction > 1 and image.format in ("JPEG", "MPO") and not isinstance(source, Image.Image):
+                factor = _draft_factor(reduction, self.gap)
+                if factor > 1 and image.draft(None, (image.width // factor, image.height // factor)) is not None:
+                    reduction = reduction / factor
+            image.load()
+            if self.exif_transpose:
+                image = ImageOps.exif_transpose(image) or image
+            if image.width == 0 or image.height == 0:
+                raise InvalidImageError("image has no pixels")
+            image = _to_rgb(image, self.pad_value)
+            if reduction >= 2 * self.gap:
+                image = image.reduce(int(reduction // self.gap))
+            return image
+        except InvalidImageError as exc:
+            raise InvalidImageError(f"{name}: {exc}") from None
+        except Image.DecompressionBombError as exc:
             raise InvalidImageError(
-                f"{image.width}x{image.height} pixels exceeds the {MAX_IMAGE_PIXELS:,}-pixel limit"
-            )
-        if getattr(image, "n_frames", 1) > 1:
-            image.seek(0)  # animated GIF/WebP/TIFF: the first frame is the photo
-        image.load()
-        image = ImageOps.exif_transpose(image) or image
-        if image.width == 0 or image.height == 0:
-            raise InvalidImageError("image has no pixels")
-        return _to_rgb(image)
-    except InvalidImageError as exc:
-        raise InvalidImageError(f"{name}: {exc}") from None
-    except Image.DecompressionBombError as exc:
-        raise InvalidImageError(f"{name}: image too large, over the {MAX_IMAGE_PIXELS:,}-pixel limit ({exc})") from None
-    except UnidentifiedImageError:
-        raise InvalidImageError(f"{name}: not a recognised image format") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InvalidImageError(f"{name}: corrupt or truncated image ({exc})") from None
+                f"{name}: image too large, over the {MAX_IMAGE_PIXELS:,}-pixel limit ({exc})"
+            ) from None
+        except UnidentifiedImageError:
+            raise InvalidImageError(f"{name}: not a recognised image format") from None
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise InvalidImageError(f"{name}: corrupt or truncated image ({exc})") from None
+
+    def _reduction_before_decode(self, image: Image.Image) -> float:
+        """The fast path's reduction for this image, 1.0 when it does not apply (small image, nearest filter)."""
+        if not self.fast or self.resample == "nearest" or image.width == 0 or image.height == 0:
+            return 1.0
+        reduction = _reduction(_oriented_size(image, self.exif_transpose), self.height, self.width, self.fit)
+        return reduction if reduction >= 2 * self.gap else 1.0
+
+    def fit_image(self, image: Image.Image) -> np.ndarray:
+        """Bring an RGB image to height x width as the spec's ``fit`` says (uint8 HxWx3)."""
+        if self.fit == "pad_to_aspect_then_resize":
+            image = _pad_to_aspect(image, self.height, self.width, self.pad_value)
+        elif self.fit == "center_crop_then_resize":
+            image = _crop_to_aspect(image, self.height, self.width)
+        if image.size != (self.width, self.height):
+            image = image.resize((self.width, self.height), RESAMPLING[self.resample])
+        return np.asarray(image, dtype=np.uint8)
+
+    def to_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Stack preprocessed uint8 images into the model's float32 input (range, mean/std, layout)."""
+        batch = np.stack(images).astype(np.float32)
+        low, high = self.value_range
+        if (low, high) != (0.0, 255.0):
+            batch = batch * np.float32((high - low) / 255.0) + np.float32(low)
+        if self.mean is not None:
+            batch -= np.asarray(self.mean, dtype=np.float32)
+        if self.std is not None:
+            batch /= np.asarray(self.std, dtype=np.float32)
+        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if self.layout == "NCHW" else batch
 
 
-def fit_to_input(image: Image.Image, height: int, width: int) -> np.ndarray:
-    """Pad ``image`` with white to the target aspect ratio, then resize to height x width (uint8 HxWx3)."""
+def _pad_to_aspect(image: Image.Image, height: int, width: int, pad: tuple[int, int, int]) -> Image.Image:
     w, h = image.size
     # Smallest canvas with the target aspect that contains the image.
     if w * height > h * width:
         canvas_w, canvas_h = w, max(h, round(w * height / width))
     else:
         canvas_w, canvas_h = max(w, round(h * width / height)), h
-    if (canvas_w, canvas_h) != (w, h):
-        canvas = Image.new("RGB", (canvas_w, canvas_h), (PAD_VALUE,) * 3)
-        canvas.paste(image, ((canvas_w - w) // 2, (canvas_h - h) // 2))
-        image = canvas
-    if image.size != (width, height):
-        image = image.resize((width, height), RESAMPLE)
-    return np.asarray(image, dtype=np.uint8)
+    if (canvas_w, canvas_h) == (w, h):
+        return image
+    canvas = Image.new("RGB", (canvas_w, canvas_h), pad)
+    canvas.paste(image, ((canvas_w - w) // 2, (canvas_h - h) // 2))
+    return canvas
 
 
-def preprocess(source: ImageSource, height: int, width: int) -> np.ndarray:
-    """Any supported image input -> uint8 array of shape (height, width, 3)."""
-    return fit_to_input(load_image(source), height, width)
+def _crop_to_aspect(image: Image.Image, height: int, width: int) -> Image.Image:
+    w, h = image.size
+    if w * height > h * width:
+        crop_w, crop_h = max(1, round(h * width / height)), h
+    else:
+        crop_w, crop_h = w, max(1, round(w * height / width))
+    left, top = (w - crop_w) // 2, (h - crop_h) // 2
+    return image.crop((left, top, left + crop_w, top + crop_h)) if (crop_w, crop_h) != (w, h) else image
 
 
-def to_batch(images: list[np.ndarray]) -> np.ndarray:
-    """Stack preprocessed uint8 images into the model's float32 NHWC input."""
+# -- building a preprocessor from a spec ---------------------------------------------------------------------------
+
+
+def _spec_dict(spec: Any) -> dict[str, Any]:
+    """A plain dict from a PreprocessSpec dataclass, an object with ``to_dict()``, a mapping or None (defaults)."""
+    if spec is None:
+        return dict(PREPROCESSING_SPEC)
+    if hasattr(spec, "to_dict"):  # fashion.runtime.manifest.PreprocessSpec (its unknown keys included)
+        return dict(spec.to_dict())
+    if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
+        return dataclasses.asdict(spec)
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    raise BundleError(f"preprocessing spec must be a mapping, got {type(spec).__name__}")
+
+
+def _unsupported(key: str, value: Any, allowed: str) -> BundleError:
+    return BundleError(f"preprocessing {key}={value!r} is not supported (supported: {allowed})")
+
+
+def _triple(key: str, value: Any, low: float, high: float) -> tuple[float, float, float]:
+    values = [value] * 3 if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    if (not isinstance(values, (list, tuple)) or len(values) != 3
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high for v in values)):
+        raise _unsupported(key, value, f"a number or 3 numbers in [{low}, {high}]")
+    return (float(values[0]), float(values[1]), float(values[2]))
+
+
+_KNOWN_KEYS = {"color", "exif_transpose", "fit", "pad_value", "resample", "dtype", "range", "layout", "mean", "std"}
+
+
+def build_preprocessor(spec: Any, height: int, width: int, fast: bool | None = None) -> Preprocessor:
+    """The preprocessing callable for a bundle's spec at the model's input size.
+
+    Every value is checked here, once, so an exported bundle with a spec this runtime does not
+    implement fails at load time with the offending key instead of feeding the model wrong pixels.
+    ``fast`` switches the reduced-size decoding of large photos (default: on, see FAST_DECODE_DEFAULT).
+    """
+    values = {key: value for key, value in _spec_dict(spec).items() if value is not None}
+    unknown = sorted(set(values) - _KNOWN_KEYS)
+    if unknown:
+        raise BundleError(f"preprocessing keys {unknown} are not supported (known: {sorted(_KNOWN_KEYS)})")
+    if int(height) < 1 or int(width) < 1:
+        raise BundleError(f"model input size {height}x{width} is not positive")
+    color = values.get("color", "RGB")
+    if color != "RGB":
+        raise _unsupported("color", color, "'RGB'")
+    fit = values.get("fit", "pad_to_aspect_then_resize")
+    if fit not in FITS:
+        raise _unsupported("fit", fit, ", ".join(FITS))
+    resample = values.get("resample", "bilinear")
+    if resample not in RESAMPLING:
+        raise _unsupported("resample", resample, ", ".join(RESAMPLING))
+    if values.get("dtype", "float32") != "float32":
+        raise _unsupported("dtype", values["dtype"], "'float32'")
+    layout = values.get("layout", "NHWC")
+    if layout not in LAYOUTS:
+        raise _unsupported("layout", layout, ", ".join(LAYOUTS))
+    exif = values.get("exif_transpose", True)
+    if not isinstance(exif, bool):
+        raise _unsupported("exif_transpose", exif, "true or false")
+    value_range = values.get("range", [0, 255])
+    if (not isinstance(value_range, (list, tuple)) or len(value_range) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value_range)
+            or not value_range[0] < value_range[1]):
+        raise _unsupported("range", value_range, "[low, high] with low < high, e.g. [0, 255] or [0, 1]")
+    pad = _triple("pad_value", values.get("pad_value", PAD_VALUE), 0, 255)
+    if any(v != int(v) for v in pad):
+        raise _unsupported("pad_value", values.get("pad_value"), "integers in [0, 255]")
+    mean = _triple("mean", values["mean"], -math.inf, math.inf) if "mean" in values else None
+    std = _triple("std", values["std"], 1e-12, math.inf) if "std" in values else None
+    return Preprocessor(
+        height=int(height), width=int(width), fit=fit, resample=resample,
+        pad_value=(int(pad[0]), int(pad[1]), int(pad[2])), exif_transpose=exif,
+        value_range=(float(value_range[0]), float(value_range[1])), mean=mean, std=std, layout=layout,
+        fast=FAST_DECODE_DEFAULT if fast is None else bool(fast),
+    )
+
+
+# -- the historical functions, now thin wrappers over the default spec ---------------------------------------------
+
+_EXACT = Preprocessor(height=1, width=1, fast=False)
+
+
+def load_image(source: ImageSource) -> Image.Image:
+    """Decode ``source`` into an upright full-size RGB PIL image, or raise InvalidImageError."""
+    return _EXACT.load(source)
+
+
+def fit_to_input(image: Image.Image, height: int, width: int) -> np.ndarray:
+    """Pad ``image`` with white to the target aspect ratio, then resize to height x width (uint8 HxWx3)."""
+    return Preprocessor(height=height, width=width).fit_image(image)
+
+
+def preprocess(source: ImageSource, height: int, width: int, spec: Any = None, fast: bool | None = None) -> np.ndarray:
+    """Any supported image input -> uint8 array of shape (height, width, 3), as ``spec`` (default: shipped spec) says."""
+    if spec is None and fast is None:
+        return Preprocessor(height=height, width=width)(source)
+    return build_preprocessor(spec, height, width, fast=fast)(source)
+
+
+def to_batch(images: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack preprocessed uint8 images into the model's float32 NHWC input (shipped spec: 0-255, no scaling)."""
     return np.stack(images).astype(np.float32)

@@ -45,9 +45,11 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     thread_safe = True  # InferenceSession.run may be called concurrently
 
-    def __init__(self, session: "ort.InferenceSession", path: Path, outputs: dict[str, str],
-                 feature_map: str | None):
+    def __init__(self, session: ort.InferenceSession, path: Path, outputs: dict[str, str],
+                 feature_map: str | None, session_options: dict[str, Any] | None = None):
         self.session = session
+        #: The thread and graph settings this session really runs with (reported in Classifier.info).
+        self.session_options = dict(session_options or {})
         self.path = path
         self.outputs = outputs
         self.feature_map_name = feature_map
@@ -59,7 +61,13 @@ class OnnxRuntimeBackend(Backend):
     def open(cls, path: Path, artifact: dict[str, Any], *, providers: list[str] | None = None,
              threads: int | None = None, allow_fallback: bool = False,
              graph_optimization: str = "all", provider_options: dict[str, dict] | None = None,
-             **_: Any) -> "OnnxRuntimeBackend":
+             spinning: bool | None = None, **_: Any) -> OnnxRuntimeBackend:
+        """Open ``path``. ``threads``: intra-op threads (ORT's default: one per core of the affinity mask).
+
+        ``spinning=False`` stops idle intra-op threads from busy-waiting for the next parallel section:
+        ORT's default spin keeps every one of its threads at 100% for a while after each call, which
+        starves image decoding running on the same cores. None keeps ORT's default (spin).
+        """
         requested = [provider_name(p) for p in (providers or ["cpu"])]
         available = ort.get_available_providers()
         missing = [p for p in requested if p not in available]
@@ -78,9 +86,16 @@ class OnnxRuntimeBackend(Backend):
         if graph_optimization not in OPTIMIZATION_LEVELS:
             raise ValueError(f"graph_optimization must be one of {sorted(OPTIMIZATION_LEVELS)}, got {graph_optimization!r}")
         settings.graph_optimization_level = OPTIMIZATION_LEVELS[graph_optimization]
+        settings.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if threads:
             settings.intra_op_num_threads = int(threads)
             settings.inter_op_num_threads = 1
+        if spinning is not None:
+            settings.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+            settings.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
+        used = {"intra_op_num_threads": int(threads) if threads else None, "inter_op_num_threads": 1 if threads else None,
+                "execution_mode": "sequential", "graph_optimization": graph_optimization,
+                "allow_spinning": True if spinning is None else bool(spinning)}
         try:
             session = ort.InferenceSession(
                 str(path), sess_options=settings, providers=chosen,
@@ -110,7 +125,7 @@ class OnnxRuntimeBackend(Backend):
             raise BundleError(f"{path}: manifest feature_map '{feature_map}' is not an output of this model")
         if len(session.get_inputs()) != 1:
             raise BundleError(f"{path}: expected one input, model has {[i.name for i in session.get_inputs()]}")
-        return cls(session, Path(path), outputs, feature_map)
+        return cls(session, Path(path), outputs, feature_map, used)
 
     def output_sizes(self) -> dict[str, int | None]:
         shapes = {o.name: o.shape for o in self.session.get_outputs()}
