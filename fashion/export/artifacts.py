@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from fashion.runtime.bundle import MANIFEST, atomic_write_json
+from fashion.runtime.manifest import edit_manifest
 
 FILES = {
     "onnx_fp32": "model_fp32.onnx",
@@ -42,14 +41,12 @@ def staged_file(final: Path) -> Iterator[Path]:
 
 
 def set_manifest_key(root: Path, key: str, value: Any) -> None:
-    """Set one top-level manifest key, rewriting bundle.json atomically."""
-    manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-    manifest[key] = value
-    atomic_write_json(root / MANIFEST, manifest)
+    """Set one top-level manifest section through the one editor (``default_artifact`` becomes a fact)."""
+    with edit_manifest(root) as draft:
+        draft.put(key, value)
 
 
 def update_artifact(root: Path, key: str, **fields: Any) -> None:
     """Merge ``fields`` into an existing artifact entry (e.g. accuracy measured after it was recorded)."""
-    manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-    manifest["artifacts"][key].update(fields)
-    atomic_write_json(root / MANIFEST, manifest)
+    with edit_manifest(root) as draft:
+        draft.update_artifact(key, **fields)

@@ -1,144 +1,149 @@
 """The model bundle: a directory that describes itself.
 
-    bundle.json      manifest: heads, input size, preprocessing, artifacts, metrics, versions, sha256s
+    bundle.json      manifest (typed in fashion.runtime.manifest): heads, input, preprocessing, artifacts,
+                     metrics, versions, sha256 of every file
     labels.json      {head: [class names in index order]}
     hierarchy.json   [[masterCategory, subCategory, articleType], ...] seen in training
     model.keras      the trained Keras model (training side only)
-    model.onnx, ...  exported artifacts, each listed under manifest["artifacts"]
+    model_*.onnx     exported artifacts, each listed under manifest["artifacts"] with its sha256
 
-Everything is JSON; nothing is pickled. ``load_manifest`` checks the schema version, that every
-listed file exists with its recorded sha256, and that the vocabularies match the heads.
+Everything is JSON; nothing is pickled. ``load_manifest`` validates the manifest (migrating schema 1),
+checks that every listed file exists with its recorded sha256 and that the vocabularies match the
+heads; ``check_bundle`` lists every problem of a bundle instead of stopping at the first.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import BundleError
+from .manifest import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    ArtifactEntry,
+    Manifest,
+    atomic_write_bytes,
+    atomic_write_json,
+    edit_manifest,
+    read_json,
+    sha256_file,
+)
 
-SCHEMA_VERSION = 1
-MANIFEST = "bundle.json"
 LABELS = "labels.json"
 HIERARCHY = "hierarchy.json"
 
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; bundle files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+__all__ = [
+    "HIERARCHY",
+    "LABELS",
+    "MANIFEST",
+    "SCHEMA_VERSION",
+    "Bundle",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "load_manifest",
+    "record_artifact",
+    "record_file",
+    "remove_artifact",
+    "sha256_file",
+    "verify_files",
+]
 
 
 @dataclass(frozen=True)
 class Bundle:
-    """A validated bundle: its directory, manifest, vocabularies and hierarchy."""
+    """A validated bundle: its directory, typed manifest, vocabularies and hierarchy."""
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     labels: dict[str, list[str]]
     hierarchy: list[tuple[str, str, str]]
 
     @property
     def heads(self) -> list[str]:
-        return list(self.manifest["heads"])
+        return list(self.manifest.heads)
 
     @property
     def input_size(self) -> tuple[int, int]:
-        spec = self.manifest["input"]
-        return int(spec["height"]), int(spec["width"])
+        return self.manifest.input_size
 
     @property
-    def artifacts(self) -> dict[str, dict[str, Any]]:
-        return self.manifest.get("artifacts", {})
+    def artifacts(self) -> dict[str, ArtifactEntry]:
+        return self.manifest.artifacts
 
     def artifact_path(self, key: str) -> Path:
         if key not in self.artifacts:
-            raise BundleError(f"{self.root / MANIFEST}: no artifact '{key}' (have: {', '.join(self.artifacts) or 'none'})")
-        return self.root / self.artifacts[key]["file"]
+            raise BundleError(
+                f"{self.root / MANIFEST}: no artifact '{key}' (known: {', '.join(self.artifacts) or 'none'})"
+            )
+        return self.root / self.artifacts[key].file
 
 
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise BundleError(f"{path}: missing")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{path}: not valid JSON ({exc})") from None
-
-
-def _check_file(root: Path, name: str, expected_sha: str | None) -> None:
+def _check_file(root: Path, name: str, expected_sha: str) -> None:
     path = root / name
     if not path.is_file():
         raise BundleError(f"{path}: listed in {MANIFEST} but missing")
-    if expected_sha and sha256_file(path) != expected_sha:
+    if sha256_file(path) != expected_sha:
         raise BundleError(f"{path}: sha256 does not match {MANIFEST} (file changed, truncated or replaced)")
 
 
-def load_manifest(root: str | os.PathLike, verify_hashes: bool = True) -> Bundle:
+def _labels(root: Path, manifest: Manifest) -> dict[str, list[str]]:
+    """labels.json as {head: [unique names]} matching the manifest's heads (and num_classes when recorded)."""
+    path = root / LABELS
+    labels = read_json(path)
+    heads = manifest.heads
+    if not isinstance(labels, dict) or sorted(labels) != sorted(heads):
+        found = sorted(labels) if isinstance(labels, dict) else type(labels).__name__
+        raise BundleError(f"{path}: heads {found} do not match {MANIFEST} heads {sorted(heads)}")
+    for head in heads:
+        names = labels[head]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise BundleError(f"{path}: '{head}' must be a list of class names, got {type(names).__name__}")
+        if not names or len(set(names)) != len(names):
+            raise BundleError(f"{path}: vocabulary of '{head}' is empty or has duplicates")
+        if manifest.num_classes is not None and manifest.num_classes[head] != len(names):
+            raise BundleError(
+                f"{path}: '{head}' lists {len(names)} classes but {MANIFEST} num_classes says "
+                f"{manifest.num_classes[head]}"
+            )
+    return {head: list(labels[head]) for head in heads}
+
+
+def _hierarchy(root: Path) -> list[tuple[str, str, str]]:
+    path = root / HIERARCHY
+    if not path.exists():
+        return []
+    rows = read_json(path)
+    if not isinstance(rows, list) or not all(
+        isinstance(row, list) and len(row) == 3 and all(isinstance(x, str) for x in row) for row in rows
+    ):
+        raise BundleError(f"{path}: expected a list of [masterCategory, subCategory, articleType] rows")
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def load_manifest(root: str | os.PathLike[str], verify_hashes: bool = True) -> Bundle:
     """Read and validate a bundle directory; raise BundleError naming the file and the problem."""
     root = Path(root)
     if not root.is_dir():
         raise BundleError(f"{root}: not a bundle directory")
-    manifest = _read_json(root / MANIFEST)
-    if not isinstance(manifest, dict):
-        raise BundleError(f"{root / MANIFEST}: expected a JSON object")
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise BundleError(f"{root / MANIFEST}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
-    for key in ("heads", "input", "preprocessing"):
-        if key not in manifest:
-            raise BundleError(f"{root / MANIFEST}: missing required key '{key}'")
-
+    manifest = Manifest.from_dict(read_json(root / MANIFEST), source=root / MANIFEST)
     if verify_hashes:
         _verify(root, manifest, artifacts=None)
-
-    labels = _read_json(root / LABELS)
-    heads = list(manifest["heads"])
-    if not isinstance(labels, dict) or sorted(labels) != sorted(heads):
-        raise BundleError(f"{root / LABELS}: heads {sorted(labels) if isinstance(labels, dict) else labels!r} "
-                          f"do not match {MANIFEST} heads {sorted(heads)}")
-    for head in heads:
-        if not labels[head] or len(set(labels[head])) != len(labels[head]):
-            raise BundleError(f"{root / LABELS}: vocabulary of '{head}' is empty or has duplicates")
-    hierarchy_path = root / HIERARCHY
-    hierarchy = [tuple(row) for row in _read_json(hierarchy_path)] if hierarchy_path.exists() else []
-    return Bundle(root=root, manifest=manifest, labels=labels, hierarchy=hierarchy)
+    return Bundle(root=root, manifest=manifest, labels=_labels(root, manifest), hierarchy=_hierarchy(root))
 
 
-def _verify(root: Path, manifest: dict[str, Any], artifacts: list[str] | None) -> None:
-    for name, digest in manifest.get("files", {}).items():
+def _verify(root: Path, manifest: Manifest, artifacts: list[str] | None) -> None:
+    for name, digest in manifest.files.items():
         _check_file(root, name, digest)
-    for key, artifact in manifest.get("artifacts", {}).items():
+    for key, entry in manifest.artifacts.items():
         if artifacts is None or key in artifacts:
-            if not isinstance(artifact, dict) or "file" not in artifact:
-                raise BundleError(f"{root / MANIFEST}: artifact '{key}' has no 'file' entry")
-            _check_file(root, artifact["file"], artifact.get("sha256"))
+            _check_file(root, entry.file, entry.sha256)
+    unknown = [key for key in artifacts or [] if key not in manifest.artifacts]
+    if unknown:
+        raise BundleError(f"{root / MANIFEST}: no artifact {unknown[0]!r} (known: {', '.join(manifest.artifacts)})")
 
 
 def verify_files(bundle: Bundle, artifacts: list[str] | None = None) -> None:
@@ -150,26 +155,25 @@ def verify_files(bundle: Bundle, artifacts: list[str] | None = None) -> None:
     _verify(bundle.root, bundle.manifest, artifacts)
 
 
-def record_file(root: str | os.PathLike, name: str) -> None:
+# -- writers kept for existing callers; each is one edit_manifest transaction -------------------------------
+
+
+def record_file(root: str | os.PathLike[str], name: str) -> None:
     """(Re)compute the sha256 of a plain bundle file in the manifest's ``files`` table."""
-    root = Path(root)
-    manifest = _read_json(root / MANIFEST)
-    manifest.setdefault("files", {})[name] = sha256_file(root / name)
-    atomic_write_json(root / MANIFEST, manifest)
+    with edit_manifest(root) as draft:
+        draft.put_file(name)
 
 
-def record_artifact(root: str | os.PathLike, key: str, file: str, **meta: Any) -> dict[str, Any]:
+def record_artifact(root: str | os.PathLike[str], key: str, file: str, **meta: Any) -> dict[str, Any]:
     """Add or replace an artifact entry (file, sha256, size and any metadata) in the manifest."""
-    root = Path(root)
-    manifest = _read_json(root / MANIFEST)
-    entry = {"file": file, "sha256": sha256_file(root / file), "bytes": (root / file).stat().st_size, **meta}
-    manifest.setdefault("artifacts", {})[key] = entry
-    atomic_write_json(root / MANIFEST, manifest)
-    return entry
+    path = Path(root) / file
+    if not path.is_file():
+        raise BundleError(f"{path}: artifact '{key}' names a file that does not exist")
+    fields: Mapping[str, Any] = {"file": file, "sha256": sha256_file(path), "bytes": path.stat().st_size, **meta}
+    with edit_manifest(root) as draft:
+        return draft.put_artifact(key, fields).to_dict()
 
 
-def remove_artifact(root: str | os.PathLike, key: str) -> None:
-    root = Path(root)
-    manifest = _read_json(root / MANIFEST)
-    manifest.get("artifacts", {}).pop(key, None)
-    atomic_write_json(root / MANIFEST, manifest)
+def remove_artifact(root: str | os.PathLike[str], key: str) -> None:
+    with edit_manifest(root) as draft:
+        draft.drop_artifact(key)

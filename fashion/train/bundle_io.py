@@ -12,8 +12,17 @@ from typing import Any
 import numpy as np
 
 from fashion import HEADS
-from fashion.runtime.bundle import (HIERARCHY, LABELS, MANIFEST, SCHEMA_VERSION, atomic_write_json, load_manifest,
-                                    record_artifact, sha256_file)
+from fashion.runtime.bundle import (
+    HIERARCHY,
+    LABELS,
+    MANIFEST,
+    SCHEMA_VERSION,
+    atomic_write_json,
+    load_manifest,
+    record_artifact,
+    sha256_file,
+)
+from fashion.runtime.manifest import edit_manifest, portable_training
 from fashion.runtime.preprocess import PREPROCESSING_SPEC
 
 KERAS_FILE = "model.keras"
@@ -65,7 +74,7 @@ def write_bundle(out_dir: str | Path, model, vocabularies: dict[str, list[str]],
                   "dtype": "float32"},
         "preprocessing": PREPROCESSING_SPEC,
         "feature_layer": "top_activation",
-        "training": training,
+        "training": portable_training(training),  # names, sizes and digests; no machine paths
         "metrics": metrics,
         "split": ({"file": str(split_file), "sha256": sha256_file(split_file)} if split_file else None),
         "versions": tool_versions(),
@@ -90,7 +99,6 @@ def load_keras_model(bundle_dir: str | Path):
 
 
 def update_metrics(bundle_dir: str | Path, key: str, metrics: dict[str, Any]) -> None:
-    path = Path(bundle_dir) / MANIFEST
-    manifest = json.loads(path.read_text())
-    manifest.setdefault("metrics", {})[key] = metrics
-    atomic_write_json(path, manifest)
+    """Record ``metrics`` under ``manifest["metrics"][key]`` through the one manifest editor."""
+    with edit_manifest(bundle_dir) as draft:
+        draft.put_metrics(key, metrics)

@@ -18,7 +18,7 @@ def bundle(tiny_bundle, tmp_path):
     return shutil.copytree(tiny_bundle, tmp_path / "bundle")
 
 
-def edit_manifest(bundle, change):
+def rewrite_manifest(bundle, change):
     manifest = json.loads((bundle / "bundle.json").read_text())
     change(manifest)
     atomic_write_json(bundle / "bundle.json", manifest)
@@ -30,8 +30,43 @@ def test_valid_bundle_loads(bundle):
 
 
 def test_unsupported_schema_version(bundle):
-    edit_manifest(bundle, lambda m: m.update(schema_version=2))
-    with pytest.raises(BundleError, match=r"bundle\.json: schema_version 2 is not supported"):
+    rewrite_manifest(bundle, lambda m: m.update(schema_version=3))
+    with pytest.raises(BundleError, match=r"bundle\.json: schema_version 3 is not supported"):
+        Classifier.load(bundle)
+
+
+def test_artifact_without_sha256_is_refused_not_loaded_unverified(bundle):
+    rewrite_manifest(bundle, lambda m: m["artifacts"]["onnx_fp32"].pop("sha256"))
+    with pytest.raises(BundleError, match=r"artifacts\.onnx_fp32 has no sha256"):
+        Classifier.load(bundle)
+
+
+def test_unknown_recorded_default_is_refused_listing_known_keys(bundle):
+    rewrite_manifest(bundle, lambda m: m.update(schema_version=1, default_artifact="onnx_int9"))
+    with pytest.raises(BundleError, match=r"unknown artifact 'onnx_int9' \(known: onnx_fp32\)"):
+        Classifier.load(bundle)
+
+
+def test_labels_head_that_is_not_a_list_is_a_bundle_error(bundle):
+    labels = json.loads((bundle / "labels.json").read_text())
+    labels["gender"] = {"Men": 0}
+    atomic_write_json(bundle / "labels.json", labels)
+    record_file(bundle, "labels.json")
+    with pytest.raises(BundleError, match=r"labels\.json: 'gender' must be a list of class names, got dict"):
+        Classifier.load(bundle)
+
+
+def test_num_classes_must_match_the_vocabularies(bundle):
+    labels = json.loads((bundle / "labels.json").read_text())
+    rewrite_manifest(bundle, lambda m: m.update(num_classes={h: len(v) + (h == "season") for h, v in labels.items()}))
+    with pytest.raises(BundleError, match=r"'season' lists \d+ classes but bundle\.json num_classes says"):
+        Classifier.load(bundle)
+
+
+def test_malformed_hierarchy_is_a_bundle_error(bundle):
+    atomic_write_json(bundle / "hierarchy.json", [["Apparel", "Topwear"]])
+    record_file(bundle, "hierarchy.json")
+    with pytest.raises(BundleError, match=r"hierarchy\.json: expected a list of"):
         Classifier.load(bundle)
 
 
@@ -82,7 +117,9 @@ def test_vocabulary_size_must_match_the_model_output(bundle):
     labels["articleType"] = labels["articleType"][:-1]
     atomic_write_json(bundle / "labels.json", labels)
     record_file(bundle, "labels.json")
-    with pytest.raises(BundleError, match=r"model_fp32\.onnx: head 'articleType' outputs \d+ classes but labels\.json lists \d+"):
+    with pytest.raises(
+        BundleError, match=r"model_fp32\.onnx: head 'articleType' outputs \d+ classes but labels\.json lists \d+"
+    ):
         Classifier.load(bundle)
 
 
@@ -98,13 +135,16 @@ def test_labels_must_cover_the_heads(bundle):
 def test_output_names_must_exist_in_the_model(bundle):
     def rename(manifest):
         manifest["artifacts"]["onnx_fp32"]["outputs"]["gender"] = "Identity:0"
-    edit_manifest(bundle, rename)
-    with pytest.raises(BundleError, match=r"model_fp32\.onnx: manifest outputs \{'gender': 'Identity:0'\} are not outputs"):
+
+    rewrite_manifest(bundle, rename)
+    with pytest.raises(
+        BundleError, match=r"model_fp32\.onnx: manifest outputs \{'gender': 'Identity:0'\} are not outputs"
+    ):
         Classifier.load(bundle)
 
 
 def test_a_head_without_an_output_is_refused(bundle):
-    edit_manifest(bundle, lambda m: m["artifacts"]["onnx_fp32"]["outputs"].pop("season"))
+    rewrite_manifest(bundle, lambda m: m["artifacts"]["onnx_fp32"]["outputs"].pop("season"))
     with pytest.raises(BundleError, match=r"model_fp32\.onnx: model has no output for head 'season'"):
         Classifier.load(bundle)
 
@@ -114,7 +154,8 @@ def test_swapped_output_names_are_caught_by_vocabulary_sizes(bundle):
     def swap(manifest):
         outputs = manifest["artifacts"]["onnx_fp32"]["outputs"]
         outputs["gender"], outputs["articleType"] = outputs["articleType"], outputs["gender"]
-    edit_manifest(bundle, swap)
+
+    rewrite_manifest(bundle, swap)
     with pytest.raises(BundleError, match="head 'gender' outputs .* classes but labels.json lists"):
         Classifier.load(bundle)
 
@@ -135,9 +176,18 @@ def test_head_weights_with_the_wrong_shape_are_refused_by_cam(bundle, sample_dir
 def test_unverified_other_artifacts_do_not_slow_or_block_loading(bundle):
     # An extra artifact that is broken does not stop the one that is used; it is refused when chosen.
     (bundle / "model_int8.onnx").write_bytes(b"not a model")
-    edit_manifest(bundle, lambda m: m["artifacts"].update(onnx_int8={
-        "file": "model_int8.onnx", "sha256": "0" * 64, "format": "onnx", "precision": "int8",
-        "outputs": m["artifacts"]["onnx_fp32"]["outputs"]}))
+    rewrite_manifest(
+        bundle,
+        lambda m: m["artifacts"].update(
+            onnx_int8={
+                "file": "model_int8.onnx",
+                "sha256": "0" * 64,
+                "format": "onnx",
+                "precision": "int8",
+                "outputs": m["artifacts"]["onnx_fp32"]["outputs"],
+            }
+        ),
+    )
     with Classifier.load(bundle) as clf:
         assert clf.info["artifact"] == "onnx_fp32"
     with pytest.raises(BundleError, match=r"model_int8\.onnx: sha256 does not match"):

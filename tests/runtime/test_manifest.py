@@ -1,0 +1,238 @@
+"""The typed manifest: validation that names the field, schema 1 -> 2 migration, and the one editor."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fashion.runtime import BundleError, Classifier
+from fashion.runtime.bundle import load_manifest
+from fashion.runtime.manifest import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    ArtifactEntry,
+    InputSpec,
+    Manifest,
+    PreprocessSpec,
+    absolute_paths,
+    edit_manifest,
+    portable_training,
+    read_manifest,
+)
+
+SCHEMA1 = Path(__file__).parent / "fixtures" / "bundle_schema1.json"
+
+
+def _raw(bundle: Path) -> dict:
+    return json.loads((bundle / MANIFEST).read_text())
+
+
+@pytest.fixture
+def bundle(tiny_bundle, tmp_path):
+    return shutil.copytree(tiny_bundle, tmp_path / "bundle")
+
+
+@pytest.fixture
+def schema1_bundle(shipped_bundle, tmp_path) -> Path:
+    """The shipped bundle's files (linked, not copied) under its schema-1 manifest, as released before v2."""
+    root = tmp_path / "schema1"
+    root.mkdir()
+    for path in shipped_bundle.iterdir():
+        if path.name != MANIFEST:
+            (root / path.name).symlink_to(path.resolve())
+    shutil.copy(SCHEMA1, root / MANIFEST)
+    return root
+
+
+def test_typed_view_of_the_tiny_bundle(tiny_bundle) -> None:
+    manifest = read_manifest(tiny_bundle)
+    assert manifest.schema_version == SCHEMA_VERSION == 2
+    assert isinstance(manifest.input, InputSpec) and manifest.input_size == (32, 24)
+    assert isinstance(manifest.preprocessing, PreprocessSpec) and manifest.preprocessing.pad_value == 255
+    entry = manifest.artifacts["onnx_fp32"]
+    assert isinstance(entry, ArtifactEntry) and entry.format == "onnx" and len(entry.sha256) == 64
+    # dict-style reading keeps working for code written against the old untyped manifest
+    assert manifest["input"]["height"] == 32 and entry.get("precision") == "fp32" and entry["file"] == entry.file
+    assert Manifest.from_dict(manifest.to_dict(), source="again").to_dict() == manifest.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m["input"].pop("height"), r"bundle\.json: input lacks 'height'"),
+        (lambda m: m["input"].update(width="96"), r"input\.width must be a positive integer"),
+        (lambda m: m.update(heads="gender"), r"heads must be a non-empty list"),
+        (lambda m: m.pop("preprocessing"), r"manifest lacks 'preprocessing'"),
+        (lambda m: m["preprocessing"].update(pad_value=300), r"preprocessing\.pad_value must be an integer 0\.\.255"),
+        (lambda m: m["artifacts"]["onnx_fp32"].pop("sha256"), r"artifacts\.onnx_fp32 has no sha256"),
+        (lambda m: m["artifacts"]["onnx_fp32"].update(file="/etc/passwd"), r"must be a file name inside the bundle"),
+        (lambda m: m["artifacts"]["onnx_fp32"].update(file="../x.onnx"), r"must be a file name inside the bundle"),
+        (lambda m: m["artifacts"]["onnx_fp32"].update(timings=[{"cpu": "x"}]), r"timings\[0\] lacks 'p50_ms'"),
+        (lambda m: m.update(schema_version=3), r"schema_version 3 is not supported"),
+        (
+            lambda m: m.update(pinned_artifact="onnx_int8"),
+            r"pinned_artifact names unknown artifact 'onnx_int8' "
+            r"\(known: onnx_fp32\)",
+        ),
+        (
+            lambda m: m.update(facts={"default_artifact": {"artifact": "tensorrt_fp16"}}),
+            r"facts\.default_artifact names unknown artifact 'tensorrt_fp16' \(known: onnx_fp32\)",
+        ),
+        (lambda m: m.update(default_artifact="onnx_int8"), r"default_artifact names unknown artifact 'onnx_int8'"),
+    ],
+)
+def test_invalid_manifest_is_refused_naming_the_field(tiny_bundle, change, message) -> None:
+    data = _raw(tiny_bundle)
+    change(data)
+    with pytest.raises(BundleError, match=message):
+        Manifest.from_dict(data, source=tiny_bundle / MANIFEST)
+
+
+def test_schema1_migration_of_the_shipped_manifest() -> None:
+    old = json.loads(SCHEMA1.read_text())
+    assert old["schema_version"] == 1 and old["default_artifact"] == "onnx_int8"
+    manifest = Manifest.from_dict(old, source=SCHEMA1)
+    new = manifest.to_dict()
+    assert manifest.source_schema == 1 and new["schema_version"] == 2
+    assert "default_artifact" not in new and manifest.recorded_default == "onnx_int8"
+    assert absolute_paths(old) and absolute_paths(new) == []
+    training = new["training"]
+    assert training["weights"]["name"] == "efficientnetb0_imagenet_notop.weights.h5"
+    assert training["data"] == {
+        **training["data"],
+        "name": "fashion-product-images",
+        "layout": "kaggle",
+        "styles_csv": "styles.csv",
+        "images_dir": "images",
+        "rows": 40149,
+    }
+    assert "loader_report" not in training
+    # everything that is not a path or the default is carried over unchanged
+    for key in ("heads", "num_classes", "input", "preprocessing", "metrics", "split", "versions", "files"):
+        assert new[key] == old[key], key
+    assert {k: {f: v for f, v in e.items()} for k, e in new["artifacts"].items()} == old["artifacts"]
+
+
+def test_shipped_bundle_is_schema2_with_its_original_files(shipped_bundle) -> None:
+    shipped = _raw(shipped_bundle)
+    old = json.loads(SCHEMA1.read_text())
+    assert shipped["schema_version"] == 2 and absolute_paths(shipped) == []
+    assert shipped["artifacts"] == old["artifacts"] and shipped["files"] == old["files"]
+    load_manifest(shipped_bundle)  # every recorded sha256 still matches its (unchanged) file
+    migrated = Manifest.from_dict(old).to_dict()
+    migrated["training"]["weights"] = shipped["training"]["weights"]  # sha256 only where the weights exist
+    assert migrated == shipped
+
+
+def test_weights_digest_only_when_the_file_exists() -> None:
+    record = portable_training({"weights": "/nowhere/at/all/w.h5", "data": "/x/fashion-product-images"})
+    assert record["weights"] == {"name": "w.h5"}
+    assert record["data"] == {"name": "fashion-product-images", "layout": "kaggle"}
+    assert portable_training(record) == record  # idempotent
+
+
+def test_schema1_bundle_loads_and_predicts_like_the_shipped_one(schema1_bundle, shipped_bundle, sample_dir) -> None:
+    photos = sorted((sample_dir / "images").glob("*.jpg"))[:4]
+    with (
+        Classifier.load(schema1_bundle, precision="fp32") as old,
+        Classifier.load(shipped_bundle, precision="fp32") as new,
+    ):
+        assert old.bundle.manifest.source_schema == 1 and new.bundle.manifest.source_schema == 2
+        for photo in photos:
+            a, b = old.predict(photo), new.predict(photo)
+            assert {h: p.label for h, p in a.heads.items()} == {h: p.label for h, p in b.heads.items()}
+            assert np.isclose(a.heads["articleType"].confidence, b.heads["articleType"].confidence)
+
+
+def test_editor_writes_once_atomically_and_migrates(schema1_bundle) -> None:
+    path = schema1_bundle / MANIFEST
+    path.unlink()
+    shutil.copy(SCHEMA1, path)  # a real file: the editor replaces it
+    with edit_manifest(schema1_bundle) as draft:
+        draft.put_metrics("smoke", {"images": 3})
+        draft.put("note", {"text": "kept"})
+        assert draft.manifest.metrics["smoke"] == {"images": 3}
+        assert json.loads(path.read_text())["schema_version"] == 1  # nothing written inside the block
+    written = _raw(schema1_bundle)
+    assert written["schema_version"] == 2 and written["metrics"]["smoke"] == {"images": 3}
+    assert written["note"] == {"text": "kept"} and absolute_paths(written) == []
+
+
+def test_editor_writes_nothing_when_the_block_raises(bundle) -> None:
+    before = (bundle / MANIFEST).read_bytes()
+    with pytest.raises(RuntimeError, match="gate refused"):
+        with edit_manifest(bundle) as draft:
+            draft.drop_artifact("onnx_fp32")
+            raise RuntimeError("gate refused")
+    assert (bundle / MANIFEST).read_bytes() == before
+    assert not [p for p in bundle.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_editor_artifact_operations(bundle) -> None:
+    shutil.copy(bundle / "model_fp32.onnx", bundle / "model_copy.onnx")
+    timing = {
+        "cpu": "Test CPU",
+        "flags": ["avx2"],
+        "threads": 1,
+        "batch": 1,
+        "p50_ms": 1.5,
+        "measured_at": "2026-01-01T00:00:00Z",
+    }
+    with edit_manifest(bundle) as draft:
+        entry = draft.put_artifact(
+            "onnx_copy",
+            {
+                "file": "model_copy.onnx",
+                "format": "onnx",
+                "precision": "fp32",
+                "outputs": draft.manifest.artifacts["onnx_fp32"].outputs,
+            },
+        )
+        assert entry.sha256 == draft.manifest.artifacts["onnx_fp32"].sha256 and entry.bytes
+        draft.update_artifact("onnx_copy", accuracy={"val": {"images": 2}})
+        draft.add_timing("onnx_copy", timing)
+        draft.put("default_artifact", "onnx_copy")  # old callers: recorded as a fact, never a choice
+        draft.put("pinned_artifact", "onnx_copy")
+    manifest = read_manifest(bundle)
+    assert manifest.artifacts["onnx_copy"].timings == [timing]
+    assert manifest.artifacts["onnx_copy"].accuracy == {"val": {"images": 2}}
+    assert manifest.recorded_default == "onnx_copy" and manifest.pinned_artifact == "onnx_copy"
+    assert "default_artifact" not in _raw(bundle)
+    with edit_manifest(bundle) as draft:
+        draft.drop_artifact("onnx_copy")  # also forgets facts and pins naming it
+    manifest = read_manifest(bundle)
+    assert "onnx_copy" not in manifest.artifacts and manifest.recorded_default is None
+    assert manifest.pinned_artifact is None
+
+
+def test_editor_refuses_bad_changes_when_made(bundle) -> None:
+    with edit_manifest(bundle) as draft:
+        with pytest.raises(BundleError, match="does not exist"):
+            draft.put_artifact("ghost", {"file": "ghost.onnx", "format": "onnx"})
+        with pytest.raises(BundleError, match=r"no artifact 'ghost' \(known: onnx_fp32\)"):
+            draft.update_artifact("ghost", accuracy={})
+        with pytest.raises(BundleError, match="input lacks 'height'"):
+            draft.put("input", {"width": 3})
+        with pytest.raises(BundleError, match="already open"):
+            with edit_manifest(bundle):
+                pass
+    assert read_manifest(bundle).input_size == (32, 24)
+
+
+def test_concurrent_editors_do_not_lose_updates(bundle) -> None:
+    def worker(index: int) -> None:
+        for round_ in range(5):
+            with edit_manifest(bundle) as draft:
+                draft.put_metrics(f"w{index}-{round_}", {"n": round_})
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {f"w{i}-{r}" for i in range(4) for r in range(5)} <= set(read_manifest(bundle).metrics)
