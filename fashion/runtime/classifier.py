@@ -10,11 +10,17 @@ concurrently, and backends that are not (TensorRT) are serialised behind a lock.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import statistics
 import threading
 import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -23,50 +29,170 @@ from .backends.base import BACKEND_FOR_FORMAT, FEATURE_MAP, Backend, get_backend
 from .bundle import Bundle, load_manifest, verify_files
 from .errors import BundleError, FashionError
 from .hierarchy import LEVELS, HierarchyDecoder
-from .preprocess import ImageSource, _describe, preprocess, to_batch
+from .host import CpuFacts, cpu_facts, read_choices, split_threads, usable_cores, write_choice
+from .preprocess import ImageSource, Preprocessor, _describe, build_preprocessor
 from .results import BatchItem, Prediction, decode_head
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: ``auto``: decided from this host's ISA flags and recorded timings; ``fastest``: measured here once, cached.
+PRECISION_CHOICES = ("auto", "fastest") + PRECISIONS
+#: Batch-1 calls timed per candidate by ``precision="fastest"`` (after a few untimed ones).
+FASTEST_CALLS = 30
+FASTEST_WARMUP = 5
+
+
+@dataclass(frozen=True)
+class ArtifactChoice:
+    """Which artifact runs and why (shown in ``Classifier.info`` and by ``fashion-predict``)."""
+
+    artifact: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"artifact": self.artifact, "reason": self.reason}
+
+
+def _format_for(backend: str) -> str:
+    if backend not in ("auto", "onnxruntime", "tensorrt"):
+        raise ValueError(f"backend must be auto, onnxruntime or tensorrt, got {backend!r}")
+    return "tensorrt" if backend == "tensorrt" else "onnx"
+
+
+def _candidates(bundle: Bundle, fmt: str) -> list[str]:
+    """Artifact keys of format ``fmt`` in precision order fp32, fp16, int8 (the ones the bundle has)."""
+    artifacts = bundle.artifacts
+    return [key for key in (f"{fmt}_{p}" for p in PRECISIONS)
+            if key in artifacts and artifacts[key].get("format") == fmt]
+
+
+def _missing(bundle: Bundle, fmt: str, precision: str) -> BundleError:
+    return BundleError(
+        f"{bundle.root}: no {fmt} artifact for precision {precision} "
+        f"(bundle has: {', '.join(bundle.artifacts) or 'none'}; build one with fashion-export)"
+    )
+
+
+def _pinned(bundle: Bundle) -> str | None:
+    manifest = bundle.manifest
+    pinned = getattr(manifest, "pinned_artifact", None)
+    if pinned is None and hasattr(manifest, "get"):
+        pinned = manifest.get("pinned_artifact")
+    return pinned if isinstance(pinned, str) else None
+
+
+def recorded_ms(entry: Any, cpu: CpuFacts, threads: int | None = None) -> float | None:
+    """The latest batch-1 p50 recorded for this exact CPU (model and, when recorded, ISA flags), else None."""
+    found = None
+    for timing in entry.get("timings") or []:
+        if not isinstance(timing, dict) or timing.get("cpu") != cpu.model:
+            continue
+        if timing.get("flags") and set(timing["flags"]) & set(cpu.reported_flags) != set(timing["flags"]):
+            continue
+        if timing.get("batch", 1) != 1 or (threads and timing.get("threads") and timing["threads"] != threads):
+            continue
+        found = float(timing["p50_ms"])
+    return found
+
+
+def select_artifact(bundle: Bundle, backend: str = "auto", precision: str = "auto", cpu: CpuFacts | None = None,
+                    threads: int | None = None) -> ArtifactChoice:
+    """The artifact to run for ``precision`` on this host, and the reason (``fastest`` is resolved by ``load``).
+
+    ``auto`` on the CPU: the bundle's ``pinned_artifact`` if an operator set one; else, when both FP32
+    and INT8 exist, the faster by timings recorded for this exact CPU; else INT8 only where the CPU has
+    integer dot-product instructions (AVX-512 VNNI / AVX-VNNI / AMX, Arm dot product), FP32 otherwise.
+    The exporter's own choice is never consulted: it was made on another machine.
+    """
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
+    fmt = _format_for(backend)
+    if precision in PRECISIONS:
+        key = f"{fmt}_{precision}"
+        if key not in _candidates(bundle, fmt):
+            raise _missing(bundle, fmt, precision)
+        return ArtifactChoice(key, f"precision {precision} requested")
+    pinned = _pinned(bundle)
+    if pinned and bundle.artifacts.get(pinned, {}).get("format") == fmt:
+        return ArtifactChoice(pinned, "pinned_artifact in bundle.json")
+    candidates = _candidates(bundle, fmt)
+    if not candidates:
+        raise _missing(bundle, fmt, precision)
+    if len(candidates) == 1:
+        return ArtifactChoice(candidates[0], f"the bundle's only {fmt} artifact")
+    if fmt != "onnx" or not {"onnx_fp32", "onnx_int8"} <= set(candidates):
+        return ArtifactChoice(candidates[0], f"first {fmt} artifact in fp32, fp16, int8 order")
+    cpu = cpu or cpu_facts()
+    fp32, int8 = (recorded_ms(bundle.artifacts[key], cpu, threads) for key in ("onnx_fp32", "onnx_int8"))
+    if fp32 is not None and int8 is not None:
+        key = "onnx_int8" if int8 < fp32 else "onnx_fp32"
+        return ArtifactChoice(key, f"timings recorded on this CPU ({cpu.model}): int8 {int8:.2f} ms, "
+                                   f"fp32 {fp32:.2f} ms at batch 1")
+    if cpu.int8_flags:
+        return ArtifactChoice("onnx_int8", f"this CPU has {', '.join(cpu.int8_flags)} (integer dot products): "
+                                           "INT8 pays here")
+    needed = "dot-product (asimddp)" if cpu.is_arm else "AVX-512 VNNI / AVX-VNNI / AMX"
+    return ArtifactChoice("onnx_fp32", f"this CPU lacks {needed} instructions: INT8 would not beat FP32")
 
 
 def choose_artifact(bundle: Bundle, backend: str = "auto", precision: str = "auto") -> str:
-    """The manifest key of the artifact to run.
+    """The manifest key of the artifact to run (see :func:`select_artifact`; ``fastest`` behaves as ``auto``)."""
+    return select_artifact(bundle, backend, "auto" if precision == "fastest" else precision).artifact
 
-    ``auto`` backend means ONNX Runtime on the CPU. ``auto`` precision means the bundle's
-    ``default_artifact`` when it suits the backend (the exporter records the fastest artifact
-    that passed its accuracy check there), else FP32 ONNX, else FP16 TensorRT.
+
+def _bundle_sha(bundle: Bundle, keys: list[str]) -> str:
+    text = ";".join(f"{key}={bundle.artifacts[key].get('sha256')}" for key in sorted(keys))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def choice_cache_key(bundle: Bundle, keys: list[str], cpu: CpuFacts, threads: int) -> str:
+    """(bundle sha, cpu model, flags, threads): a measured winner is reused only where it was measured."""
+    return "|".join([_bundle_sha(bundle, keys), cpu.model, ",".join(cpu.reported_flags), f"threads={threads}"])
+
+
+def timing_sample(preprocessor: Preprocessor) -> np.ndarray:
+    """A deterministic product-photo-like input (garment on white) for timing when no photo is given.
+
+    The network's cost does not depend on pixel values, but INT8 kernels see realistic ranges this way.
     """
-    if backend not in ("auto", "onnxruntime", "tensorrt"):
-        raise ValueError(f"backend must be auto, onnxruntime or tensorrt, got {backend!r}")
-    if precision not in ("auto",) + PRECISIONS:
-        raise ValueError(f"precision must be auto, fp32, fp16 or int8, got {precision!r}")
-    artifacts = bundle.artifacts
-    fmt = "tensorrt" if backend == "tensorrt" else "onnx"
-    if precision == "auto":
-        default = bundle.manifest.recorded_default
-        candidates = [default] if default else []
-        candidates += [f"{fmt}_fp32", f"{fmt}_fp16", f"{fmt}_int8"]
-    else:
-        candidates = [f"{fmt}_{precision}"]
-    for key in candidates:
-        if key in artifacts and artifacts[key].get("format") == fmt:
-            return key
-    raise BundleError(
-        f"{bundle.root}: no {fmt} artifact for precision {precision} "
-        f"(bundle has: {', '.join(artifacts) or 'none'}; build one with fashion-export)"
-    )
+    rng = np.random.default_rng(0)
+    height, width = 4 * preprocessor.height, 4 * preprocessor.width
+    image = np.full((height, width, 3), 255, dtype=np.uint8)
+    top, left = height // 6, width // 5
+    image[top:height - top, left:width - left] = rng.integers(40, 200, 3, dtype=np.uint8)
+    noise = rng.integers(-20, 20, (height - 2 * top, width - 2 * left, 3))
+    image[top:height - top, left:width - left] = np.clip(image[top:height - top, left:width - left] + noise, 0, 255)
+    return preprocessor(image)
+
+
+def _timings_text(timings: dict[str, float]) -> str:
+    return ", ".join(f"{key} {ms:.2f} ms" for key, ms in sorted(timings.items(), key=lambda kv: kv[1])) + " at batch 1"
+
+
+def _median_ms(engine: Backend, batch: np.ndarray, calls: int, warmup: int) -> float:
+    for _ in range(warmup):
+        engine.infer(batch)
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        engine.infer(batch)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
 
 
 class Classifier:
     """Predicts every head of the bundle for one image or a batch. Build it with :meth:`load`."""
 
-    def __init__(self, bundle: Bundle, backend: Backend, artifact: str, threads: int | None = None):
+    def __init__(self, bundle: Bundle, backend: Backend, artifact: str, threads: int | None = None,
+                 choice: ArtifactChoice | None = None):
         self.bundle = bundle
-        self.backend = backend
+        self.backend: Backend | None = backend
         self.artifact = artifact
         self.threads = threads
+        self.choice = choice or ArtifactChoice(artifact, "given")
         self.heads = bundle.heads
         self.input_size = bundle.input_size
+        spec = getattr(bundle.manifest, "preprocessing", None) or bundle.manifest.get("preprocessing")
+        self.preprocessor = build_preprocessor(spec, *self.input_size)
         self.hierarchy = HierarchyDecoder(bundle.hierarchy, bundle.labels)
         self._lock = threading.Lock()
         self._head_weights: dict[str, np.ndarray] | None = None
@@ -74,27 +200,82 @@ class Classifier:
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, backend: str = "auto", precision: str = "auto",
              providers: list[str] | None = None, threads: int | None = None, allow_fallback: bool = False,
-             **backend_options: Any) -> "Classifier":
-        """Validate the bundle, verify the chosen artifact's sha256, open it and check its outputs."""
+             timing_image: ImageSource | None = None, **backend_options: Any) -> Classifier:
+        """Validate the bundle, choose and verify the artifact, open it and check its outputs.
+
+        ``threads``: the model's intra-op threads (default: the usable cores, cgroup quota included).
+        ``precision``: ``auto`` (host ISA / recorded timings), ``fastest`` (time the candidates here once,
+        cache the winner under $XDG_CACHE_HOME/fashion-edge), or ``fp32`` / ``fp16`` / ``int8``.
+        ``timing_image``: the photo ``fastest`` times with (default: a synthetic product photo).
+        """
         bundle = load_manifest(bundle_dir, verify_hashes=False)
-        key = choose_artifact(bundle, backend, precision)
+        threads = int(threads) if threads else usable_cores()
+        options = {"providers": providers, "threads": threads, "allow_fallback": allow_fallback, **backend_options}
+        if precision == "fastest":
+            return cls._load_fastest(bundle, backend, options, timing_image)
+        choice = select_artifact(bundle, backend, precision, threads=threads)
+        engine = cls._open(bundle, choice.artifact, options)
+        return cls(bundle, engine, choice.artifact, threads, choice)
+
+    @staticmethod
+    def _open(bundle: Bundle, key: str, options: dict[str, Any]) -> Backend:
         verify_files(bundle, [key])
         entry = bundle.artifacts[key]
         path = bundle.artifact_path(key)
         backend_cls = get_backend(BACKEND_FOR_FORMAT[entry["format"]])
-        engine = backend_cls.open(path, entry.to_dict(), providers=providers, threads=threads,
-                                  allow_fallback=allow_fallback, **backend_options)
+        engine = backend_cls.open(path, entry, **options)
         try:
             _check_outputs(bundle, engine, path)
         except BaseException:
             engine.close()
             raise
-        return cls(bundle, engine, key, threads)
+        return engine
+
+    @classmethod
+    def _load_fastest(cls, bundle: Bundle, backend: str, options: dict[str, Any],
+                      timing_image: ImageSource | None) -> Classifier:
+        """Time every candidate on this host (batch 1), keep the winner open, cache the verdict."""
+        fmt = _format_for(backend)
+        candidates = _candidates(bundle, fmt)
+        if not candidates:
+            raise _missing(bundle, fmt, "fastest")
+        threads = int(options["threads"])
+        cpu = cpu_facts()
+        key = choice_cache_key(bundle, candidates, cpu, threads)
+        cached = read_choices().get(key)
+        if len(candidates) == 1 or (isinstance(cached, dict) and cached.get("artifact") in candidates):
+            winner = candidates[0] if len(candidates) == 1 else cached["artifact"]  # type: ignore[index]
+            reason = (f"the bundle's only {fmt} artifact" if len(candidates) == 1 else
+                      f"fastest on this host, measured {cached.get('measured_at')}: "  # type: ignore[union-attr]
+                      + _timings_text(cached.get("p50_ms", {})))  # type: ignore[union-attr]
+            engine = cls._open(bundle, winner, options)
+            return cls(bundle, engine, winner, threads, ArtifactChoice(winner, reason))
+        probe = cls.__new__(cls)
+        Classifier.__init__(probe, bundle, None, candidates[0], threads)  # type: ignore[arg-type]
+        sample = probe.preprocessor(timing_image) if timing_image is not None else timing_sample(probe.preprocessor)
+        batch = probe.preprocessor.to_batch([sample])
+        timings: dict[str, float] = {}
+        best: tuple[float, str, Backend] | None = None
+        for candidate in candidates:
+            engine = cls._open(bundle, candidate, options)
+            timings[candidate] = round(_median_ms(engine, batch, FASTEST_CALLS, FASTEST_WARMUP), 3)
+            if best is None or timings[candidate] < best[0]:
+                if best is not None:
+                    best[2].close()
+                best = (timings[candidate], candidate, engine)
+            else:
+                engine.close()
+        assert best is not None
+        measured_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_choice(key, {"artifact": best[1], "p50_ms": timings, "cpu": cpu.model, "flags": cpu.reported_flags,
+                           "threads": threads, "calls": FASTEST_CALLS, "measured_at": measured_at})
+        reason = f"fastest on this host, measured now: {_timings_text(timings)}"
+        return cls(bundle, best[2], best[1], threads, ArtifactChoice(best[1], reason))
 
     # -- inference ---------------------------------------------------------------------------
 
     def infer(self, batch: np.ndarray, feature_map: bool = False) -> dict[str, np.ndarray]:
-        """Raw model outputs {head: (N, classes) probabilities} for a float32 NHWC 0-255 batch (thread-safe)."""
+        """Raw model outputs {head: (N, classes) probabilities} for a preprocessed float32 batch (thread-safe)."""
         if self.backend is None:
             raise FashionError("this Classifier is closed")
         if self.backend.thread_safe:
@@ -114,39 +295,88 @@ class Classifier:
 
     def preprocess(self, image: ImageSource) -> np.ndarray:
         """The exact uint8 HxWx3 tensor the model sees for ``image`` (raises InvalidImageError)."""
-        return preprocess(image, *self.input_size)
+        return self.preprocessor(image)
 
     def predict(self, image: ImageSource, top_k: int = 3, consistent: bool = False) -> Prediction:
         """Predict every head for one image (path, bytes, PIL image or HxWx3 uint8 array)."""
         start = time.perf_counter()
-        outputs = self.infer(to_batch([self.preprocess(image)]))
+        outputs = self.infer(self.preprocessor.to_batch([self.preprocess(image)]))
         return self._decode(outputs, 0, top_k, consistent, (time.perf_counter() - start) * 1000)
 
+    def decode_plan(self, decode_threads: int | None = None) -> tuple[int, bool]:
+        """(decode threads, overlap with the model) for ``predict_batch``; never more threads than usable cores."""
+        model_threads = self.threads or usable_cores()
+        if decode_threads is None:
+            return split_threads(model_threads)
+        if decode_threads < 1:
+            raise ValueError(f"decode_threads must be at least 1, got {decode_threads}")
+        return decode_threads, decode_threads + model_threads <= usable_cores()
+
     def predict_batch(self, images: Iterable[ImageSource], batch_size: int = 32, top_k: int = 3,
-                      consistent: bool = False) -> list[BatchItem]:
-        """Predict many images; an image that cannot be read is reported in its item, the rest still run."""
+                      consistent: bool = False, decode_threads: int | None = None) -> list[BatchItem]:
+        """Predict many images; an image that cannot be read is reported in its item, the rest still run.
+
+        Images are decoded by a thread pool (Pillow releases the GIL). When a core is free beside the
+        model's threads, the next batch decodes while the current one runs; otherwise decoding uses
+        every core between model calls, so decode and model threads never outnumber the cores.
+        Items come back in input order whatever the pool does.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         images = list(images)
         items: list[BatchItem | None] = [None] * len(images)
-        for first in range(0, len(images), batch_size):
-            start = time.perf_counter()
-            tensors, rows = [], []
-            for position in range(first, min(first + batch_size, len(images))):
-                source = images[position]
-                try:
-                    tensors.append(self.preprocess(source))
-                    rows.append(position)
-                except Exception as exc:  # one unreadable photo must not sink the batch
-                    items[position] = BatchItem(source=_describe(source), error=str(exc) or type(exc).__name__)
-            if not tensors:
-                continue
-            outputs = self.infer(to_batch(tensors))
-            per_image_ms = (time.perf_counter() - start) * 1000 / len(rows)
-            for row, position in enumerate(rows):
-                prediction = self._decode(outputs, row, top_k, consistent, per_image_ms)
-                items[position] = BatchItem(source=_describe(images[position]), prediction=prediction)
+        starts = list(range(0, len(images), batch_size))
+        threads, overlap = self.decode_plan(decode_threads)
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fashion-decode") if threads > 1 else None
+        try:
+            submit = self._decoder(pool)
+            pending = submit(images[starts[0]:starts[0] + batch_size]) if starts else []
+            for number, first in enumerate(starts):
+                clock = time.perf_counter()
+                decoded = [job() for job in pending]
+                following = starts[number + 1] if number + 1 < len(starts) else None
+                if overlap and following is not None:
+                    pending = submit(images[following:following + batch_size])  # decodes while the model runs
+                self._run_batch(images, first, decoded, items, top_k, consistent, clock)
+                if not overlap and following is not None:
+                    pending = submit(images[following:following + batch_size])
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         return items  # type: ignore[return-value]
+
+    def _decoder(self, pool: ThreadPoolExecutor | None) -> Callable[[list[ImageSource]], list[Callable[[], Any]]]:
+        """A function that starts decoding a list of images and returns one result getter per image."""
+        def safe(source: ImageSource) -> np.ndarray | Exception:
+            try:
+                return self.preprocess(source)
+            except Exception as exc:  # one unreadable photo must not sink the batch
+                return exc
+
+        def submit(sources: list[ImageSource]) -> list[Callable[[], Any]]:
+            if pool is None:
+                return [lambda source=source: safe(source) for source in sources]
+            futures: list[Future] = [pool.submit(safe, source) for source in sources]
+            return [future.result for future in futures]
+        return submit
+
+    def _run_batch(self, images: list[ImageSource], first: int, decoded: list[np.ndarray | Exception],
+                   items: list[BatchItem | None], top_k: int, consistent: bool, clock: float) -> None:
+        tensors, rows = [], []
+        for offset, result in enumerate(decoded):
+            position = first + offset
+            if isinstance(result, Exception):
+                items[position] = BatchItem(source=_describe(images[position]), error=str(result) or type(result).__name__)
+            else:
+                tensors.append(result)
+                rows.append(position)
+        if not tensors:
+            return
+        outputs = self.infer(self.preprocessor.to_batch(tensors))
+        per_image_ms = (time.perf_counter() - clock) * 1000 / len(rows)
+        for row, position in enumerate(rows):
+            prediction = self._decode(outputs, row, top_k, consistent, per_image_ms)
+            items[position] = BatchItem(source=_describe(images[position]), prediction=prediction)
 
     # -- class-activation maps -----------------------------------------------------------------
 
@@ -164,7 +394,7 @@ class Classifier:
         """Class-activation map of ``head`` (its predicted class unless ``class_index``): float32 HxW in [0, 1]."""
         if head not in self.heads:
             raise ValueError(f"unknown head {head!r} (heads: {', '.join(self.heads)})")
-        outputs = self.infer(to_batch([self.preprocess(image)]), feature_map=True)
+        outputs = self.infer(self.preprocessor.to_batch([self.preprocess(image)]), feature_map=True)
         kernel = self._weights().get(f"{head}/kernel")
         features = outputs[FEATURE_MAP][0]  # h x w x C
         if kernel is None or kernel.shape != (features.shape[-1], len(self.bundle.labels[head])):
@@ -183,14 +413,20 @@ class Classifier:
     @property
     def info(self) -> dict[str, Any]:
         entry = self.bundle.artifacts[self.artifact]
+        decode_threads, overlap = self.decode_plan()
         return {
             "backend": self.backend.name if self.backend else None,
             "providers": list(self.backend.providers) if self.backend else [],
             "precision": entry.get("precision"),
             "artifact": self.artifact,
+            "artifact_choice": self.choice.to_dict(),
             "file": entry["file"],
             "input_size": list(self.input_size),
             "threads": self.threads,
+            "session_options": dict(getattr(self.backend, "session_options", {}) or {}),
+            "decode": {"fast_path": self.preprocessor.fast, "gap": self.preprocessor.gap,
+                       "threads": decode_threads, "overlap_with_model": overlap},
+            "host": {"cpu": cpu_facts().model, "usable_cores": usable_cores()},
         }
 
     def close(self) -> None:
@@ -198,7 +434,7 @@ class Classifier:
             self.backend.close()
             self.backend = None
 
-    def __enter__(self) -> "Classifier":
+    def __enter__(self) -> Classifier:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
