@@ -188,7 +188,7 @@ def test_unverified_other_artifacts_do_not_slow_or_block_loading(bundle):
             }
         ),
     )
-    with Classifier.load(bundle) as clf:
+    with Classifier.load(bundle, precision="fp32") as clf:
         assert clf.info["artifact"] == "onnx_fp32"
     with pytest.raises(BundleError, match=r"model_int8\.onnx: sha256 does not match"):
         Classifier.load(bundle, precision="int8")
