@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,11 @@ import pandas as pd
 from fashion import HEADS
 from fashion.runtime.errors import InvalidImageError
 from fashion.runtime.preprocess import load_image
+
+from .errors import DataFormatError
+from .paths import find_layout
+
+__all__ = ["DatasetReport", "find_layout", "load_dataset", "read_styles"]
 
 MISSING_VALUES = {"", "NA", "N/A", "nan", "NaN", "None", "null"}
 
@@ -61,18 +67,6 @@ class DatasetReport:
         }
 
 
-def find_layout(data_dir: str | Path) -> tuple[Path, Path]:
-    """Locate styles.csv and images/ in ``data_dir`` or one folder below it (Kaggle zips nest one level)."""
-    data_dir = Path(data_dir)
-    candidates = [data_dir] + sorted(p for p in data_dir.iterdir() if p.is_dir()) if data_dir.is_dir() else []
-    for folder in candidates:
-        if (folder / "styles.csv").is_file() and (folder / "images").is_dir():
-            return folder / "styles.csv", folder / "images"
-    raise FileNotFoundError(
-        f"{data_dir}: expected Kaggle layout (styles.csv and images/<id>.jpg) here or one folder below"
-    )
-
-
 def read_styles(styles_csv: str | Path) -> tuple[list[str], list[list[str]], int]:
     """Parse styles.csv; return (header, rows, number of rows repaired by joining extra fields)."""
     text = Path(styles_csv).read_text(encoding="utf-8-sig", errors="replace")
@@ -101,7 +95,7 @@ def image_path(images_dir: Path, image_id: int) -> Path:
     return images_dir / f"{image_id}.jpg"
 
 
-def load_dataset(data_dir: str | Path, verify_images: bool = False, progress: bool = False
+def load_dataset(data_dir: str | os.PathLike[str], verify_images: bool = False, progress: bool = False
                  ) -> tuple[pd.DataFrame, DatasetReport]:
     """Load labels and image paths. Columns: id, path, the six heads (None where missing), and the rest.
 
@@ -112,11 +106,12 @@ def load_dataset(data_dir: str | Path, verify_images: bool = False, progress: bo
     header, rows, repaired = read_styles(styles_csv)
     missing_heads = [h for h in HEADS + ("id",) if h not in header]
     if missing_heads:
-        raise ValueError(f"{styles_csv}: missing columns {missing_heads}")
+        raise DataFormatError(f"{styles_csv}: missing columns {missing_heads}")
     report = DatasetReport(styles_csv=str(styles_csv), images_dir=str(images_dir), rows=len(rows),
                            repaired_rows=repaired)
 
-    records, seen = [], Counter()
+    records: list[dict[str, object]] = []
+    seen: Counter[int] = Counter()
     for fields in rows:
         record = dict(zip(header, fields))
         try:
@@ -127,10 +122,10 @@ def load_dataset(data_dir: str | Path, verify_images: bool = False, progress: bo
         seen[image_id] += 1
         if seen[image_id] > 1:
             continue
-        record = {key: _clean(value) for key, value in record.items()}
-        record["id"] = image_id
-        record["path"] = str(image_path(images_dir, image_id))
-        records.append(record)
+        cleaned: dict[str, object] = {key: _clean(value) for key, value in record.items()}
+        cleaned["id"] = image_id
+        cleaned["path"] = str(image_path(images_dir, image_id))
+        records.append(cleaned)
     report.duplicate_ids = sum(n - 1 for n in seen.values() if n > 1)
 
     frame = pd.DataFrame.from_records(records)

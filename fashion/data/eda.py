@@ -360,7 +360,8 @@ def write_report(result: EdaResult, data_dir: Path, out: Path, split_file: Path 
     lines += ["Groups whose members carry different labels (at least one label in each is wrong for its image):", ""]
     lines += [_table(["head", "conflicting groups"], [[h, len(result.conflicts[h])] for h in HEADS]), ""]
     by_id = frame.set_index("id")
-    structural, other = [], []
+    structural: list[list[str]] = []
+    other: list[list[str]] = []
     for group in sorted({tuple(g) for h in HEADS for g in result.conflicts[h]}):
         heads = [h for h in HEADS if list(group) in result.conflicts[h]]
         row = [" / ".join(map(str, group)), ", ".join(heads),
@@ -374,7 +375,7 @@ def write_report(result: EdaResult, data_dir: Path, out: Path, split_file: Path 
         lines += [f"<details><summary>{len(other)} groups that disagree only on gender, baseColour or season"
                   "</summary>", "", _table(header, other), "", "</details>", ""]
     lines += ["## Split", ""]
-    if result.split_counts is None:
+    if result.split_counts is None or result.crossing_groups is None:
         lines += ["No split file given (`--split`).", ""]
     else:
         total = sum(result.split_counts.values())

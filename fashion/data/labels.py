@@ -10,7 +10,9 @@ import pandas as pd
 
 from fashion import HEADS
 
-MISSING = -1
+from .paths import MISSING
+
+__all__ = ["MISSING", "build_vocabularies", "encode", "encode_values", "hierarchy", "save_json"]
 
 
 def build_vocabularies(frame: pd.DataFrame, heads=HEADS) -> dict[str, list[str]]:
@@ -26,6 +28,21 @@ def encode(frame: pd.DataFrame, vocabularies: dict[str, list[str]]) -> dict[str,
         encoded[head] = np.array([index.get(v, MISSING) if isinstance(v, str) else MISSING for v in frame[head]],
                                  dtype=np.int32)
     return encoded
+
+
+def encode_values(values: list[str | None], vocabulary: list[str]) -> tuple[np.ndarray, int, int]:
+    """(int32 labels with MISSING where excluded, how many were missing, how many were not in ``vocabulary``)."""
+    index = {name: i for i, name in enumerate(vocabulary)}
+    encoded = np.full(len(values), MISSING, dtype=np.int32)
+    missing = unknown = 0
+    for position, value in enumerate(values):
+        if not isinstance(value, str):
+            missing += 1
+        elif value in index:
+            encoded[position] = index[value]
+        else:
+            unknown += 1
+    return encoded, missing, unknown
 
 
 def hierarchy(frame: pd.DataFrame) -> list[list[str]]:

@@ -9,6 +9,7 @@ calibration, benchmarks and the demo all read.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -17,9 +18,12 @@ import pandas as pd
 
 from fashion.runtime.preprocess import load_image
 
+from .errors import DataError, DataFormatError
+from .paths import SPLIT_SEED
+
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = {"val": 0.1, "test": 0.1}
-DEFAULT_SEED = 20261127
+DEFAULT_SEED = SPLIT_SEED
 
 
 def pixel_hash(path: str | Path) -> str:
@@ -57,7 +61,7 @@ def make_split(frame: pd.DataFrame, groups: pd.Series, fractions=DEFAULT_FRACTIO
         order = rng.permutation(len(class_groups))
         total = sum(len(members[g]) for g in class_groups)
         quota = {name: int(np.floor(total * frac + 0.5)) for name, frac in fractions.items()}
-        filled = Counter()
+        filled: Counter[str] = Counter()
         for position in order:
             group = class_groups[position]
             size = len(members[group])
@@ -77,11 +81,19 @@ def write_split(split: pd.DataFrame, path: str | Path) -> None:
     split.sort_values("id").to_csv(path, index=False)
 
 
-def read_split(path: str | Path) -> pd.DataFrame:
-    split = pd.read_csv(path, dtype={"id": int, "split": str})
+def read_split(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The split CSV (id,split); a missing file or wrong columns/names is a DataError naming the file."""
+    try:
+        split = pd.read_csv(path, dtype={"id": int, "split": str})
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such split file") from None
+    except ValueError as exc:  # pandas' parser and dtype errors (EmptyDataError, ParserError) are ValueErrors
+        raise DataFormatError(f"{path}: not a split file (a CSV of id,split): {exc}") from None
+    if not {"id", "split"} <= set(split.columns):
+        raise DataFormatError(f"{path}: expected columns id,split, found {list(split.columns)}")
     unknown = set(split["split"]) - set(SPLITS)
     if unknown:
-        raise ValueError(f"{path}: unknown split names {sorted(unknown)}")
+        raise DataFormatError(f"{path}: unknown split names {sorted(unknown)}")
     return split
 
 
