@@ -286,7 +286,10 @@ class Classifier:
     def _decode(self, outputs: dict[str, np.ndarray], row: int, top_k: int, consistent: bool,
                 latency_ms: float) -> Prediction:
         chosen: dict[str, int] = {}
-        if consistent and self.hierarchy:
+        if consistent and not self.hierarchy:
+            raise BundleError(f"{self.bundle.root}: consistent decoding needs hierarchy.json with known "
+                              "(masterCategory, subCategory, articleType) combinations; this bundle has none")
+        if consistent:
             combo = self.hierarchy.decode({level: outputs[level][row : row + 1] for level in LEVELS})[0]
             chosen = dict(zip(LEVELS, combo.tolist()))
         heads = {head: decode_head(outputs[head][row], self.bundle.labels[head], top_k, chosen.get(head))

@@ -192,3 +192,15 @@ def test_unverified_other_artifacts_do_not_slow_or_block_loading(bundle):
         assert clf.info["artifact"] == "onnx_fp32"
     with pytest.raises(BundleError, match=r"model_int8\.onnx: sha256 does not match"):
         Classifier.load(bundle, precision="int8")
+
+
+def test_consistent_decoding_without_a_hierarchy_is_an_error_not_a_no_op(bundle, sample_dir):
+    (bundle / "hierarchy.json").unlink()
+    rewrite_manifest(bundle, lambda m: m["files"].pop("hierarchy.json"))
+    photo = next((sample_dir / "images").glob("*.jpg"))
+    with Classifier.load(bundle, precision="fp32") as clf:
+        assert clf.predict(photo).consistent is False
+        with pytest.raises(BundleError, match=r"consistent decoding needs hierarchy\.json"):
+            clf.predict(photo, consistent=True)
+        with pytest.raises(BundleError, match=r"consistent decoding needs hierarchy\.json"):
+            clf.predict_batch([photo], consistent=True)
