@@ -13,7 +13,6 @@ from fashion.metrics import accuracy
 from fashion.runtime.bundle import MANIFEST, load_manifest, sha256_file
 
 from . import rows, system
-from .evalset import load_eval_set
 from .measure import run_in_subprocess
 
 RESULT_SCHEMA = 1
@@ -111,6 +110,46 @@ def _floor(bundle, cpu: dict, threads: int) -> dict | None:
             "peak_formula": "cores x GHz x 2 FMA units x SIMD lanes (16 fp32 for AVX-512) x 2 flops"}
 
 
+def load_images(bundle, config: BenchConfig, progress: bool = True):
+    """The labelled images every row scores, preprocessed once (as the bundle's spec says) and shared.
+
+    The split file applies when ``--data`` is the default shared data, ``--split-file`` is given or the
+    user named ``--split``; any other folder is scored whole. ``--limit`` draws a seeded sample.
+    Returns the images and the JSON record of what was read.
+    """
+    try:
+        from fashion.data.images import load_labelled
+    except ImportError as exc:
+        raise ImportError(f"reading a dataset needs pandas ({exc}) — pip install fashion-edge[bench]") from exc
+    from fashion.data.errors import DataError
+    from fashion.data.paths import resolve_data_dir, resolve_split_file
+    from fashion.runtime.preprocess import build_preprocessor
+
+    use_split = config.data is None or config.split_file is not None or config.split_explicit
+    data_dir = resolve_data_dir(config.data)
+    recorded = bundle.manifest.get("split") or {}
+    split_file = (resolve_split_file(config.split_file, recorded.get("file"), bases=[bundle.root],
+                                     option="--split-file") if use_split else None)
+    preprocessor = build_preprocessor(bundle.manifest.get("preprocessing"), *bundle.input_size)
+    images = load_labelled(data_dir, split_file, config.split if use_split else None, bundle.labels,
+                           bundle.input_size, limit=config.limit, progress=progress, preprocessor=preprocessor)
+    if not len(images):
+        raise DataError(f"{data_dir}: no labelled images to score" + (f" in split '{config.split}'" if use_split else ""))
+    source = dict(images.report)
+    if use_split:
+        digest = recorded.get("sha256")
+        source.update(split=config.split, split_matches_bundle=(digest == source["split_sha256"]) if digest else None)
+    return images, source
+
+
+def _scores(ranked: dict[str, np.ndarray], images) -> dict[str, dict]:
+    """The one scorer per head, with how many labels were missing or unknown to the model (and so not scored)."""
+    report = images.report
+    return {head: {**accuracy.head_scores(images.labels[head], top), "missing_labels": report["missing_labels"][head],
+                   "unknown_labels": report["unknown_labels"][head]}
+            for head, top in ranked.items()}
+
+
 def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict:
     bundle = load_manifest(config.bundle)  # verifies every listed sha256
     specs = rows.parse_rows(",".join(config.backends))
@@ -121,8 +160,7 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
     if training.get("backbone") == "tiny":
         notes.append("test bundle with an untrained tiny model: timings are not representative, only correctness")
 
-    evalset = load_eval_set(bundle, config.data, config.split, config.split_file, config.limit,
-                            progress=progress, force_split=config.split_explicit)
+    evalset, source = load_images(bundle, config, progress)
     results, ranked = [], {}
     with tempfile.TemporaryDirectory(prefix="fashion-bench-") as tmp:
         images_path = Path(tmp) / "images.npy"
@@ -146,7 +184,7 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
                 log(f"  {spec.name}: FAILED ({exc})")
                 continue
             ranked[spec.name] = measured.pop("ranked")
-            scores = accuracy.score_row(ranked[spec.name], evalset.labels, bundle.labels)
+            scores = _scores(ranked[spec.name], evalset)
             results.append({**row, "status": "ok", "reason": None, **measured, "accuracy": scores,
                             "wall_s": time.perf_counter() - started})
             log(f"  {spec.name}: p50 {measured['latency_ms']['p50']:.2f} ms")
@@ -158,7 +196,7 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
         "bundle": {"path": str(bundle.root), "name": bundle.manifest.get("name"),
                    "manifest_sha256": sha256_file(bundle.root / MANIFEST),
                    "input_size": list(bundle.input_size), "heads": bundle.heads, "training": training},
-        "data": evalset.source,
+        "data": source,
         "settings": {**asdict(config), "threads": threads, "timed": "model call on a preprocessed float32 batch of real images"},
         "machine": machine,
         "compute_floor": _floor(bundle, machine["cpu"], threads),
