@@ -39,14 +39,14 @@ def _fit_command(sample_dir, split, out, work, cache, epochs, extra=()):
 
 def test_a_few_steps_lower_the_loss(sample_dir, sample_split):
     from fashion.data.dataset import load_dataset
+    from fashion.data.images import decode_images
     from fashion.data.labels import build_vocabularies, encode
-    from fashion.train.arrays import decode_images
     from fashion.train.model import build_model, compile_model
 
     frame, _ = load_dataset(sample_dir)
     vocab = build_vocabularies(frame)
     labels = encode(frame, vocab)
-    images = decode_images(list(frame["path"])[:96], 32, 24, workers=1, progress=False).astype(np.float32)
+    images = decode_images(list(frame["path"])[:96], (32, 24), workers=1).images.astype(np.float32)
     labels = {h: v[:96] for h, v in labels.items()}
     keras.utils.set_random_seed(0)
     model = build_model({h: len(v) for h, v in vocab.items()}, 32, 24, backbone="tiny", dropout=0.0)
