@@ -55,6 +55,12 @@ class BackendUnavailableError(FashionError, ImportError):
     exit_code = EXIT_UNAVAILABLE
 
 
+class UnknownBackendError(FashionError, ValueError):
+    """No built-in, registered or installed backend has this name (a usage error: exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
 class PartialFailure(FashionError):
     """The work ran but some inputs failed or a threshold was missed (results were still written)."""
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, UnknownBackendError
 
 FEATURE_MAP = "feature_map"
 
@@ -31,8 +32,16 @@ class Backend(ABC):
 
     @classmethod
     @abstractmethod
-    def open(cls, path: Path, artifact: dict[str, Any], *, providers: list[str] | None = None,
-             threads: int | None = None, allow_fallback: bool = False, **options: Any) -> "Backend":
+    def open(
+        cls,
+        path: Path,
+        artifact: dict[str, Any],
+        *,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        allow_fallback: bool = False,
+        **options: Any,
+    ) -> Backend:
         """Load the artifact at ``path`` described by its manifest entry ``artifact``."""
 
     @abstractmethod
@@ -43,33 +52,83 @@ class Backend(ABC):
     def infer(self, batch: np.ndarray, feature_map: bool = False) -> dict[str, np.ndarray]:
         """Run a float32 NHWC batch; return {head: (N, classes)} and, if asked, {"feature_map": NHWC}."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most backends have nothing to release
         """Release sessions and device memory. Safe to call twice."""
 
 
-# name -> "module:Class"; the module is imported only when the backend is requested.
-_REGISTRY = {
+#: Backends shipped with the runtime: name -> "module:Class", imported only when requested.
+BUILTIN_BACKENDS = {
     "onnxruntime": "fashion.runtime.backends.onnxruntime_backend:OnnxRuntimeBackend",
     "tensorrt": "fashion.runtime.backends.tensorrt_backend:TensorRTBackend",
 }
 
+#: Entry-point group through which installed packages add backends (e.g. ``keras`` from fashion.train),
+#: so the runtime runs them without importing their packages until asked.
+ENTRY_POINT_GROUP = "fashion.backends"
+
 #: Which backend runs an artifact of a given manifest "format".
-BACKEND_FOR_FORMAT = {"onnx": "onnxruntime", "tensorrt": "tensorrt"}
+BACKEND_FOR_FORMAT = {"onnx": "onnxruntime", "tensorrt": "tensorrt", "keras": "keras"}
+
+#: The extra that provides a backend's packages, named in the message when they are missing.
+EXTRA_FOR_BACKEND = {"keras": "train", "tensorrt": "gpu"}
+
+_registered: dict[str, str] = {}
+_discovered: dict[str, str] | None = None
 
 
 def register_backend(name: str, target: str) -> None:
-    """Make ``name`` resolve to ``"module:Class"`` (for out-of-tree backends)."""
-    _REGISTRY[name] = target
+    """Make ``name`` resolve to ``"module:Class"`` (takes precedence over built-ins and entry points)."""
+    if ":" not in target:
+        raise ValueError(f"backend target must look like 'package.module:Class', got {target!r}")
+    _registered[name] = target
+
+
+def _entry_points() -> dict[str, str]:
+    """Backends advertised by installed distributions (read once; nothing is imported here)."""
+    global _discovered
+    if _discovered is None:
+        _discovered = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    return _discovered
+
+
+def refresh_backends() -> None:
+    """Forget the discovered entry points (after installing a plugin into a running process)."""
+    global _discovered
+    _discovered = None
+
+
+def _targets() -> dict[str, str]:
+    return {**_entry_points(), **BUILTIN_BACKENDS, **_registered}
 
 
 def available_backends() -> list[str]:
-    return sorted(_REGISTRY)
+    """Every backend name known here (built-in, registered or installed); none of them is imported."""
+    return sorted(_targets())
 
 
 def get_backend(name: str) -> type[Backend]:
-    """The backend class for ``name``; BackendUnavailableError when its packages are missing."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown backend {name!r} (choose from {', '.join(available_backends())})")
-    module_name, class_name = _REGISTRY[name].split(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, class_name)
+    """The backend class for ``name``.
+
+    UnknownBackendError when nothing provides ``name``; BackendUnavailableError (naming the extra to
+    install) when its packages are missing.
+    """
+    targets = _targets()
+    if name not in targets:
+        raise UnknownBackendError(f"unknown backend {name!r} (choose from {', '.join(sorted(targets))})")
+    module_name, _, attribute = targets[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if isinstance(exc, BackendUnavailableError):
+            raise
+        extra = EXTRA_FOR_BACKEND.get(name)
+        hint = f"pip install 'fashion-edge[{extra}]'" if extra else "install the package that provides it"
+        raise BackendUnavailableError(f"backend {name!r} is not available here ({exc}); {hint}") from exc
+    backend: Any = module
+    for part in attribute.split("."):
+        backend = getattr(backend, part, None)
+        if backend is None:
+            raise UnknownBackendError(f"backend {name!r}: {targets[name]} does not exist")
+    if not (isinstance(backend, type) and issubclass(backend, Backend)):
+        raise UnknownBackendError(f"backend {name!r}: {targets[name]} is not a Backend subclass")
+    return backend
