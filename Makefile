@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fashion-installed
 
-.PHONY: test demo install browser clean
+.PHONY: test demo install browser web clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,18 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium not installed: the browser test will skip"; }
 
-test: $(STAMP) browser
+# npm packages of the embedding demos (onnxruntime-web for the page, onnxruntime-node + jpeg-js/pngjs for the Node
+# tagger), from the npm registry with the committed lock file; never a CDN at run time. onnxruntime-node's optional
+# CUDA download is skipped. Best effort: without npm the web/Node tests skip and say why.
+WEB_DIR := fashion/demo/web
+WEB_STAMP := $(WEB_DIR)/node_modules/.fashion-installed
+web:
+	@if ! command -v npm >/dev/null 2>&1; then echo "npm not found: the web and Node embedding tests will skip"; \
+	elif [ ! -f $(WEB_STAMP) ] || [ $(WEB_DIR)/package-lock.json -nt $(WEB_STAMP) ]; then \
+	  (cd $(WEB_DIR) && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error) && \
+	  touch $(WEB_STAMP) || echo "npm ci failed: the web and Node embedding tests will skip"; fi
+
+test: $(STAMP) browser web
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
