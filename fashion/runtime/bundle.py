@@ -26,6 +26,7 @@ from .manifest import (
     SCHEMA_VERSION,
     ArtifactEntry,
     Manifest,
+    absolute_paths,
     atomic_write_bytes,
     atomic_write_json,
     edit_manifest,
@@ -44,6 +45,7 @@ __all__ = [
     "Bundle",
     "atomic_write_bytes",
     "atomic_write_json",
+    "check_bundle",
     "load_manifest",
     "record_artifact",
     "record_file",
@@ -177,3 +179,118 @@ def record_artifact(root: str | os.PathLike[str], key: str, file: str, **meta: A
 def remove_artifact(root: str | os.PathLike[str], key: str) -> None:
     with edit_manifest(root) as draft:
         draft.drop_artifact(key)
+
+
+# -- the bundle check: every problem, not just the first -----------------------------------------------------
+
+
+def check_bundle(root: str | os.PathLike[str], open_artifacts: bool = True) -> list[str]:
+    """Every problem of the bundle at ``root``, one line each naming the file (empty: the bundle is sound).
+
+    Checks the manifest (schema, fields, no absolute machine paths), every listed file (present, sha256
+    recorded and matching, size), the vocabularies against the heads and ``num_classes``, the hierarchy
+    against the vocabularies, and opens each ONNX artifact to compare its outputs with the manifest
+    (every head present with as many classes as labels.json lists). Artifacts whose backend is not
+    installed here (TensorRT, Keras) are checked as files only.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return [f"{root}: not a bundle directory"]
+    path = root / MANIFEST
+    try:
+        raw = read_json(path)
+        manifest = Manifest.from_dict(raw, source=path)
+    except BundleError as exc:
+        return [str(exc)]
+    problems = [
+        f"{path}: {where} (an absolute machine path; a bundle records names, sizes and sha256 instead)"
+        for where in absolute_paths(raw)
+    ]
+    file_problems, damaged = _file_problems(root, manifest)
+    problems += file_problems
+    labels, label_problems = _label_problems(root, manifest)
+    problems += label_problems
+    if labels is not None:
+        problems += _hierarchy_problems(root, labels)
+        if open_artifacts:
+            problems += _artifact_output_problems(root, manifest, labels, skip=damaged)
+    return problems
+
+
+def _file_problems(root: Path, manifest: Manifest) -> tuple[list[str], set[str]]:
+    """Problems of the listed files, and the names of those that are missing or damaged."""
+    problems: list[str] = []
+    damaged: set[str] = set()
+    for name in (LABELS, HIERARCHY):
+        if (root / name).exists() and name not in manifest.files:
+            problems.append(f"{root / name}: no sha256 recorded in {MANIFEST} 'files'")
+    listed: list[tuple[str, str, int | None]] = [(name, digest, None) for name, digest in manifest.files.items()]
+    listed += [(entry.file, entry.sha256, entry.bytes) for entry in manifest.artifacts.values()]
+    for name, digest, size in listed:
+        path = root / name
+        damaged.add(name)
+        if not path.is_file():
+            problems.append(f"{path}: listed in {MANIFEST} but missing")
+        elif size is not None and path.stat().st_size != size:
+            problems.append(f"{path}: {path.stat().st_size} bytes, {MANIFEST} records {size} (truncated or replaced)")
+        elif sha256_file(path) != digest:
+            problems.append(f"{path}: sha256 does not match {MANIFEST} (file changed, truncated or replaced)")
+        else:
+            damaged.discard(name)
+    return problems, damaged
+
+
+def _label_problems(root: Path, manifest: Manifest) -> tuple[dict[str, list[str]] | None, list[str]]:
+    try:
+        return _labels(root, manifest), []
+    except BundleError as exc:
+        return None, [str(exc)]
+
+
+def _hierarchy_problems(root: Path, labels: dict[str, list[str]]) -> list[str]:
+    try:
+        rows = _hierarchy(root)
+    except BundleError as exc:
+        return [str(exc)]
+    levels = ("masterCategory", "subCategory", "articleType")
+    if not rows or not all(level in labels for level in levels):
+        return []
+    known = [set(labels[level]) for level in levels]
+    unknown = [row for row in rows if any(name not in names for name, names in zip(row, known))]
+    if unknown:
+        return [
+            f"{root / HIERARCHY}: {len(unknown)} of {len(rows)} combinations name a class missing from "
+            f"{LABELS}, e.g. {list(unknown[0])}"
+        ]
+    return []
+
+
+def _artifact_output_problems(
+    root: Path, manifest: Manifest, labels: dict[str, list[str]], skip: set[str]
+) -> list[str]:
+    """Open each intact ONNX artifact (ONNX Runtime, one thread) and compare its outputs with the manifest."""
+    from .backends.base import BACKEND_FOR_FORMAT, get_backend
+
+    problems = []
+    for key, entry in manifest.artifacts.items():
+        path = root / entry.file
+        if entry.format != "onnx" or entry.file in skip:
+            continue
+        try:
+            backend = get_backend(BACKEND_FOR_FORMAT["onnx"]).open(path, entry.to_dict(), threads=1)
+        except Exception as exc:  # noqa: BLE001 - a check reports every failure, whatever its type
+            problems.append(f"{path}: artifact '{key}' does not open ({exc})")
+            continue
+        try:
+            sizes = backend.output_sizes()
+        finally:
+            backend.close()
+        for head in manifest.heads:
+            if head not in sizes:
+                problems.append(f"{path}: artifact '{key}' has no output for head '{head}'")
+            elif sizes[head] is not None and sizes[head] != len(labels[head]):
+                problems.append(
+                    f"{path}: artifact '{key}' head '{head}' outputs {sizes[head]} classes, "
+                    f"{LABELS} lists {len(labels[head])}"
+                )
+    return problems

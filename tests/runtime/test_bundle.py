@@ -8,8 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
+from fashion import HEADS
 from fashion.runtime import BundleError, Classifier
-from fashion.runtime.bundle import atomic_write_json, record_artifact, record_file
+from fashion.runtime.bundle import atomic_write_json, check_bundle, record_artifact, record_file
 
 
 @pytest.fixture
@@ -204,3 +205,70 @@ def test_consistent_decoding_without_a_hierarchy_is_an_error_not_a_no_op(bundle,
             clf.predict(photo, consistent=True)
         with pytest.raises(BundleError, match=r"consistent decoding needs hierarchy\.json"):
             clf.predict_batch([photo], consistent=True)
+
+
+# -- check_bundle: every problem listed, not just the first ---------------------------------------------------
+
+
+def test_check_bundle_passes_the_tiny_and_the_shipped_bundle(tiny_bundle, shipped_bundle):
+    assert check_bundle(tiny_bundle) == []
+    assert check_bundle(shipped_bundle) == []
+
+
+def test_check_bundle_lists_every_problem(bundle):
+    model = bundle / "model_fp32.onnx"
+    model.write_bytes(model.read_bytes() + b"\0")  # changed file
+    (bundle / "head_weights.npz").unlink()  # missing file
+    labels = json.loads((bundle / "labels.json").read_text())
+    labels["season"] = labels["season"][:-1]
+    atomic_write_json(bundle / "labels.json", labels)  # vocabulary no longer matches, digest not re-recorded
+
+    def damage(manifest):
+        manifest["training"]["weights"] = "/home/someone/weights.h5"
+        manifest["files"].pop("hierarchy.json")
+
+    rewrite_manifest(bundle, damage)
+    problems = check_bundle(bundle)
+    text = "\n".join(problems)
+    assert "training.weights: /home/someone/weights.h5 (an absolute machine path" in text
+    assert "hierarchy.json: no sha256 recorded" in text
+    assert "model_fp32.onnx: " in text and "records" in text  # size differs: not opened, one line
+    assert "head_weights.npz: listed in bundle.json but missing" in text
+    assert "labels.json: sha256 does not match" in text
+    assert len(problems) == 5, problems
+
+
+def test_check_bundle_reports_an_unreadable_manifest_and_an_unopenable_model(bundle, tmp_path):
+    assert check_bundle(tmp_path / "nowhere") == [f"{tmp_path / 'nowhere'}: not a bundle directory"]
+    model = bundle / "model_fp32.onnx"
+    model.write_bytes(model.read_bytes()[:100])
+    record_artifact(
+        bundle,
+        "onnx_fp32",
+        "model_fp32.onnx",
+        format="onnx",
+        precision="fp32",
+        outputs={h: h for h in HEADS},
+        feature_map="feature_map",
+    )
+    problems = check_bundle(bundle)
+    assert len(problems) == 1 and "artifact 'onnx_fp32' does not open" in problems[0]
+    rewrite_manifest(bundle, lambda m: m["input"].pop("height"))
+    assert check_bundle(bundle) == [f"{bundle / 'bundle.json'}: input lacks 'height'"]
+
+
+def test_check_bundle_finds_hierarchy_rows_with_unknown_classes(bundle):
+    rows = json.loads((bundle / "hierarchy.json").read_text()) + [["Apparel", "Topwear", "Spacesuits"]]
+    atomic_write_json(bundle / "hierarchy.json", rows)
+    record_file(bundle, "hierarchy.json")
+    (problem,) = check_bundle(bundle)
+    assert "hierarchy.json: 1 of" in problem and "Spacesuits" in problem
+
+
+def test_check_bundle_compares_each_onnx_output_with_the_vocabularies(bundle):
+    labels = json.loads((bundle / "labels.json").read_text())
+    labels["season"] = labels["season"][:-1]
+    atomic_write_json(bundle / "labels.json", labels)
+    record_file(bundle, "labels.json")
+    (problem,) = check_bundle(bundle)
+    assert "artifact 'onnx_fp32' head 'season' outputs" in problem and "labels.json lists" in problem
