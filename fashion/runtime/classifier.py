@@ -223,7 +223,7 @@ class Classifier:
         entry = bundle.artifacts[key]
         path = bundle.artifact_path(key)
         backend_cls = get_backend(BACKEND_FOR_FORMAT[entry["format"]])
-        engine = backend_cls.open(path, entry, **options)
+        engine = backend_cls.open(path, entry.to_dict(), **options)
         try:
             _check_outputs(bundle, engine, path)
         except BaseException:
