@@ -8,8 +8,8 @@ re-implement the preprocessing or read ``labels.json``: this artifact carries bo
                      white) are the decoder's job, as in fashion.runtime.preprocess.load_image.
     graph   pad with white (255) to the model's aspect, centred exactly as fashion.runtime.preprocess does
             (Python's round-half-even for the canvas, floor for the left/top offset), then a bilinear
-            ``Resize`` with ``antialias=1`` on uint8 (opset 18): ONNX Runtime then reproduces Pillow's
-            filter, including its rounding to uint8, then the FP32 network.
+            ``Resize`` on uint8 with ``antialias=1`` and ``exclude_outside=1`` (opset 18): ONNX Runtime then
+            reproduces Pillow's filter pixel for pixel, rounding to uint8 included; then the FP32 network.
     output  one softmax per head, named after the head, in head order, then ``feature_map``.
 
 ``metadata_props["fashion_edge"]`` is JSON with the head order, the class names per head, the input
@@ -125,8 +125,9 @@ def preprocessing_graph(height: int, width: int, output: str = NETWORK_INPUT) ->
     node("Sub", ["pad_w", "left"], ["right"])
     node("Concat", ["zero", "top", "left", "zero", "zero", "bottom", "right", "zero"], ["pads"], axis=0)
     node("Pad", [INPUT, "pads", "pad_value"], ["padded"], mode="constant")
-    # uint8 in, uint8 out: ONNX Runtime's antialiased uint8 resize rounds like Pillow's.
-    node("Resize", ["padded", "", "", "size"], ["resized"], mode="linear", antialias=1,
+    # uint8 in, uint8 out, antialias with exclude_outside=1 (taps outside the photo dropped and the rest
+    # renormalised): ONNX Runtime's resize then gives Pillow's bilinear result pixel for pixel, rounding included.
+    node("Resize", ["padded", "", "", "size"], ["resized"], mode="linear", antialias=1, exclude_outside=1,
          axes=[1, 2], coordinate_transformation_mode="half_pixel")
     nodes.append(helper.make_node("Cast", [p + "resized"], [output], name=p + "to_float", to=TensorProto.FLOAT))
     graph = helper.make_graph(

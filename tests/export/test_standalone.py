@@ -1,0 +1,183 @@
+"""The standalone model (uint8 pixels of any size in, six heads out) against the Python runtime, on real photos."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+from PIL import Image
+
+from fashion import HEADS
+from fashion.export import standalone
+from fashion.export.errors import ExportError
+from fashion.runtime import Classifier
+from fashion.runtime.bundle import load_manifest
+from fashion.runtime.preprocess import fit_to_input, load_image
+
+HEIGHT, WIDTH = 32, 24  # the tiny bundle's input size
+
+
+def _session(model: onnx.ModelProto) -> ort.InferenceSession:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def pre_session() -> ort.InferenceSession:
+    """The preprocessing graph alone: pixels -> the float image the network sees."""
+    graph = standalone.preprocessing_graph(HEIGHT, WIDTH, output="image")
+    return _session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", standalone.OPSET)], ir_version=8))
+
+
+@pytest.fixture(scope="module")
+def photos(sample_dir) -> list[Image.Image]:
+    return [load_image(path) for path in sorted((sample_dir / "images").glob("*.jpg"))[:6]]
+
+
+@pytest.fixture(scope="module")
+def model_path(tiny_bundle, tmp_path_factory) -> Path:
+    bundle = load_manifest(tiny_bundle)
+    path = tmp_path_factory.mktemp("standalone") / standalone.FILE
+    standalone.build_file(bundle, dict(bundle.artifacts["onnx_fp32"]), path)
+    return path
+
+
+def _graph_pixels(session: ort.InferenceSession, image: Image.Image) -> np.ndarray:
+    return session.run(None, {"pixels": np.asarray(image, dtype=np.uint8)[None]})[0][0]
+
+
+@pytest.mark.parametrize("size", [(20, 32), (21, 32), (23, 32), (24, 29), (24, 30), (24, 27)])
+def test_padding_is_placed_exactly_as_the_runtime_places_it(pre_session, photos, size):
+    # Photos whose padded canvas is exactly the model size: no resize, so every pixel must match.
+    image = photos[0].resize(size, Image.Resampling.BILINEAR)
+    expected = fit_to_input(image, HEIGHT, WIDTH).astype(np.float32)
+    np.testing.assert_array_equal(_graph_pixels(pre_session, image), expected)
+
+
+@pytest.mark.parametrize("size", [None, (1080, 1440), (400, 300), (301, 401), (97, 61), (1, 6), (6, 1), (2, 2)])
+@pytest.mark.parametrize("model_size", [(HEIGHT, WIDTH), (128, 96)])
+def test_pad_and_resize_reproduce_pillow(photos, size, model_size):
+    # Pillow's bilinear filter (antialiased when shrinking) is reproduced up to a rare off-by-one from float
+    # weights. (1, 6): the canvas width is round(4.5) = 4 with Python's half-to-even rounding; 5 would shift
+    # every column of the photo.
+    height, width = model_size
+    graph = standalone.preprocessing_graph(height, width, output="image")
+    session = _session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", standalone.OPSET)],
+                                         ir_version=8))
+    for photo in photos:
+        image = photo if size is None else photo.resize(size, Image.Resampling.BICUBIC)
+        diff = np.abs(_graph_pixels(session, image) - fit_to_input(image, height, width).astype(np.float32))
+        assert diff.max() <= 2, f"{image.size}: max pixel difference {diff.max()}"
+        assert (diff > 0).mean() < 0.01, f"{image.size}: {(diff > 0).mean():.2%} of the values differ"
+
+
+def test_model_contract_and_metadata(model_path, tiny_bundle):
+    model = onnx.load(str(model_path))
+    bundle = load_manifest(tiny_bundle)
+    (pixels,) = model.graph.input
+    assert pixels.name == "pixels" and pixels.type.tensor_type.elem_type == TensorProto.UINT8
+    dims = pixels.type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", "height", "width", 3]
+    assert [o.name for o in model.graph.output] == [*HEADS, "feature_map"]
+    assert {o.domain or "ai.onnx": o.version for o in model.opset_import}["ai.onnx"] == 18
+    resize = [n for n in model.graph.node if n.op_type == "Resize"]
+    assert len(resize) == 1 and helper.get_attribute_value(resize[0].attribute[0]) is not None
+    assert {a.name: helper.get_attribute_value(a) for a in resize[0].attribute}["antialias"] == 1
+
+    meta = standalone.read_metadata(model_path)
+    assert meta["heads"] == list(HEADS)
+    assert meta["labels"] == {head: bundle.labels[head] for head in HEADS}
+    assert meta["input"]["dtype"] == "uint8" and meta["input"]["inside"]["pad_value"] == 255
+    assert meta["source"]["sha256"] == bundle.artifacts["onnx_fp32"]["sha256"]
+
+
+def test_outputs_agree_with_the_runtime_at_any_photo_size(model_path, tiny_bundle, photos):
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    with Classifier.load(tiny_bundle, precision="fp32") as classifier:
+        for size in (None, (1080, 1440), (333, 200)):
+            for photo in photos:
+                image = photo if size is None else photo.resize(size, Image.Resampling.BICUBIC)
+                got = dict(zip(HEADS, session.run(list(HEADS), {"pixels": np.asarray(image)[None]})))
+                expected = classifier.infer(fit_to_input(image, HEIGHT, WIDTH)[None].astype(np.float32))
+                for head in HEADS:
+                    assert got[head].argmax() == expected[head].argmax(), f"{head} at {image.size}"
+                    assert np.abs(got[head] - expected[head]).max() < 0.02
+
+
+def test_a_batch_of_same_size_photos_runs_at_once(model_path, photos):
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    batch = np.stack([np.asarray(p.resize((60, 80))) for p in photos[:3]])
+    outputs = session.run(None, {"pixels": batch})
+    assert [o.shape[0] for o in outputs] == [3] * len(outputs)
+    np.testing.assert_allclose(outputs[0].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_network_without_the_heads_is_refused(tiny_bundle):
+    bundle = load_manifest(tiny_bundle)
+    network = onnx.load(str(tiny_bundle / bundle.artifacts["onnx_fp32"]["file"]))
+    del network.graph.output[0]
+    with pytest.raises(ExportError, match="lacks the outputs"):
+        standalone.build_standalone(network, bundle, "0" * 64)
+
+
+def _split_file(sample_dir: Path, path: Path) -> Path:
+    with open(sample_dir / "styles.csv", newline="", encoding="utf-8") as handle:
+        ids = [row["id"] for row in csv.DictReader(handle)]
+    path.write_text("id,split\n" + "".join(f"{i},test\n" for i in ids), encoding="utf-8")
+    return path
+
+
+def test_export_gates_records_and_writes_ort(tiny_bundle, sample_dir, tmp_path):
+    root = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, root)
+    options = standalone.StandaloneOptions(data_dir=sample_dir, split_file=_split_file(sample_dir, tmp_path / "s.csv"),
+                                           limit=24, upscaled_limit=6)
+    logs: list[str] = []
+    entry = standalone.export_standalone(root, options, log=logs.append)
+
+    bundle = load_manifest(root)  # verifies every recorded sha256, the new files included
+    assert entry["format"] == "onnx_standalone" and entry["input"] == "pixels"
+    gate = bundle.artifacts["onnx_standalone"]["gate"]
+    assert set(gate["sets"]) == {"test", "test_1080x1440"}
+    assert gate["sets"]["test"]["images"] == 24 and gate["sets"]["test_1080x1440"]["images"] == 6
+    assert all(row["top1_agreement"] >= 0.995 for s in gate["sets"].values() for row in s["heads"].values())
+    assert any("passed" in line for line in logs)
+
+    ort_entry = bundle.artifacts["ort_standalone"]
+    assert ort_entry["source"]["sha256"] == entry["sha256"]
+    config = (root / standalone.OPS_FILE).read_text(encoding="utf-8")
+    assert "Resize" in config and "Pad" in config and str(tmp_path) not in config
+    pixels = np.asarray(load_image(sorted((sample_dir / "images").glob("*.jpg"))[0]))[None]
+    from_onnx = ort.InferenceSession(str(root / standalone.FILE), providers=["CPUExecutionProvider"])
+    from_ort = ort.InferenceSession(str(root / standalone.ORT_FILE), providers=["CPUExecutionProvider"])
+    for a, b in zip(from_onnx.run(list(HEADS), {"pixels": pixels}), from_ort.run(list(HEADS), {"pixels": pixels})):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_gate_refuses_a_model_that_disagrees_with_the_runtime(tiny_bundle, sample_dir, tmp_path):
+    from tests.fixtures.tiny_bundle import build_model
+
+    bundle = load_manifest(tiny_bundle)
+    other, _ = build_model({head: len(bundle.labels[head]) for head in HEADS}, seed=99)  # other weights
+    path = tmp_path / "other.onnx"
+    onnx.save(standalone.build_standalone(other, bundle, "0" * 64), str(path))
+    sets = standalone.gate_sets(bundle, sample_dir, _split_file(sample_dir, tmp_path / "s.csv"), limit=40,
+                                upscaled_limit=4)
+    verdict = standalone.run_gate(tiny_bundle, path, sets, log=lambda _: None)
+    assert not verdict.passed
+    assert "top-1 agreement" in verdict.summary
+    json.dumps(verdict.record)  # recordable as is
+
+
+def test_judge_applies_both_thresholds():
+    row = {"top1_agreement": 0.996, "accuracy_delta_pp": -0.2, "max_abs_diff": 0.01}
+    verdict = standalone.judge({"test": {"images": 1000, "heads": {"gender": row}}})
+    assert not verdict.passed and "accuracy differs by -0.20 pp" in verdict.summary
+    verdict = standalone.judge({"test": {"images": 1000, "heads": {"gender": {**row, "accuracy_delta_pp": 0.05}}}})
+    assert verdict.passed
