@@ -15,5 +15,14 @@ from .paths import (
     resolve_weights,
 )
 
-__all__ = ["DEFAULT_SPLIT", "MISSING", "SPLIT_SEED", "DataError", "DataFormatError", "DataLayoutError",
-           "resolve_data_dir", "resolve_split_file", "resolve_weights"]
+__all__ = [
+    "DEFAULT_SPLIT",
+    "MISSING",
+    "SPLIT_SEED",
+    "DataError",
+    "DataFormatError",
+    "DataLayoutError",
+    "resolve_data_dir",
+    "resolve_split_file",
+    "resolve_weights",
+]

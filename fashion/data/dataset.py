@@ -59,10 +59,15 @@ class DatasetReport:
 
     def to_dict(self) -> dict:
         return {
-            "styles_csv": self.styles_csv, "images_dir": self.images_dir, "rows": self.rows,
-            "images": self.images, "repaired_rows": self.repaired_rows,
-            "missing_images": self.missing_images, "unreadable_images": self.unreadable_images,
-            "duplicate_ids": self.duplicate_ids, "invalid_id_rows": self.invalid_id_rows,
+            "styles_csv": self.styles_csv,
+            "images_dir": self.images_dir,
+            "rows": self.rows,
+            "images": self.images,
+            "repaired_rows": self.repaired_rows,
+            "missing_images": self.missing_images,
+            "unreadable_images": self.unreadable_images,
+            "duplicate_ids": self.duplicate_ids,
+            "invalid_id_rows": self.invalid_id_rows,
             "empty_labels": self.empty_labels,
         }
 
@@ -95,8 +100,9 @@ def image_path(images_dir: Path, image_id: int) -> Path:
     return images_dir / f"{image_id}.jpg"
 
 
-def load_dataset(data_dir: str | os.PathLike[str], verify_images: bool = False, progress: bool = False
-                 ) -> tuple[pd.DataFrame, DatasetReport]:
+def load_dataset(
+    data_dir: str | os.PathLike[str], verify_images: bool = False, progress: bool = False
+) -> tuple[pd.DataFrame, DatasetReport]:
     """Load labels and image paths. Columns: id, path, the six heads (None where missing), and the rest.
 
     ``verify_images`` decodes every image so unreadable files are counted (and excluded) now
@@ -107,8 +113,9 @@ def load_dataset(data_dir: str | os.PathLike[str], verify_images: bool = False, 
     missing_heads = [h for h in HEADS + ("id",) if h not in header]
     if missing_heads:
         raise DataFormatError(f"{styles_csv}: missing columns {missing_heads}")
-    report = DatasetReport(styles_csv=str(styles_csv), images_dir=str(images_dir), rows=len(rows),
-                           repaired_rows=repaired)
+    report = DatasetReport(
+        styles_csv=str(styles_csv), images_dir=str(images_dir), rows=len(rows), repaired_rows=repaired
+    )
 
     records: list[dict[str, object]] = []
     seen: Counter[int] = Counter()
@@ -145,8 +152,9 @@ def _unreadable(frame: pd.DataFrame, progress: bool) -> list[int]:
     from tqdm import tqdm
 
     bad = []
-    for image_id, path in tqdm(zip(frame["id"], frame["path"]), total=len(frame), disable=not progress,
-                               desc="verifying images", unit="img"):
+    for image_id, path in tqdm(
+        zip(frame["id"], frame["path"]), total=len(frame), disable=not progress, desc="verifying images", unit="img"
+    ):
         try:
             load_image(path)
         except InvalidImageError:

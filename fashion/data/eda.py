@@ -26,8 +26,17 @@ from fashion.runtime.errors import InvalidImageError
 from fashion.runtime.preprocess import load_image
 
 DPI = 90
-LABEL_COLUMNS = ("gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "year", "usage",
-                 "productDisplayName")
+LABEL_COLUMNS = (
+    "gender",
+    "masterCategory",
+    "subCategory",
+    "articleType",
+    "baseColour",
+    "season",
+    "year",
+    "usage",
+    "productDisplayName",
+)
 TOP_CLASSES = 50  # class-count plots show at most this many bars; the long-tail plot shows all
 
 
@@ -47,7 +56,7 @@ class EdaResult:
     report: DatasetReport
     frame: pd.DataFrame
     scan: ImageScan
-    groups: list[list[int]]            # pixel-identical groups with more than one id, ids sorted
+    groups: list[list[int]]  # pixel-identical groups with more than one id, ids sorted
     conflicts: dict[str, list[list[int]]]  # head -> groups whose members disagree on that head
     split_counts: dict[str, int] | None
     crossing_groups: list[list[int]] | None
@@ -102,14 +111,19 @@ def imbalance(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for head in HEADS:
         counts = frame[head].value_counts()
-        rows.append({
-            "head": head, "classes": len(counts),
-            "largest": counts.index[0], "largest_n": int(counts.iloc[0]),
-            "smallest": counts.index[-1], "smallest_n": int(counts.iloc[-1]),
-            "ratio": counts.iloc[0] / counts.iloc[-1],
-            "under_10": int((counts < 10).sum()),
-            "median": float(counts.median()),
-        })
+        rows.append(
+            {
+                "head": head,
+                "classes": len(counts),
+                "largest": counts.index[0],
+                "largest_n": int(counts.iloc[0]),
+                "smallest": counts.index[-1],
+                "smallest_n": int(counts.iloc[-1]),
+                "ratio": counts.iloc[0] / counts.iloc[-1],
+                "under_10": int((counts < 10).sum()),
+                "median": float(counts.median()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -120,14 +134,14 @@ def missing_per_column(frame: pd.DataFrame) -> pd.Series:
 
 # ---------------------------------------------------------------------------------------------- plots
 
+
 def _plt():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "axes.spines.top": False,
-                         "axes.spines.right": False})
+    plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "axes.spines.top": False, "axes.spines.right": False})
     return plt
 
 
@@ -168,12 +182,27 @@ def plot_long_tail(frame: pd.DataFrame, out: Path, files: list[Path]) -> None:
         for threshold in (10, 100):
             below = int((counts < threshold).sum())
             ax.axhline(threshold, color="grey", lw=0.6, ls="--")
-            ax.text(1, threshold, f"{below} classes < {threshold} images", ha="left", va="bottom", fontsize=7,
-                    color="dimgrey")
+            ax.text(
+                1,
+                threshold,
+                f"{below} classes < {threshold} images",
+                ha="left",
+                va="bottom",
+                fontsize=7,
+                color="dimgrey",
+            )
         largest = "\n".join(f"{name} {n:,}" for name, n in counts.head(3).items())
         smallest = "\n".join(f"{name} {n:,}" for name, n in counts.tail(3).items())
-        ax.text(0.98, 0.97, f"largest:\n{largest}\n\nsmallest:\n{smallest}", transform=ax.transAxes,
-                ha="right", va="top", fontsize=7, bbox={"facecolor": "white", "edgecolor": "lightgrey"})
+        ax.text(
+            0.98,
+            0.97,
+            f"largest:\n{largest}\n\nsmallest:\n{smallest}",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=7,
+            bbox={"facecolor": "white", "edgecolor": "lightgrey"},
+        )
         ax.set_xlabel("class rank")
         ax.set_ylabel("images (log scale)")
         ax.set_title(f"{head}: {len(counts)} classes, ranked")
@@ -202,16 +231,22 @@ def plot_imbalance(table: pd.DataFrame, out: Path, files: list[Path]) -> None:
     ax.set_xscale("log")
     ax.invert_yaxis()
     for y, row in enumerate(table.itertuples()):
-        ax.text(row.ratio, y, f" {row.ratio:,.0f}x  ({row.largest} {row.largest_n:,} / {row.smallest} {row.smallest_n:,})",
-                va="center", fontsize=7)
+        ax.text(
+            row.ratio,
+            y,
+            f" {row.ratio:,.0f}x  ({row.largest} {row.largest_n:,} / {row.smallest} {row.smallest_n:,})",
+            va="center",
+            fontsize=7,
+        )
     ax.set_xlim(1, table["ratio"].max() * 300)
     ax.set_xlabel("largest class / smallest class (log scale)")
     ax.set_title("Class imbalance per head")
     _save(fig, out / "imbalance.png", files)
 
 
-def plot_duplicates(groups: list[list[int]], conflicts: dict[str, list[list[int]]], out: Path,
-                    files: list[Path]) -> None:
+def plot_duplicates(
+    groups: list[list[int]], conflicts: dict[str, list[list[int]]], out: Path, files: list[Path]
+) -> None:
     plt = _plt()
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
     sizes = Counter(len(g) for g in groups)
@@ -254,6 +289,7 @@ def plot_split(frame: pd.DataFrame, out: Path, files: list[Path]) -> None:
 
 # ---------------------------------------------------------------------------------------------- report
 
+
 def _sources_claim(data_dir: Path) -> tuple[int, int, list[tuple[int, int]]] | None:
     """(groups, ids, conflicting pairs) stated by a SOURCES.md next to styles.csv, if there is one."""
     path = Path(data_dir) / "SOURCES.md"
@@ -295,22 +331,30 @@ def write_report(result: EdaResult, data_dir: Path, out: Path, split_file: Path 
         "",
         "## Loader",
         "",
-        _table(["what", "count"], [
-            ["label rows in styles.csv", f"{report.rows:,}"],
-            ["rows repaired (unquoted commas in productDisplayName, extra fields joined back)", report.repaired_rows],
-            ["rows without an image", len(report.missing_images)],
-            ["unreadable images (decoded every image)", len(scan.unreadable)],
-            ["duplicate ids", report.duplicate_ids],
-            ["rows without a numeric id", getattr(report, "invalid_id_rows", 0)],
-            ["**usable images**", f"**{len(frame):,}**"],
-        ]),
+        _table(
+            ["what", "count"],
+            [
+                ["label rows in styles.csv", f"{report.rows:,}"],
+                [
+                    "rows repaired (unquoted commas in productDisplayName, extra fields joined back)",
+                    report.repaired_rows,
+                ],
+                ["rows without an image", len(report.missing_images)],
+                ["unreadable images (decoded every image)", len(scan.unreadable)],
+                ["duplicate ids", report.duplicate_ids],
+                ["rows without a numeric id", getattr(report, "invalid_id_rows", 0)],
+                ["**usable images**", f"**{len(frame):,}**"],
+            ],
+        ),
         "",
-        f"Rows without an image: {report.missing_images[:20] or 'none'}. "
-        f"Unreadable: {scan.unreadable[:20] or 'none'}.",
+        f"Rows without an image: {report.missing_images[:20] or 'none'}. Unreadable: {scan.unreadable[:20] or 'none'}.",
         "",
-        "Image modes: " + ", ".join(f"{m} {n:,}" for m, n in scan.modes.most_common())
-        + ". Sizes (WxH): " + ", ".join(f"{w}x{h} {n:,}" for (w, h), n in scan.sizes.most_common(6))
-        + (f", {len(scan.sizes) - 6} other sizes" if len(scan.sizes) > 6 else "") + ".",
+        "Image modes: "
+        + ", ".join(f"{m} {n:,}" for m, n in scan.modes.most_common())
+        + ". Sizes (WxH): "
+        + ", ".join(f"{w}x{h} {n:,}" for (w, h), n in scan.sizes.most_common(6))
+        + (f", {len(scan.sizes) - 6} other sizes" if len(scan.sizes) > 6 else "")
+        + ".",
         "Grayscale files are converted to RGB by the shared preprocessing; smaller images are padded white to "
         "the input aspect.",
         "",
@@ -325,9 +369,21 @@ def write_report(result: EdaResult, data_dir: Path, out: Path, split_file: Path 
         "",
         "![imbalance](imbalance.png) ![long tail](long_tail.png)",
         "",
-        _table(["head", "classes", "largest", "smallest", "max/min", "median", "classes < 10 images"],
-               [[r.head, r.classes, f"{r.largest} ({r.largest_n:,})", f"{r.smallest} ({r.smallest_n:,})",
-                 f"{r.ratio:,.0f}", f"{r.median:,.0f}", r.under_10] for r in table.itertuples()]),
+        _table(
+            ["head", "classes", "largest", "smallest", "max/min", "median", "classes < 10 images"],
+            [
+                [
+                    r.head,
+                    r.classes,
+                    f"{r.largest} ({r.largest_n:,})",
+                    f"{r.smallest} ({r.smallest_n:,})",
+                    f"{r.ratio:,.0f}",
+                    f"{r.median:,.0f}",
+                    r.under_10,
+                ]
+                for r in table.itertuples()
+            ],
+        ),
         "",
         "Per-head class counts: " + ", ".join(f"[{h}](class_counts_{h}.png)" for h in HEADS) + ".",
         "",
@@ -364,26 +420,41 @@ def write_report(result: EdaResult, data_dir: Path, out: Path, split_file: Path 
     other: list[list[str]] = []
     for group in sorted({tuple(g) for h in HEADS for g in result.conflicts[h]}):
         heads = [h for h in HEADS if list(group) in result.conflicts[h]]
-        row = [" / ".join(map(str, group)), ", ".join(heads),
-               "; ".join(f"{i}: " + ", ".join(f"{by_id.loc[i, h]}" for h in heads) for i in group)]
+        row = [
+            " / ".join(map(str, group)),
+            ", ".join(heads),
+            "; ".join(f"{i}: " + ", ".join(f"{by_id.loc[i, h]}" for h in heads) for i in group),
+        ]
         (structural if {"masterCategory", "subCategory", "articleType"} & set(heads) else other).append(row)
     header = ["ids", "heads that disagree", "labels"]
     if structural:
-        lines += ["Groups that disagree on the category (masterCategory, subCategory or articleType):", "",
-                  _table(header, structural), ""]
+        lines += [
+            "Groups that disagree on the category (masterCategory, subCategory or articleType):",
+            "",
+            _table(header, structural),
+            "",
+        ]
     if other:
-        lines += [f"<details><summary>{len(other)} groups that disagree only on gender, baseColour or season"
-                  "</summary>", "", _table(header, other), "", "</details>", ""]
+        lines += [
+            f"<details><summary>{len(other)} groups that disagree only on gender, baseColour or season</summary>",
+            "",
+            _table(header, other),
+            "",
+            "</details>",
+            "",
+        ]
     lines += ["## Split", ""]
     if result.split_counts is None or result.crossing_groups is None:
         lines += ["No split file given (`--split`).", ""]
     else:
         total = sum(result.split_counts.values())
         lines += [
-            f"`{_shown(split_file)}`: " + ", ".join(f"{s} {n:,} ({n / max(1, total):.1%})" for s, n in result.split_counts.items())
+            f"`{_shown(split_file)}`: "
+            + ", ".join(f"{s} {n:,} ({n / max(1, total):.1%})" for s, n in result.split_counts.items())
             + f". Images of this folder not in the split file: {int(frame['split'].isna().sum())}. "
             f"Pixel-identical groups that cross splits: **{len(result.crossing_groups)}**"
-            + (f" ({result.crossing_groups[:10]})" if result.crossing_groups else "") + ".",
+            + (f" ({result.crossing_groups[:10]})" if result.crossing_groups else "")
+            + ".",
             "",
             "![split sizes](split_sizes.png)",
             "",
@@ -393,8 +464,9 @@ def write_report(result: EdaResult, data_dir: Path, out: Path, split_file: Path 
     return path
 
 
-def run_eda(data_dir: str | Path, out_dir: str | Path, split_file: str | Path | None = None,
-            progress: bool = False) -> EdaResult:
+def run_eda(
+    data_dir: str | Path, out_dir: str | Path, split_file: str | Path | None = None, progress: bool = False
+) -> EdaResult:
     """Analyse ``data_dir`` and write the PNGs and report.md into ``out_dir``."""
     data_dir, out = Path(data_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

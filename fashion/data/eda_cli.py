@@ -8,12 +8,27 @@ import click
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder with styles.csv and images/<id>.jpg (or one folder above it), full or small Kaggle variant.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Where to write the PNG plots and report.md (created if missing).")
-@click.option("--split", "split_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Optional split file (id,split) to report split sizes and check duplicate groups against.")
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder with styles.csv and images/<id>.jpg (or one folder above it), full or small Kaggle variant.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the PNG plots and report.md (created if missing).",
+)
+@click.option(
+    "--split",
+    "split_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Optional split file (id,split) to report split sizes and check duplicate groups against.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar while hashing.")
 def main(data_dir: Path, out_dir: Path, split_file: Path | None, progress: bool) -> None:
     """Analyse the dataset: class counts, long tail, missing values, imbalance, pixel-identical groups and
@@ -22,8 +37,10 @@ def main(data_dir: Path, out_dir: Path, split_file: Path | None, progress: bool)
 
     result = run_eda(data_dir, out_dir, split_file=split_file, progress=progress)
     click.echo(result.report.summary())
-    click.echo(f"{len(result.groups)} pixel-identical groups ({sum(map(len, result.groups))} ids), "
-               f"{len(result.conflicts['articleType'])} with conflicting articleType")
+    click.echo(
+        f"{len(result.groups)} pixel-identical groups ({sum(map(len, result.groups))} ids), "
+        f"{len(result.conflicts['articleType'])} with conflicting articleType"
+    )
     if result.crossing_groups is not None:
         click.echo(f"groups crossing the split: {len(result.crossing_groups)}")
     click.echo(f"wrote {len(result.files)} files to {out_dir}")

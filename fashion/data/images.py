@@ -77,12 +77,17 @@ def _decode_one(preprocessor: Preprocessor, path: str) -> tuple[np.ndarray | Non
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
-def decode_images(paths: Sequence[str | os.PathLike[str]], size: tuple[int, int], workers: int | None = None,
-                  progress: bool = False, desc: str = "decoding", preprocessor: Preprocessor | None = None
-                  ) -> DecodedImages:
+def decode_images(
+    paths: Sequence[str | os.PathLike[str]],
+    size: tuple[int, int],
+    workers: int | None = None,
+    progress: bool = False,
+    desc: str = "decoding",
+    preprocessor: Preprocessor | None = None,
+) -> DecodedImages:
     """Preprocess ``paths`` in order into one uint8 (N, height, width, 3) array, on ``workers`` threads.
 
     Nothing is dropped here (positions stay aligned with the caller's rows); ``failed`` says which
@@ -180,9 +185,16 @@ class LabelledData:
     ``attach_split`` return).
     """
 
-    def __init__(self, frame: pd.DataFrame, vocabularies: Mapping[str, Sequence[str]], size: tuple[int, int],
-                 workers: int | None = None, progress: bool = False, preprocessor: Preprocessor | None = None,
-                 source: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        vocabularies: Mapping[str, Sequence[str]],
+        size: tuple[int, int],
+        workers: int | None = None,
+        progress: bool = False,
+        preprocessor: Preprocessor | None = None,
+        source: Mapping[str, Any] | None = None,
+    ):
         from .labels import encode
 
         missing = [h for h in vocabularies if h not in frame.columns]
@@ -199,9 +211,16 @@ class LabelledData:
         self._failed: dict[int, str] = {}
 
     @classmethod
-    def open(cls, data_dir: str | os.PathLike[str], split_file: str | os.PathLike[str] | None,
-             vocabularies: Mapping[str, Sequence[str]], size: tuple[int, int], workers: int | None = None,
-             progress: bool = False, preprocessor: Preprocessor | None = None) -> LabelledData:
+    def open(
+        cls,
+        data_dir: str | os.PathLike[str],
+        split_file: str | os.PathLike[str] | None,
+        vocabularies: Mapping[str, Sequence[str]],
+        size: tuple[int, int],
+        workers: int | None = None,
+        progress: bool = False,
+        preprocessor: Preprocessor | None = None,
+    ) -> LabelledData:
         """Read ``data_dir`` (Kaggle layout) and, when given, keep only the ids listed in ``split_file``."""
         from fashion.runtime.bundle import sha256_file
 
@@ -215,8 +234,9 @@ class LabelledData:
             source.update(split_file=str(split_file), split_sha256=sha256_file(split_file))
             if frame.empty:
                 raise DataError(f"{data_dir}: none of its images are listed in {split_file}")
-        return cls(frame, vocabularies, size, workers=workers, progress=progress, preprocessor=preprocessor,
-                   source=source)
+        return cls(
+            frame, vocabularies, size, workers=workers, progress=progress, preprocessor=preprocessor, source=source
+        )
 
     def _positions(self, subset: str | None) -> np.ndarray:
         if subset is None:
@@ -229,8 +249,9 @@ class LabelledData:
         """How many rows ``subset`` has (all rows when None), before any image is decoded."""
         return len(self._positions(subset))
 
-    def select(self, subset: str | None = None, limit: int | None = None, fill_from: Sequence[str] = (),
-               seed: int = SPLIT_SEED) -> np.ndarray:
+    def select(
+        self, subset: str | None = None, limit: int | None = None, fill_from: Sequence[str] = (), seed: int = SPLIT_SEED
+    ) -> np.ndarray:
         """Row positions: ``subset`` (None: all), a seeded sample of ``limit``, topped up from ``fill_from`` splits."""
         positions = seeded_subset(self._positions(subset), limit, seed)
         for other in fill_from:
@@ -239,8 +260,14 @@ class LabelledData:
                 positions = np.concatenate([positions, extra])
         return positions
 
-    def images(self, subset: str | None = None, limit: int | None = None, fill_from: Sequence[str] = (),
-               seed: int = SPLIT_SEED, desc: str | None = None) -> LabelledImages:
+    def images(
+        self,
+        subset: str | None = None,
+        limit: int | None = None,
+        fill_from: Sequence[str] = (),
+        seed: int = SPLIT_SEED,
+        desc: str | None = None,
+    ) -> LabelledImages:
         """Up to ``limit`` images of ``subset`` (all when None/0); unreadable ones skipped and listed.
 
         ``fill_from`` tops the set up from other splits when ``subset`` alone has too few (parity
@@ -252,15 +279,31 @@ class LabelledData:
         keep = np.array([int(i) not in self._failed for i in ids], dtype=bool)
         kept_ids, kept_positions = ids[keep], positions[keep]
         prep = self.preprocessor
-        images = (np.stack([self._cache[int(i)] for i in kept_ids]) if len(kept_ids)
-                  else np.zeros((0, prep.height, prep.width, 3), np.uint8))
+        images = (
+            np.stack([self._cache[int(i)] for i in kept_ids])
+            if len(kept_ids)
+            else np.zeros((0, prep.height, prep.width, 3), np.uint8)
+        )
         skipped = [(int(i), self._failed[int(i)]) for i in ids[~keep]]
-        report = {**self.source, "subset": subset, "limit": limit or None, "seed": seed, "requested": len(ids),
-                  "images": len(kept_ids), "unreadable_images": [i for i, _ in skipped],
-                  **_count_labels(self.frame.iloc[kept_positions], self.vocabularies)}
-        return LabelledImages(subset=subset, ids=kept_ids, images=images,
-                              labels={head: values[kept_positions] for head, values in self.labels.items()},
-                              skipped=skipped, report=report, preprocessor=prep)
+        report = {
+            **self.source,
+            "subset": subset,
+            "limit": limit or None,
+            "seed": seed,
+            "requested": len(ids),
+            "images": len(kept_ids),
+            "unreadable_images": [i for i, _ in skipped],
+            **_count_labels(self.frame.iloc[kept_positions], self.vocabularies),
+        }
+        return LabelledImages(
+            subset=subset,
+            ids=kept_ids,
+            images=images,
+            labels={head: values[kept_positions] for head, values in self.labels.items()},
+            skipped=skipped,
+            report=report,
+            preprocessor=prep,
+        )
 
     def _decode_missing(self, ids: np.ndarray, positions: np.ndarray, desc: str) -> None:
         todo = [(int(i), p) for i, p in zip(ids, positions) if int(i) not in self._cache and int(i) not in self._failed]
@@ -277,11 +320,19 @@ class LabelledData:
                 self._cache[image_id] = decoded.images[slot]
 
 
-def load_labelled(data_dir: str | os.PathLike[str], split_file: str | os.PathLike[str] | None,
-                  subset: str | None, vocabularies: Mapping[str, Sequence[str]], size: tuple[int, int],
-                  limit: int | None = None, seed: int = SPLIT_SEED, workers: int | None = None,
-                  fill_from: Sequence[str] = (), progress: bool = False, preprocessor: Preprocessor | None = None
-                  ) -> LabelledImages:
+def load_labelled(
+    data_dir: str | os.PathLike[str],
+    split_file: str | os.PathLike[str] | None,
+    subset: str | None,
+    vocabularies: Mapping[str, Sequence[str]],
+    size: tuple[int, int],
+    limit: int | None = None,
+    seed: int = SPLIT_SEED,
+    workers: int | None = None,
+    fill_from: Sequence[str] = (),
+    progress: bool = False,
+    preprocessor: Preprocessor | None = None,
+) -> LabelledImages:
     """The images of ``subset`` of ``split_file`` (or of the whole folder when ``subset`` is None), labelled.
 
     One call = :meth:`LabelledData.open` + :meth:`LabelledData.images`; use ``LabelledData`` directly to
@@ -291,12 +342,27 @@ def load_labelled(data_dir: str | os.PathLike[str], split_file: str | os.PathLik
     return data.images(subset, limit, fill_from, seed)
 
 
-def from_frame(frame: pd.DataFrame, vocabularies: Mapping[str, Sequence[str]], size: tuple[int, int],
-               workers: int | None = None, progress: bool = False, desc: str | None = None,
-               preprocessor: Preprocessor | None = None) -> LabelledImages:
+def from_frame(
+    frame: pd.DataFrame,
+    vocabularies: Mapping[str, Sequence[str]],
+    size: tuple[int, int],
+    workers: int | None = None,
+    progress: bool = False,
+    desc: str | None = None,
+    preprocessor: Preprocessor | None = None,
+) -> LabelledImages:
     """Every row of ``frame`` (e.g. one split of a training frame), decoded and labelled."""
     return LabelledData(frame, vocabularies, size, workers, progress, preprocessor).images(desc=desc)
 
 
-__all__ = ["DecodedImages", "LabelledData", "LabelledImages", "decode_images", "default_workers", "from_frame",
-           "load_labelled", "make_preprocessor", "seeded_subset"]
+__all__ = [
+    "DecodedImages",
+    "LabelledData",
+    "LabelledImages",
+    "decode_images",
+    "default_workers",
+    "from_frame",
+    "load_labelled",
+    "make_preprocessor",
+    "seeded_subset",
+]

@@ -25,8 +25,9 @@ def encode(frame: pd.DataFrame, vocabularies: dict[str, list[str]]) -> dict[str,
     encoded = {}
     for head, classes in vocabularies.items():
         index = {name: i for i, name in enumerate(classes)}
-        encoded[head] = np.array([index.get(v, MISSING) if isinstance(v, str) else MISSING for v in frame[head]],
-                                 dtype=np.int32)
+        encoded[head] = np.array(
+            [index.get(v, MISSING) if isinstance(v, str) else MISSING for v in frame[head]], dtype=np.int32
+        )
     return encoded
 
 

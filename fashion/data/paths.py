@@ -80,12 +80,18 @@ def resolve_data_dir(explicit: str | os.PathLike[str] | None = None, option: str
             continue
         return candidate
     looked = ", ".join(str(c) for c in candidates)
-    raise DataError(f"no labelled image folder found: pass {option} DIR (Kaggle layout: styles.csv + images/) "
-                    f"or set ${DATA_ENV}; looked in {looked}")
+    raise DataError(
+        f"no labelled image folder found: pass {option} DIR (Kaggle layout: styles.csv + images/) "
+        f"or set ${DATA_ENV}; looked in {looked}"
+    )
 
 
-def resolve_split_file(explicit: str | os.PathLike[str] | None = None, recorded: str | None = None,
-                       bases: Iterable[str | os.PathLike[str]] = (), option: str = "--split") -> Path:
+def resolve_split_file(
+    explicit: str | os.PathLike[str] | None = None,
+    recorded: str | None = None,
+    bases: Iterable[str | os.PathLike[str]] = (),
+    option: str = "--split",
+) -> Path:
     """The split CSV: ``explicit`` (must exist), then the one a bundle recorded, then the committed default.
 
     Relative names are tried from the working directory, the repository root and each of ``bases``
@@ -101,7 +107,7 @@ def resolve_split_file(explicit: str | os.PathLike[str] | None = None, recorded:
     roots = [Path.cwd(), REPO_ROOT] + [Path(b) for b in bases]
     tried: list[str] = []
     for name in names:
-        for root in ([Path()] if name.is_absolute() else roots):
+        for root in [Path()] if name.is_absolute() else roots:
             candidate = root / name
             if candidate.is_file():
                 return candidate
@@ -115,8 +121,9 @@ def weights_candidates() -> list[Path]:
     return candidates + [base / SHARED_WEIGHTS for base in _bases()]
 
 
-def resolve_weights(explicit: str | os.PathLike[str] | None = None, download: bool = True,
-                    option: str = "--weights") -> str:
+def resolve_weights(
+    explicit: str | os.PathLike[str] | None = None, download: bool = True, option: str = "--weights"
+) -> str:
     """The notop ``.weights.h5`` file: ``explicit`` (must exist), $FASHION_EFFICIENTNET_WEIGHTS, ../shared/weights.
 
     With none found, ``"imagenet"`` (Keras downloads them) when ``download`` is allowed, else a DataError.
@@ -131,6 +138,7 @@ def resolve_weights(explicit: str | os.PathLike[str] | None = None, download: bo
             return str(candidate)
     if download:
         return "imagenet"
-    raise DataError(f"no backbone weights found: pass {option} FILE or set ${WEIGHTS_ENV}; "
-                    f"looked for {', '.join(str(c) for c in candidates)}")
-
+    raise DataError(
+        f"no backbone weights found: pass {option} FILE or set ${WEIGHTS_ENV}; "
+        f"looked for {', '.join(str(c) for c in candidates)}"
+    )

@@ -67,8 +67,13 @@ def _grayscale_ids(frame: pd.DataFrame) -> set[int]:
     return grey
 
 
-def choose_sample(frame: pd.DataFrame, per_class: int = 3, grayscale: int = 4, seed: int = SAMPLE_SEED,
-                  conflict_groups=CONFLICT_GROUPS) -> list[int]:
+def choose_sample(
+    frame: pd.DataFrame,
+    per_class: int = 3,
+    grayscale: int = 4,
+    seed: int = SAMPLE_SEED,
+    conflict_groups=CONFLICT_GROUPS,
+) -> list[int]:
     """Pick sample ids from a loaded dataset frame that has a ``split`` column."""
     rng = np.random.default_rng(seed)
     chosen: list[int] = []
@@ -96,8 +101,14 @@ def choose_sample(frame: pd.DataFrame, per_class: int = 3, grayscale: int = 4, s
     return sorted(set(chosen))
 
 
-def make_sample(data_dir: str | Path, split_file: str | Path, out_dir: str | Path, per_class: int = 3,
-                grayscale: int = 4, seed: int = SAMPLE_SEED) -> list[int]:
+def make_sample(
+    data_dir: str | Path,
+    split_file: str | Path,
+    out_dir: str | Path,
+    per_class: int = 3,
+    grayscale: int = 4,
+    seed: int = SAMPLE_SEED,
+) -> list[int]:
     """Write ``out_dir``/styles.csv, images/<id>.jpg and ATTRIBUTION.md; return the chosen ids."""
     frame, _ = load_dataset(data_dir)
     frame = frame.merge(read_split(split_file), on="id", how="left")
@@ -111,8 +122,9 @@ def make_sample(data_dir: str | Path, split_file: str | Path, out_dir: str | Pat
     styles_csv, images_dir = find_layout(data_dir)
     wanted = set(ids)
     lines = styles_csv.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [lines[0]] + [line for line in lines[1:] if line.split(",", 1)[0].strip().isdigit()
-                         and int(line.split(",", 1)[0]) in wanted]
+    kept = [lines[0]] + [
+        line for line in lines[1:] if line.split(",", 1)[0].strip().isdigit() and int(line.split(",", 1)[0]) in wanted
+    ]
     (out_dir / "styles.csv").write_text("".join(kept), encoding="utf-8")
     for image_id in ids:
         shutil.copyfile(images_dir / f"{image_id}.jpg", images_out / f"{image_id}.jpg")
@@ -120,13 +132,23 @@ def make_sample(data_dir: str | Path, split_file: str | Path, out_dir: str | Pat
     split_of = dict(zip(frame["id"], frame["split"]))
     grey = _grayscale_ids(frame[frame["id"].isin(wanted)])
     sample = frame[frame["id"].isin(wanted)]
-    empties = ", ".join(f"{h}: {', '.join(map(str, sample.loc[sample[h].isna(), 'id']))}"
-                        for h in HEADS if sample[h].isna().any())
+    empties = ", ".join(
+        f"{h}: {', '.join(map(str, sample.loc[sample[h].isna(), 'id']))}" for h in HEADS if sample[h].isna().any()
+    )
     conflicts = ", ".join("/".join(map(str, g)) for g in CONFLICT_GROUPS)
-    (out_dir / "ATTRIBUTION.md").write_text(ATTRIBUTION.format(
-        n=len(ids), seed=seed, per_class=per_class, grey=len(grey), empties=empties, conflicts=conflicts,
-        quoted=", ".join(map(str, QUOTED_NAME_ROWS)),
-        from_test=sum(split_of.get(i) == "test" for i in ids)), encoding="utf-8")
+    (out_dir / "ATTRIBUTION.md").write_text(
+        ATTRIBUTION.format(
+            n=len(ids),
+            seed=seed,
+            per_class=per_class,
+            grey=len(grey),
+            empties=empties,
+            conflicts=conflicts,
+            quoted=", ".join(map(str, QUOTED_NAME_ROWS)),
+            from_test=sum(split_of.get(i) == "test" for i in ids),
+        ),
+        encoding="utf-8",
+    )
     return ids
 
 

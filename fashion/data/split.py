@@ -40,8 +40,13 @@ def pixel_groups(frame: pd.DataFrame, progress: bool = False) -> pd.Series:
     return pd.Series([pixel_hash(p) for p in paths], index=frame.index, name="pixel_hash")
 
 
-def make_split(frame: pd.DataFrame, groups: pd.Series, fractions=DEFAULT_FRACTIONS, seed: int = DEFAULT_SEED,
-               stratify: str = "articleType") -> pd.DataFrame:
+def make_split(
+    frame: pd.DataFrame,
+    groups: pd.Series,
+    fractions=DEFAULT_FRACTIONS,
+    seed: int = DEFAULT_SEED,
+    stratify: str = "articleType",
+) -> pd.DataFrame:
     """Return a frame (id, split) with every group on one side, stratified on ``stratify``."""
     members: dict[str, list[int]] = defaultdict(list)
     labels: dict[str, Counter] = defaultdict(Counter)

@@ -7,5 +7,14 @@ or unknown label, which every score skips.
 from .accuracy import head_scores, macro_f1, rank, score_heads, top1_agreement
 from .compare import Comparison, HeadComparison, compare_head, compare_outputs
 
-__all__ = ["Comparison", "HeadComparison", "compare_head", "compare_outputs", "head_scores", "macro_f1", "rank",
-           "score_heads", "top1_agreement"]
+__all__ = [
+    "Comparison",
+    "HeadComparison",
+    "compare_head",
+    "compare_outputs",
+    "head_scores",
+    "macro_f1",
+    "rank",
+    "score_heads",
+    "top1_agreement",
+]

@@ -11,24 +11,6 @@ from typing import Any
 
 import numpy as np
 
-#: Mirrors ``fashion.data.paths.MISSING``; any negative label is skipped.
-MISSING = -1
-
-
-def encode_labels(labels: list[str | None], vocabulary: list[str]) -> tuple[np.ndarray, int, int]:
-    """(indices with -1 where excluded, number missing, number not in the vocabulary)."""
-    index = {name: i for i, name in enumerate(vocabulary)}
-    encoded = np.full(len(labels), MISSING, dtype=np.int64)
-    missing = unknown = 0
-    for position, value in enumerate(labels):
-        if value is None:
-            missing += 1
-        elif value in index:
-            encoded[position] = index[value]
-        else:
-            unknown += 1
-    return encoded, missing, unknown
-
 
 def rank(probabilities: np.ndarray, k: int = 3) -> np.ndarray:
     """(N, k) class indices, most probable first, from (N, classes) scores."""
@@ -85,17 +67,10 @@ def score_heads(ranked_by_head: Mapping[str, np.ndarray], labels: Mapping[str, n
     return scores
 
 
-def score_row(ranked_by_head: dict[str, np.ndarray], labels: dict[str, list[str | None]],
-              vocabularies: dict[str, list[str]]) -> dict[str, dict]:
-    """Scores for every head of one row from string labels, with how many were missing or unknown to the model."""
-    scores = {}
-    for head, ranked in ranked_by_head.items():
-        y_true, missing, unknown = encode_labels(labels[head], vocabularies[head])
-        scores[head] = {**head_scores(y_true, ranked), "missing_labels": missing, "unknown_labels": unknown}
-    return scores
-
-
 def top1_agreement(ranked_a: Mapping[str, np.ndarray], ranked_b: Mapping[str, np.ndarray]) -> dict[str, float]:
     """Share of images whose top-1 class is the same in two rows, per head (labels not needed)."""
-    return {head: float(np.mean(np.asarray(ranked_a[head])[:, 0] == np.asarray(ranked_b[head])[:, 0]))
-            for head in ranked_a if head in ranked_b}
+    return {
+        head: float(np.mean(np.asarray(ranked_a[head])[:, 0] == np.asarray(ranked_b[head])[:, 0]))
+        for head in ranked_a
+        if head in ranked_b
+    }

@@ -28,8 +28,12 @@ class HeadComparison:
     top1_agreement: float
 
     def to_dict(self) -> dict[str, float | int]:
-        return {"n": self.n, "max_abs_diff": self.max_abs_diff, "mean_abs_diff": self.mean_abs_diff,
-                "top1_agreement": self.top1_agreement}
+        return {
+            "n": self.n,
+            "max_abs_diff": self.max_abs_diff,
+            "mean_abs_diff": self.mean_abs_diff,
+            "top1_agreement": self.top1_agreement,
+        }
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,10 @@ class Comparison:
             if max_abs_diff is not None and not item.max_abs_diff <= max_abs_diff:
                 problems.append(f"{item.head}: max abs diff {item.max_abs_diff:.3g} > {max_abs_diff:.3g}")
             if min_top1_agreement is not None and not item.top1_agreement >= min_top1_agreement:
-                problems.append(f"{item.head}: top-1 agreement {item.top1_agreement:.4f} < {min_top1_agreement:.4f}"
-                                f" over {item.n} inputs")
+                problems.append(
+                    f"{item.head}: top-1 agreement {item.top1_agreement:.4f} < {min_top1_agreement:.4f}"
+                    f" over {item.n} inputs"
+                )
         return problems
 
     def passes(self, max_abs_diff: float | None = None, min_top1_agreement: float | None = None) -> bool:
@@ -112,8 +118,9 @@ def compare_head(head: str, reference: np.ndarray, candidate: np.ndarray) -> Hea
     )
 
 
-def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
-                    heads: Iterable[str] | None = None) -> Comparison:
+def compare_outputs(
+    reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], heads: Iterable[str] | None = None
+) -> Comparison:
     """Compare two models' outputs head by head (``heads`` default: the reference's heads, in order).
 
     A head missing from either side is a ValueError naming it: a gate must never pass because a head
@@ -122,6 +129,8 @@ def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str,
     names = list(reference) if heads is None else list(heads)
     missing = [h for h in names if h not in reference or h not in candidate]
     if missing:
-        raise ValueError(f"heads missing from the outputs being compared: {missing} "
-                         f"(reference has {sorted(reference)}, candidate has {sorted(candidate)})")
+        raise ValueError(
+            f"heads missing from the outputs being compared: {missing} "
+            f"(reference has {sorted(reference)}, candidate has {sorted(candidate)})"
+        )
     return Comparison(heads=tuple(compare_head(h, reference[h], candidate[h]) for h in names))

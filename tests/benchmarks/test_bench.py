@@ -16,7 +16,6 @@ from fashion.benchmarks.bench import accuracy_failures, parse_thresholds
 from fashion.benchmarks.cli import main
 from fashion.benchmarks.flops import count_macs
 from fashion.benchmarks.rows import ROWS, parse_rows, skip_reason
-from fashion.metrics import accuracy
 from fashion.runtime.bundle import load_manifest
 from fashion.runtime.preprocess import preprocess
 
@@ -161,19 +160,6 @@ def test_thresholds_and_failures():
     assert accuracy_failures(result, thresholds) == ["a season accuracy 0.4000 < 0.5"]
     with pytest.raises(ValueError):
         parse_thresholds(["gender"], list(HEADS))
-
-
-def test_metrics_against_sklearn():
-    from sklearn.metrics import f1_score
-
-    rng = np.random.default_rng(0)
-    truth, predicted = rng.integers(0, 7, 300), rng.integers(0, 9, 300)
-    assert accuracy.macro_f1(truth, predicted) == pytest.approx(f1_score(truth, predicted, average="macro"))
-    encoded, missing, unknown = accuracy.encode_labels(["a", None, "zz", "b"], ["a", "b"])
-    assert encoded.tolist() == [0, -1, -1, 1] and (missing, unknown) == (1, 1)
-    ranked = np.array([[0, 1, 2], [2, 0, 1], [1, 2, 0], [0, 2, 1]])
-    scores = accuracy.head_scores(np.array([0, 0, -1, 1]), ranked)
-    assert scores["n"] == 3 and scores["accuracy"] == pytest.approx(1 / 3) and scores["top3"] == 1.0
 
 
 def test_flops_counted_from_the_graph(tiny_bundle):

@@ -24,8 +24,9 @@ ORIGINAL_COMMA_ROWS = [
     "59768,Women,Accessories,Jewellery,Earrings,Gold,Winter,2016,Casual,"
     "Estelle Women Gold, Silver and Copper Toned Earrings",
 ]
-ORIGINAL_QUOTE_ROW = ("7491,Women,Apparel,Bottomwear,Shorts,Pink,Summer,2011,Sports,"
-                      "Nike Women's EM Tempo 3.5\" Pink Short")
+ORIGINAL_QUOTE_ROW = (
+    "7491,Women,Apparel,Bottomwear,Shorts,Pink,Summer,2011,Sports,Nike Women's EM Tempo 3.5\" Pink Short"
+)
 
 
 def _sample_lines(sample_dir: Path, n: int) -> list[str]:
@@ -64,17 +65,22 @@ def test_original_unquoted_commas_are_repaired_counted_and_kept(tmp_path, sample
     assert names[23124] == "Converse Unisex Navy Blue Liv,Laugh,Love Flip-flops"
     assert names[7491] == "Nike Women's EM Tempo 3.5\" Pink Short"
     row = frame.set_index("id").loc[59768]
-    assert (row["articleType"], row["baseColour"], row["season"], row["usage"]) == ("Earrings", "Gold", "Winter", "Casual")
+    assert (row["articleType"], row["baseColour"], row["season"], row["usage"]) == (
+        "Earrings",
+        "Gold",
+        "Winter",
+        "Casual",
+    )
     assert "3 rows repaired" in report.summary()
 
 
 def test_empty_and_na_labels_become_none_and_are_counted(tmp_path, sample_dir):
     lines = _sample_lines(sample_dir, 6)
     fields = [line.split(",") for line in lines]
-    fields[0][5] = ""        # baseColour empty
-    fields[1][6] = "NA"      # season NA
-    fields[2][1] = " "       # gender blank
-    fields[3][8] = "NA"      # usage NA (not a head, still None)
+    fields[0][5] = ""  # baseColour empty
+    fields[1][6] = "NA"  # season NA
+    fields[2][1] = " "  # gender blank
+    fields[3][8] = "NA"  # usage NA (not a head, still None)
     folder = _kaggle_folder(tmp_path / "kaggle", sample_dir, [",".join(f) for f in fields])
     frame, report = load_dataset(folder)
     assert len(frame) == 6, "a row with a missing label still trains the other heads"
@@ -119,7 +125,9 @@ def test_rows_without_image_and_unreadable_images_are_counted(tmp_path, sample_d
 
 def test_duplicate_and_non_numeric_ids_are_counted(tmp_path, sample_dir):
     lines = _sample_lines(sample_dir, 4)
-    folder = _kaggle_folder(tmp_path / "kaggle", sample_dir, lines + [lines[0], "abc" + lines[1][lines[1].index(","):]])
+    folder = _kaggle_folder(
+        tmp_path / "kaggle", sample_dir, lines + [lines[0], "abc" + lines[1][lines[1].index(",") :]]
+    )
     frame, report = load_dataset(folder)
     assert report.duplicate_ids == 1 and report.invalid_id_rows == 1
     assert len(frame) == 4
@@ -154,8 +162,14 @@ def test_shared_data_loader_numbers(shared_data):
     assert report.images == len(frame) == 40_149
     assert report.missing_images == [] and report.duplicate_ids == 0
     assert report.repaired_rows == 0, "the shared copy has its commas CSV-quoted already"
-    assert report.empty_labels == {"gender": 0, "masterCategory": 0, "subCategory": 0, "articleType": 0,
-                                   "baseColour": 15, "season": 20}
+    assert report.empty_labels == {
+        "gender": 0,
+        "masterCategory": 0,
+        "subCategory": 0,
+        "articleType": 0,
+        "baseColour": 15,
+        "season": 20,
+    }
     header, rows, _ = read_styles(shared_data / "styles.csv")
     assert len(rows) == 40_149 and header == HEADER.split(",")
     assert frame["articleType"].nunique() == 142
@@ -184,3 +198,11 @@ def test_shared_data_in_original_kaggle_form_is_repaired_to_the_same_frame(share
     assert report.images == 40_149 and report.missing_images == []
     columns = [c for c in quoted.columns if c != "path"]
     pd.testing.assert_frame_equal(original[columns], quoted[columns])
+
+
+def test_encode_values_counts_missing_and_unknown():
+    from fashion.data.labels import encode_values
+
+    encoded, missing, unknown = encode_values(["a", None, "zz", "b"], ["a", "b"])
+    assert encoded.tolist() == [0, MISSING, MISSING, 1] and (missing, unknown) == (1, 1)
+    assert encoded.dtype.kind == "i"

@@ -14,13 +14,19 @@ from fashion.data.split import pixel_hash
 from tests.conftest import SPLIT_FILE
 
 EXPECTED_PLOTS = [f"class_counts_{h}.png" for h in HEADS] + [
-    "long_tail.png", "missing_values.png", "imbalance.png", "duplicate_groups.png", "split_sizes.png"]
+    "long_tail.png",
+    "missing_values.png",
+    "imbalance.png",
+    "duplicate_groups.png",
+    "split_sizes.png",
+]
 
 
 def test_fashion_eda_on_the_sample(tmp_path, sample_dir):
     out = tmp_path / "eda"
-    result = CliRunner().invoke(main, ["--data", str(sample_dir), "--out", str(out), "--split", str(SPLIT_FILE),
-                                       "--no-progress"])
+    result = CliRunner().invoke(
+        main, ["--data", str(sample_dir), "--out", str(out), "--split", str(SPLIT_FILE), "--no-progress"]
+    )
     assert result.exit_code == 0, result.output
 
     frame, report = load_dataset(sample_dir)

@@ -45,8 +45,10 @@ def test_make_split_keeps_identical_images_together_and_is_deterministic(tmp_pat
         shutil.copyfile(folder / "images" / f"{old}.jpg", folder / "images" / f"{new}.jpg")
     with open(folder / "styles.csv", "a", encoding="utf-8") as handle:
         for row in twins.itertuples():
-            handle.write(f"{row.id},{row.gender},{row.masterCategory},{row.subCategory},{row.articleType},"
-                         f"{row.baseColour},{row.season},{row.year},{row.usage},twin\n")
+            handle.write(
+                f"{row.id},{row.gender},{row.masterCategory},{row.subCategory},{row.articleType},"
+                f"{row.baseColour},{row.season},{row.year},{row.usage},twin\n"
+            )
     frame, report = load_dataset(folder)
     assert report.images == len(twins) * 2 + (len(frame) - 2 * len(twins))
 

@@ -45,3 +45,14 @@ def test_top1_agreement():
     a = {"gender": np.array([[0, 1], [1, 0], [1, 0]])}
     b = {"gender": np.array([[0, 1], [0, 1], [1, 0]])}
     assert top1_agreement(a, b) == {"gender": pytest.approx(2 / 3)}
+
+
+def test_metrics_against_sklearn():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    truth, predicted = rng.integers(0, 7, 300), rng.integers(0, 9, 300)
+    assert macro_f1(truth, predicted) == pytest.approx(f1_score(truth, predicted, average="macro"))
+    ranked = np.array([[0, 1, 2], [2, 0, 1], [1, 2, 0], [0, 2, 1]])
+    scores = head_scores(np.array([0, 0, -1, 1]), ranked)
+    assert scores["n"] == 3 and scores["accuracy"] == pytest.approx(1 / 3) and scores["top3"] == 1.0
