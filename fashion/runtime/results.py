@@ -18,8 +18,12 @@ class HeadPrediction:
     top_k: list[tuple[str, float]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "index": self.index, "confidence": self.confidence,
-                "top_k": [[label, prob] for label, prob in self.top_k]}
+        return {
+            "label": self.label,
+            "index": self.index,
+            "confidence": self.confidence,
+            "top_k": [[label, prob] for label, prob in self.top_k],
+        }
 
 
 @dataclass(frozen=True)
@@ -37,8 +41,11 @@ class Prediction:
         return {head: p.label for head, p in self.heads.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"heads": {head: p.to_dict() for head, p in self.heads.items()},
-                "latency_ms": round(self.latency_ms, 3), "consistent": self.consistent}
+        return {
+            "heads": {head: p.to_dict() for head, p in self.heads.items()},
+            "latency_ms": round(self.latency_ms, 3),
+            "consistent": self.consistent,
+        }
 
 
 @dataclass(frozen=True)
@@ -62,11 +69,20 @@ class BatchItem:
         return out
 
 
+def check_top_k(top_k: int) -> int:
+    """``top_k`` as a positive int; ValueError otherwise (0 or -1 used to return one class silently)."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    return int(top_k)
+
+
 def decode_head(probabilities: np.ndarray, labels: list[str], top_k: int, chosen: int | None = None) -> HeadPrediction:
     """Probabilities of one head (1-D) -> HeadPrediction; ``chosen`` overrides the argmax."""
-    order = np.argsort(-probabilities, kind="stable")[: max(1, top_k)]
+    order = np.argsort(-probabilities, kind="stable")[: check_top_k(top_k)]
     index = int(order[0]) if chosen is None else int(chosen)
     return HeadPrediction(
-        label=labels[index], index=index, confidence=float(probabilities[index]),
+        label=labels[index],
+        index=index,
+        confidence=float(probabilities[index]),
         top_k=[(labels[int(i)], float(probabilities[int(i)])) for i in order],
     )

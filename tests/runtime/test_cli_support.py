@@ -141,3 +141,14 @@ def test_plain_function_wrapper() -> None:
     with pytest.raises(SystemExit) as info:
         wrapped(-1)
     assert info.value.code == 4
+
+
+@pytest.mark.parametrize("top_k", [0, -1, 2.5, True])
+def test_top_k_must_be_a_positive_integer(top_k) -> None:
+    import numpy as np
+
+    from fashion.runtime.results import decode_head
+
+    with pytest.raises(ValueError, match="top_k must be a positive integer"):
+        decode_head(np.array([0.2, 0.8]), ["a", "b"], top_k)
+    assert decode_head(np.array([0.2, 0.8]), ["a", "b"], 1).top_k == [("b", 0.8)]
