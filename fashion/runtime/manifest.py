@@ -576,6 +576,16 @@ def _relative_to(item: str, root: Path) -> str:
     return path.name
 
 
+def portable_path(value: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> str:
+    """A path fit for a bundle: relative to ``base`` (default: the working directory) when inside it, else its name."""
+    path = Path(value)
+    if not path.is_absolute():
+        return path.as_posix()
+    root = Path(base or Path.cwd()).resolve()
+    resolved = path.resolve()
+    return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else path.name
+
+
 def portable_training(training: Any, weights_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The training record with machine paths replaced by names, sizes and digests (idempotent).
 

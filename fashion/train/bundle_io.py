@@ -22,7 +22,7 @@ from fashion.runtime.bundle import (
     record_artifact,
     sha256_file,
 )
-from fashion.runtime.manifest import edit_manifest, portable_training
+from fashion.runtime.manifest import edit_manifest, portable_path, portable_training
 from fashion.runtime.preprocess import PREPROCESSING_SPEC
 
 KERAS_FILE = "model.keras"
@@ -76,7 +76,7 @@ def write_bundle(out_dir: str | Path, model, vocabularies: dict[str, list[str]],
         "feature_layer": "top_activation",
         "training": portable_training(training),  # names, sizes and digests; no machine paths
         "metrics": metrics,
-        "split": ({"file": str(split_file), "sha256": sha256_file(split_file)} if split_file else None),
+        "split": ({"file": portable_path(split_file), "sha256": sha256_file(split_file)} if split_file else None),
         "versions": tool_versions(),
         "files": {f: sha256_file(staging / f) for f in (LABELS, HIERARCHY, HEAD_WEIGHTS)},
         "artifacts": {},

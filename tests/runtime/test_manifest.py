@@ -236,3 +236,11 @@ def test_concurrent_editors_do_not_lose_updates(bundle) -> None:
     for thread in threads:
         thread.join()
     assert {f"w{i}-{r}" for i in range(4) for r in range(5)} <= set(read_manifest(bundle).metrics)
+
+
+def test_portable_path_keeps_names_not_machine_paths(tmp_path) -> None:
+    from fashion.runtime.manifest import portable_path
+
+    assert portable_path("data/splits/x.csv") == "data/splits/x.csv"
+    assert portable_path(tmp_path / "data" / "x.csv", base=tmp_path) == "data/x.csv"
+    assert portable_path("/elsewhere/on/the/machine/x.csv", base=tmp_path) == "x.csv"
