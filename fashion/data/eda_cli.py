@@ -6,8 +6,11 @@ from pathlib import Path
 
 import click
 
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+
+@run_cli
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--data",
     "data_dir",

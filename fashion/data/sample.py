@@ -19,9 +19,10 @@ from PIL import Image
 
 from fashion import HEADS
 from fashion.data.dataset import find_layout, load_dataset
+from fashion.data.paths import SPLIT_SEED
 from fashion.data.split import read_split
 
-SAMPLE_SEED = 20261127
+SAMPLE_SEED = SPLIT_SEED  # the committed sample was drawn with the project seed
 SPLIT_PREFERENCE = ("test", "val", "train")
 # Pixel-identical pairs whose articleTypes disagree (SOURCES.md); they exercise the conflict report.
 CONFLICT_GROUPS = ((4898, 4899), (12345, 12346))
@@ -155,7 +156,11 @@ def make_sample(
 if __name__ == "__main__":
     import sys
 
-    root = Path(__file__).resolve().parents[2]
-    data = sys.argv[1] if len(sys.argv) > 1 else root.parent / "shared" / "datasets" / "fashion-product-images"
-    chosen = make_sample(data, root / "data" / "splits" / "fashion-product-images.csv", root / "data" / "sample")
-    print(f"wrote {len(chosen)} images to {root / 'data' / 'sample'}")
+    from .paths import DEFAULT_SPLIT, REPO_ROOT, SAMPLE_DIR, resolve_data_dir
+
+    chosen = make_sample(
+        resolve_data_dir(sys.argv[1] if len(sys.argv) > 1 else None, option="the first argument"),
+        REPO_ROOT / DEFAULT_SPLIT,
+        REPO_ROOT / SAMPLE_DIR,
+    )
+    print(f"wrote {len(chosen)} images to {REPO_ROOT / SAMPLE_DIR}")

@@ -61,3 +61,10 @@ def test_fashion_eda_help_and_without_split(tmp_path, sample_dir):
     assert result.exit_code == 0, result.output
     assert not (out / "split_sizes.png").exists()
     assert "No split file given" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_cli_refuses_a_folder_that_is_not_kaggle_layout_with_exit_2(tmp_path):
+    result = CliRunner().invoke(main, ["--data", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "Error:" in result.output and "Kaggle layout" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out" / "report.md").exists()
