@@ -56,6 +56,8 @@ METADATA_KEY = "fashion_edge"
 METADATA_SCHEMA = 1
 PAD_VALUE = 255
 UPSCALED_SIZE = (1080, 1440)  # width, height of the "large photo" gate set
+#: Default size of the upscaled gate set: a seeded subset of the test photos (each is a 1.5-megapixel decode).
+UPSCALED_IMAGES = 1000
 PREFIX = "pixels_to_image/"
 
 # Gate thresholds (per head).
@@ -313,9 +315,8 @@ def measure(classifier: Any, session: Any, gate_set: GateSet, heads: list[str]) 
     """
     from PIL import Image
 
-    from fashion.runtime.preprocess import fit_to_input, to_batch
-
     from fashion.metrics import compare_outputs
+    from fashion.runtime.preprocess import fit_to_input, to_batch
 
     from .gates import head_accuracy
 
@@ -424,7 +425,7 @@ class StandaloneOptions:
     split_file: Path | None = None
     subset: str = "test"
     limit: int = 0  # photos of the subset for the gate; 0 = all
-    upscaled_limit: int = 0  # of those, how many also go through the 1080x1440 set; 0 = all
+    upscaled_limit: int = UPSCALED_IMAGES  # of those, how many also go through the 1080x1440 set; 0 = all
     gate: bool = True
     ort: bool = True
     threads: int | None = None
@@ -450,7 +451,8 @@ def entry_fields(bundle: Bundle, fp32_sha: str, gate: dict[str, Any]) -> dict[st
             "source": {"artifact": "onnx_fp32", "sha256": fp32_sha}}
 
 
-def write_ort(root: Path, standalone_sha: str, heads: list[str], log: Callable[[str], None] = print) -> dict[str, Any]:
+def write_ort(root: Path, standalone_sha: str, fp32_sha: str, heads: list[str],
+              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Convert the recorded standalone model to ``.ort`` and record it; returns its manifest entry."""
     from fashion.runtime.manifest import edit_manifest
 
@@ -461,7 +463,9 @@ def write_ort(root: Path, standalone_sha: str, heads: list[str], log: Callable[[
             "file": ORT_FILE, "format": "ort", "precision": "fp32", "opset": OPSET, "input": INPUT,
             "outputs": {head: head for head in heads}, "feature_map": FEATURE_MAP,
             "required_operators": {"file": OPS_FILE, "sha256": sha256_file(ops_path)},
-            "source": {"artifact": KEY, "sha256": standalone_sha}})
+            # Derived from the FP32 ONNX like the standalone model, so a new FP32 makes both stale at once.
+            "source": {"artifact": "onnx_fp32", "sha256": fp32_sha,
+                       "converted_from": {"artifact": KEY, "sha256": standalone_sha}}})
     return dict(entry.to_dict())
 
 
@@ -497,7 +501,7 @@ def export_standalone(bundle_dir: str | Path, options: StandaloneOptions | None 
         entry = dict(draft.put_artifact(KEY, entry_fields(bundle, fp32["sha256"], gate)).to_dict())
     log(f"standalone model: {root / FILE} ({entry['bytes'] / 1e6:.1f} MB)")
     if options.ort:
-        write_ort(root, entry["sha256"], bundle.heads, log)
+        write_ort(root, entry["sha256"], fp32["sha256"], bundle.heads, log)
     return entry
 
 
@@ -522,7 +526,7 @@ class StandaloneStage:
     not subclass ``Stage`` so that importing this module never pulls in the driver.
     """
 
-    key, title, fatal = KEY, "Standalone ONNX (pixels in)", False
+    key, title, fatal, records_artifact = KEY, "Standalone ONNX (pixels in)", False, True
 
     def wanted(self, ctx: Any) -> bool:
         return bool(getattr(ctx.options, "standalone", True))
@@ -551,7 +555,7 @@ class StandaloneStage:
         options = ctx.options
         sets = gate_sets(ctx.bundle, getattr(options, "data_dir", None), getattr(options, "split_file", None),
                          limit=getattr(options, "standalone_images", 0),
-                         upscaled_limit=getattr(options, "standalone_upscaled_images", 0))
+                         upscaled_limit=getattr(options, "standalone_upscaled_images", UPSCALED_IMAGES))
         return run_gate(Path(ctx.root), staged, sets, getattr(ctx, "log", print))
 
     def entry(self, ctx: Any, attempt: Any, built: dict[str, Any], verdict: Any) -> dict[str, Any]:
@@ -561,4 +565,94 @@ class StandaloneStage:
 
     def accepted(self, ctx: Any, entry: dict[str, Any]) -> None:
         if getattr(ctx.options, "standalone_ort", True):
-            write_ort(Path(ctx.root), entry["sha256"], list(ctx.heads), getattr(ctx, "log", print))
+            write_ort(Path(ctx.root), entry["sha256"], ctx.fp32_entry["sha256"], list(ctx.heads),
+                      getattr(ctx, "log", print))
+
+
+# -- report and command line --------------------------------------------------------------------
+
+
+def write_report(entry: dict[str, Any], out_dir: Path, command: str) -> tuple[Path, Path]:
+    """docs/eval/standalone.{json,md}: the gate's agreement/accuracy table for photos as they are and upscaled."""
+    from fashion.runtime.bundle import atomic_write_json
+
+    gate = entry["gate"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "standalone.json", out_dir / "standalone.md"
+    atomic_write_json(json_path, {"command": command, "artifact": {k: entry[k] for k in ("file", "sha256", "bytes")},
+                                  "source": entry["source"], "gate": gate})
+    lines = [
+        "# Standalone model vs the Python runtime",
+        "",
+        f"`{entry['file']}` ({entry['bytes'] / 1e6:.1f} MB, sha256 `{entry['sha256'][:16]}…`): uint8 pixels of the "
+        "decoded photo in, pad + antialiased resize inside the graph, then the FP32 network. Reference: "
+        f"{gate['reference']}, on the same decoded photos.",
+        "",
+        f"Gate: per head, top-1 agreement >= {gate['min_top1_agreement']:.1%} and accuracy within "
+        f"{gate['max_accuracy_delta_pp']:g} pp, on every set. Result: **passed** (a refused model is not written).",
+        "",
+        f"Command: `{command}`",
+        "",
+    ]
+    for name, measured in gate["sets"].items():
+        size = f", upscaled to {measured['upscaled_to']} (Pillow bicubic)" if measured.get("upscaled_to") else ""
+        note = f"; {measured['note']}" if measured.get("note") else ""
+        lines += [f"## {name}: {measured['images']} photos{size}{note}", "",
+                  "| head | top-1 agreement | accuracy (runtime) | accuracy (standalone) | difference (pp) | "
+                  "max abs diff (prob.) |", "|---|---|---|---|---|---|"]
+        for head, row in measured["heads"].items():
+            a, b, delta = row["accuracy_runtime"], row["accuracy_standalone"], row["accuracy_delta_pp"]
+            shown_delta = "n/a" if delta is None else f"{delta:+.2f}"
+            lines.append(f"| {head} | {row['top1_agreement']:.2%} | {_pct(a)} | {_pct(b)} | {shown_delta} | "
+                         f"{row['max_abs_diff']:.2e} |")
+        lines.append("")
+    md_path.write_text("\n".join(lines), encoding="utf-8")
+    return json_path, md_path
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m fashion.export.standalone BUNDLE``: build, gate and record the standalone model on its own."""
+    import click
+
+    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+                  help="Labelled photos (Kaggle layout); default: $FASHION_SHARED_DATA or ../shared.")
+    @click.option("--split", "split_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+    @click.option("--images", type=click.IntRange(0), default=0, show_default=True,
+                  help="Test photos for the gate (seeded subset); 0 = all.")
+    @click.option("--upscaled-images", type=click.IntRange(0), default=UPSCALED_IMAGES, show_default=True,
+                  help="Of those, how many also run upscaled to 1080x1440; 0 = all.")
+    @click.option("--no-ort", is_flag=True, help="Skip the .ort file for ONNX Runtime Mobile.")
+    @click.option("--report", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Also write the agreement/accuracy table to DIR/standalone.{json,md}.")
+    def command(bundle: Path, data_dir: Path | None, split_file: Path | None, images: int, upscaled_images: int,
+                no_ort: bool, report: Path | None) -> None:
+        options = StandaloneOptions(data_dir=data_dir, split_file=split_file, limit=images,
+                                    upscaled_limit=upscaled_images, ort=not no_ort)
+        try:
+            entry = export_standalone(bundle, options, log=click.echo)
+        except GateError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(3)
+        except Exception as exc:  # FashionError and data errors: one line, no traceback
+            from fashion.runtime.errors import FashionError
+
+            if not isinstance(exc, FashionError):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(getattr(exc, "exit_code", 2))
+        if report:
+            shown = " ".join(["python -m fashion.export.standalone", *(argv if argv is not None else sys.argv[1:])])
+            for path in write_report(entry, report, shown):
+                click.echo(f"report: {path}")
+
+    command.main(args=argv, standalone_mode=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -150,7 +150,7 @@ def test_export_gates_records_and_writes_ort(tiny_bundle, sample_dir, tmp_path):
     assert any("passed" in line for line in logs)
 
     ort_entry = bundle.artifacts["ort_standalone"]
-    assert ort_entry["source"]["sha256"] == entry["sha256"]
+    assert ort_entry["source"]["converted_from"]["sha256"] == entry["sha256"]
     config = (root / standalone.OPS_FILE).read_text(encoding="utf-8")
     assert "Resize" in config and "Pad" in config and str(tmp_path) not in config
     pixels = np.asarray(load_image(sorted((sample_dir / "images").glob("*.jpg"))[0]))[None]
@@ -181,3 +181,26 @@ def test_judge_applies_both_thresholds():
     assert not verdict.passed and "accuracy differs by -0.20 pp" in verdict.summary
     verdict = standalone.judge({"test": {"images": 1000, "heads": {"gender": {**row, "accuracy_delta_pp": 0.05}}}})
     assert verdict.passed
+
+
+def test_command_line_builds_records_and_writes_the_report(tiny_bundle, sample_dir, tmp_path, capsys):
+    root = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, root)
+    split = _split_file(sample_dir, tmp_path / "s.csv")
+    with pytest.raises(SystemExit) as done:
+        standalone.main([str(root), "--data", str(sample_dir), "--split", str(split), "--images", "10",
+                         "--upscaled-images", "3", "--no-ort", "--report", str(tmp_path / "eval")])
+    assert done.value.code == 0, capsys.readouterr().err
+    assert "onnx_standalone" in load_manifest(root).artifacts and not (root / standalone.ORT_FILE).exists()
+    report = json.loads((tmp_path / "eval" / "standalone.json").read_text(encoding="utf-8"))
+    assert report["gate"]["sets"]["test_1080x1440"]["images"] == 3
+    table = (tmp_path / "eval" / "standalone.md").read_text(encoding="utf-8")
+    assert "| articleType | 100.00% |" in table and "--upscaled-images 3" in table
+
+
+def test_command_line_refuses_a_bundle_without_fp32(tmp_path, capsys):
+    (tmp_path / "bundle.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(SystemExit) as done:
+        standalone.main([str(tmp_path), "--no-ort"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.startswith("Error: ")
