@@ -112,7 +112,7 @@ def select_artifact(bundle: Bundle, backend: str = "auto", precision: str = "aut
             raise _missing(bundle, fmt, precision)
         return ArtifactChoice(key, f"precision {precision} requested")
     pinned = _pinned(bundle)
-    if pinned and bundle.artifacts.get(pinned, {}).get("format") == fmt:
+    if pinned and pinned in bundle.artifacts and bundle.artifacts[pinned].format == fmt:
         return ArtifactChoice(pinned, "pinned_artifact in bundle.json")
     candidates = _candidates(bundle, fmt)
     if not candidates:

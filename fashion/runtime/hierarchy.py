@@ -33,8 +33,9 @@ class HierarchyDecoder:
         return self.table[np.argmax(score, axis=1)]
 
 
-def consistency_effect(probabilities: dict[str, np.ndarray], truth: dict[str, np.ndarray],
-                       decoder: HierarchyDecoder) -> dict[str, dict[str, float]]:
+def consistency_effect(
+    probabilities: dict[str, np.ndarray], truth: dict[str, np.ndarray], decoder: HierarchyDecoder
+) -> dict[str, dict[str, float]]:
     """Accuracy of each level with plain argmax vs consistent decoding (truth -1 = unlabelled, ignored)."""
     consistent = decoder.decode(probabilities)
     report = {}
