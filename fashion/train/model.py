@@ -7,31 +7,14 @@ inference mode: the ImageNet weights have batch-norm folded into the convolution
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import keras
 
 from fashion import HEADS
+from fashion.data.paths import WEIGHTS_ENV
+from fashion.data.paths import WEIGHTS_FILE as NOTOP_FILE
 
 FEATURE_LAYER = "top_activation"  # last conv feature map, used for class-activation maps
 POOL_LAYER = "avg_pool"
-WEIGHTS_ENV = "FASHION_EFFICIENTNET_WEIGHTS"
-NOTOP_FILE = "efficientnetb0_imagenet_notop.weights.h5"
-
-
-def resolve_weights(explicit: str | None = None) -> str:
-    """ImageNet weights: --weights PATH, then $FASHION_EFFICIENTNET_WEIGHTS, then ../shared/weights, then Keras's download."""
-    candidates = [explicit, os.environ.get(WEIGHTS_ENV)]
-    candidates += [str(Path(base) / "shared" / "weights" / NOTOP_FILE) for base in (Path.cwd().parent, Path.cwd())]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return candidate
-        if candidate == explicit and explicit:
-            raise FileNotFoundError(f"--weights {explicit}: no such file")
-    return "imagenet"
-
-
 def build_model(num_classes: dict[str, int], height: int, width: int, weights: str | None = None,
                 dropout: float = 0.2, heads=HEADS, backbone: str = "efficientnetb0") -> keras.Model:
     """Build the classifier. ``weights``: a notop .weights.h5 path, "imagenet" (download) or None.
