@@ -294,6 +294,8 @@ class ArtifactEntry(_JsonView):
     accuracy: dict[str, Any] | None = None
     timings: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Key order as read, so rewriting a manifest does not shuffle its entries.
+    order: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_dict(cls, data: Any, key: str = "?", where: _Where | None = None) -> ArtifactEntry:
@@ -329,6 +331,7 @@ class ArtifactEntry(_JsonView):
             accuracy=accuracy,
             timings=_timings(entry.get("timings", []), name, where),
             extra={k: v for k, v in entry.items() if k not in _ARTIFACT_KEYS},
+            order=tuple(entry),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -344,7 +347,8 @@ class ArtifactEntry(_JsonView):
             out["accuracy"] = copy.deepcopy(self.accuracy)
         if self.timings:
             out["timings"] = copy.deepcopy(self.timings)
-        return out
+        first = {key: out[key] for key in self.order if key in out}
+        return {**first, **{key: value for key, value in out.items() if key not in first}}
 
 
 def _optional_text(value: Any, name: str, where: _Where) -> str | None:

@@ -244,3 +244,11 @@ def test_portable_path_keeps_names_not_machine_paths(tmp_path) -> None:
     assert portable_path("data/splits/x.csv") == "data/splits/x.csv"
     assert portable_path(tmp_path / "data" / "x.csv", base=tmp_path) == "data/x.csv"
     assert portable_path("/elsewhere/on/the/machine/x.csv", base=tmp_path) == "x.csv"
+
+
+def test_rewriting_keeps_the_order_of_artifact_fields(tiny_bundle) -> None:
+    data = _raw(tiny_bundle)
+    entry = data["artifacts"]["onnx_fp32"]
+    data["artifacts"]["onnx_fp32"] = dict(reversed(list(entry.items())))
+    again = Manifest.from_dict(data).to_dict()["artifacts"]["onnx_fp32"]
+    assert list(again) == list(reversed(list(entry)))
