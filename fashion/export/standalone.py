@@ -572,7 +572,48 @@ class StandaloneStage:
 # -- report and command line --------------------------------------------------------------------
 
 
-def write_report(entry: dict[str, Any], out_dir: Path, command: str) -> tuple[Path, Path]:
+def measure_latency(bundle_dir: Path, paths: list[Path], sizes: list[tuple[int, int] | None], threads: int = 1,
+                    rounds: int = 3) -> dict[str, Any]:
+    """Batch-1 median latency from a decoded photo to probabilities: runtime vs standalone, per photo size.
+
+    Runtime: Pillow pad + resize (fashion.runtime.preprocess) then the FP32 ONNX; standalone: the pixels as
+    they are. Decoding is left out of both. The two take turns photo by photo, so load from other processes
+    on a shared machine slows both alike.
+    """
+    import time
+
+    from PIL import Image
+
+    from fashion.runtime import Classifier
+    from fashion.runtime.preprocess import fit_to_input, load_image
+
+    session = standalone_session(Path(bundle_dir) / FILE, threads)
+    table: dict[str, Any] = {"threads": threads, "rounds": rounds, "photos": len(paths), "sizes": {}}
+    with Classifier.load(bundle_dir, precision="fp32", threads=threads) as classifier:
+        height, width = classifier.input_size
+        heads = list(classifier.heads)
+        for size in sizes:
+            photos = [load_image(p) for p in paths]
+            if size:
+                photos = [photo.resize(size, Image.Resampling.BICUBIC) for photo in photos]
+            arrays = [np.asarray(photo)[None] for photo in photos]
+            times: dict[str, list[float]] = {"runtime": [], "standalone": []}
+            for _ in range(rounds):
+                for photo, array in zip(photos, arrays):
+                    start = time.perf_counter()
+                    classifier.infer(fit_to_input(photo, height, width)[None].astype(np.float32))
+                    times["runtime"].append((time.perf_counter() - start) * 1000)
+                    start = time.perf_counter()
+                    session.run(heads, {INPUT: array})
+                    times["standalone"].append((time.perf_counter() - start) * 1000)
+            label = "as is" if size is None else f"{size[0]}x{size[1]}"
+            table["sizes"][label] = {key: round(float(np.median(values)), 3) for key, values in times.items()}
+    return table
+
+
+
+def write_report(entry: dict[str, Any], out_dir: Path, command: str,
+                 latency: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """docs/eval/standalone.{json,md}: the gate's agreement/accuracy table for photos as they are and upscaled."""
     from fashion.runtime.bundle import atomic_write_json
 
@@ -580,7 +621,7 @@ def write_report(entry: dict[str, Any], out_dir: Path, command: str) -> tuple[Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "standalone.json", out_dir / "standalone.md"
     atomic_write_json(json_path, {"command": command, "artifact": {k: entry[k] for k in ("file", "sha256", "bytes")},
-                                  "source": entry["source"], "gate": gate})
+                                  "source": entry["source"], "gate": gate, "latency_ms_batch1": latency})
     lines = [
         "# Standalone model vs the Python runtime",
         "",
@@ -606,6 +647,14 @@ def write_report(entry: dict[str, Any], out_dir: Path, command: str) -> tuple[Pa
             lines.append(f"| {head} | {row['top1_agreement']:.2%} | {_pct(a)} | {_pct(b)} | {shown_delta} | "
                          f"{row['max_abs_diff']:.2e} |")
         lines.append("")
+    if latency:
+        lines += [f"## Batch-1 latency, decoded photo to probabilities ({latency['threads']} thread(s), median of "
+                  f"{latency['photos']} photos x {latency['rounds']})", "",
+                  "Runtime: Pillow pad + resize, then the FP32 ONNX; standalone: the photo's pixels as they are. "
+                  "Both in ONNX Runtime on this machine's CPU, taking turns photo by photo.", "",
+                  "| photo size | runtime (ms) | standalone (ms) |", "|---|---|---|"]
+        lines += [f"| {size} | {row['runtime']:.2f} | {row['standalone']:.2f} |" for size, row in latency["sizes"].items()]
+        lines.append("")
     md_path.write_text("\n".join(lines), encoding="utf-8")
     return json_path, md_path
 
@@ -630,10 +679,13 @@ def main(argv: list[str] | None = None) -> None:
     @click.option("--no-ort", is_flag=True, help="Skip the .ort file for ONNX Runtime Mobile.")
     @click.option("--report", type=click.Path(file_okay=False, path_type=Path), default=None,
                   help="Also write the agreement/accuracy table to DIR/standalone.{json,md}.")
+    @click.option("--latency-images", type=click.IntRange(0), default=30, show_default=True,
+                  help="With --report: photos timed at batch 1 (as they are and at 1080x1440); 0 = no timing.")
+    @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="ONNX Runtime threads.")
     def command(bundle: Path, data_dir: Path | None, split_file: Path | None, images: int, upscaled_images: int,
-                no_ort: bool, report: Path | None) -> None:
+                no_ort: bool, report: Path | None, latency_images: int, threads: int) -> None:
         options = StandaloneOptions(data_dir=data_dir, split_file=split_file, limit=images,
-                                    upscaled_limit=upscaled_images, ort=not no_ort)
+                                    upscaled_limit=upscaled_images, ort=not no_ort, threads=threads)
         try:
             entry = export_standalone(bundle, options, log=click.echo)
         except GateError as exc:
@@ -648,7 +700,12 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(getattr(exc, "exit_code", 2))
         if report:
             shown = " ".join(["python -m fashion.export.standalone", *(argv if argv is not None else sys.argv[1:])])
-            for path in write_report(entry, report, shown):
+            latency = None
+            if latency_images:
+                bundle_info = load_manifest(bundle, verify_hashes=False)
+                photos = gate_sets(bundle_info, data_dir, split_file, limit=latency_images, upscaled_limit=1)[0].paths
+                latency = measure_latency(bundle, photos, [None, UPSCALED_SIZE], threads=threads)
+            for path in write_report(entry, report, shown, latency):
                 click.echo(f"report: {path}")
 
     command.main(args=argv, standalone_mode=True)

@@ -189,13 +189,15 @@ def test_command_line_builds_records_and_writes_the_report(tiny_bundle, sample_d
     split = _split_file(sample_dir, tmp_path / "s.csv")
     with pytest.raises(SystemExit) as done:
         standalone.main([str(root), "--data", str(sample_dir), "--split", str(split), "--images", "10",
-                         "--upscaled-images", "3", "--no-ort", "--report", str(tmp_path / "eval")])
+                         "--upscaled-images", "3", "--no-ort", "--report", str(tmp_path / "eval"),
+                         "--latency-images", "2"])
     assert done.value.code == 0, capsys.readouterr().err
     assert "onnx_standalone" in load_manifest(root).artifacts and not (root / standalone.ORT_FILE).exists()
     report = json.loads((tmp_path / "eval" / "standalone.json").read_text(encoding="utf-8"))
     assert report["gate"]["sets"]["test_1080x1440"]["images"] == 3
     table = (tmp_path / "eval" / "standalone.md").read_text(encoding="utf-8")
     assert "| articleType | 100.00% |" in table and "--upscaled-images 3" in table
+    assert set(report["latency_ms_batch1"]["sizes"]) == {"as is", "1080x1440"} and "| 1080x1440 |" in table
 
 
 def test_command_line_refuses_a_bundle_without_fp32(tmp_path, capsys):
