@@ -45,7 +45,8 @@ def _backends(ctx, param, value: str) -> list[str]:
               help="Timed batch-1 calls; also about this many images per throughput measurement.")
 @click.option("--threads", default=None, type=click.IntRange(1),
               help="Threads for every row (TF intra-op / ORT intra-op). Default: the cores available.")
-@click.option("--limit", default=None, type=click.IntRange(1), help="Score only the first N images.")
+@click.option("--limit", default=None, type=click.IntRange(1),
+              help="Score a seeded sample of N images (the same ones on every run).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the full result here.")
 @click.option("--plot", "plot_prefix", type=click.Path(), default=None,
               help="Write PREFIX_latency.png and PREFIX_accuracy.png (a trailing .png is dropped).")
@@ -54,9 +55,12 @@ def _backends(ctx, param, value: str) -> list[str]:
 @click.option("--min-accuracy", multiple=True, metavar="HEAD=VALUE",
               help="Exit 1 if any row's accuracy on HEAD (a fraction, e.g. 0.9) is below VALUE. Repeatable.")
 @click.option("--quiet", is_flag=True, help="No progress output, only the table.")
+@click.option("--photos", is_flag=True,
+              help="Instead: end-to-end predict(path) on real photos upscaled to 1080x1440, 2400x3200, 4000x3000 "
+                   "(JPEG/PNG/WebP) and predict_batch images/s, fast decode path and parallel decoding vs not.")
 @click.pass_context
 def main(ctx, bundle, data, split, split_file, backends, batch_sizes, warmup, iters, threads, limit, json_path,
-         plot_prefix, markdown_path, min_accuracy, quiet):
+         plot_prefix, markdown_path, min_accuracy, quiet, photos):
     """Benchmark every artifact of BUNDLE: latency, throughput, cold start, memory and per-head accuracy.
 
     Each row runs in its own fresh process with the same threads, images and iteration counts;
@@ -68,6 +72,10 @@ def main(ctx, bundle, data, split, split_file, backends, batch_sizes, warmup, it
     from .report import render_markdown, render_text, write_json, write_plots
 
     log = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
+    if photos:
+        from .photos import run_photo_bench_cli
+
+        sys.exit(run_photo_bench_cli(bundle, data, split, split_file, threads, json_path, markdown_path, log))
     split_explicit = ctx.get_parameter_source("split") == click.core.ParameterSource.COMMANDLINE
     config = BenchConfig(bundle=bundle, data=data, split=split, split_file=split_file, split_explicit=split_explicit,
                          backends=backends,

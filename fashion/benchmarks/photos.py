@@ -18,6 +18,7 @@ import csv
 import io
 import os
 import random
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -60,7 +61,10 @@ def upscale(image: Image.Image, size: tuple[int, int], fmt: str = "JPEG") -> byt
 def _test_photos(data_dir: Path, split_file: Path, split: str, subset: int | None, seed: int) -> list[tuple[int, Path]]:
     with open(split_file, newline="", encoding="utf-8") as handle:
         wanted = {int(row["id"]) for row in csv.DictReader(handle) if row["split"] == split}
-    photos = sorted((image_id, data_dir / "images" / f"{image_id}.jpg") for image_id in wanted)
+    from fashion.data.paths import find_layout
+
+    images_dir = find_layout(data_dir)[1]
+    photos = sorted((image_id, images_dir / f"{image_id}.jpg") for image_id in wanted)
     photos = [(image_id, path) for image_id, path in photos if path.is_file()]
     if subset and subset < len(photos):
         photos = sorted(random.Random(seed).sample(photos, subset))
@@ -101,7 +105,8 @@ def fast_decode_check(bundle_dir: str | os.PathLike, data_dir: str | os.PathLike
                       workers: int = 1, chunk: int = 32, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Exact vs fast decoding of real-size versions of the test photos: pixels, accuracy, agreement."""
     from fashion.data.dataset import load_dataset
-    from fashion.metrics.accuracy import encode_labels, head_scores
+    from fashion.data.labels import encode_values
+    from fashion.metrics.accuracy import head_scores
     from fashion.runtime import Classifier
 
     gaps, sizes = [float(g) for g in gaps], [tuple(s) for s in sizes]
@@ -141,7 +146,7 @@ def fast_decode_check(bundle_dir: str | os.PathLike, data_dir: str | os.PathLike
             log(f"  {done}/{len(photos)} photos, {time.time() - start:.0f} s")
 
     labels = by_id.loc[kept_ids]
-    truth = {head: encode_labels([v if isinstance(v, str) else None for v in labels[head]], bundle.labels[head])[0]
+    truth = {head: encode_values(list(labels[head]), bundle.labels[head])[0]
              for head in bundle.heads}
     rows: dict[str, Any] = {}
     for key, per_head in ranked.items():
@@ -218,6 +223,179 @@ def render_fast_decode_markdown(result: dict[str, Any]) -> str:
         f"{name}: worst drop {v['worst_drop_pp']:+.3f} pp, {'passes' if v['passes'] else 'FAILS'}"
         for name, v in result["verdict"].items()), ""]
     return "\n".join(lines)
+
+
+# -- end-to-end photo benchmark --------------------------------------------------------------------------------------
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return round(float(np.percentile(np.asarray(values), q)), 2)
+
+
+def make_photo_folder(folder: Path, photos: list[Path], sizes: Iterable[tuple[int, int]], formats: Iterable[str],
+                      per_cell: int) -> dict[str, list[Path]]:
+    """Write ``per_cell`` upscaled photos per (size, format) into ``folder``; {"WxH/FORMAT": [paths]}."""
+    from fashion.runtime.preprocess import load_image
+
+    cells: dict[str, list[Path]] = {}
+    bases = [load_image(path) for path in photos[:per_cell]]
+    for width, height in sizes:
+        for fmt in formats:
+            cell = f"{width}x{height}/{fmt}"
+            suffix = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[fmt]
+            cells[cell] = []
+            for number, base in enumerate(bases):
+                path = folder / f"{width}x{height}_{number}.{suffix}"
+                path.write_bytes(upscale(base, (width, height), fmt))
+                cells[cell].append(path)
+    return cells
+
+
+def _latency(clf: Any, paths: list[Path], repeats: int) -> dict[str, float]:
+    times = []
+    for path in paths:
+        clf.predict(path)  # warm: file cache, allocator
+        for _ in range(repeats):
+            start = time.perf_counter()
+            clf.predict(path)
+            times.append((time.perf_counter() - start) * 1000)
+    return {"p50_ms": _percentile(times, 50), "p90_ms": _percentile(times, 90), "calls": len(times)}
+
+
+def _throughput(clf: Any, paths: list[Path], batch_size: int, decode_threads: int | None) -> dict[str, Any]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    items = clf.predict_batch(paths, batch_size=batch_size, decode_threads=decode_threads)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    failed = sum(1 for item in items if item.error)
+    threads, overlap = clf.decode_plan(decode_threads)
+    return {"images": len(paths), "failed": failed, "seconds": round(wall, 2),
+            "images_per_s": round(len(paths) / wall, 2), "cores_busy": round(cpu / wall, 2),
+            "batch_size": batch_size, "decode_threads": threads, "overlap_with_model": overlap}
+
+
+MODES = {
+    # name: (fast decode path, decode threads for predict_batch; None = the host-aware default)
+    "before": (False, 1),
+    "after": (True, None),
+}
+
+
+def photo_bench(bundle_dir: str | os.PathLike, photos: list[Path], sizes: Iterable[tuple[int, int]] = BENCH_SIZES,
+                formats: Iterable[str] = FORMATS, per_cell: int = 3, repeats: int = 5, batch_photos: int = 200,
+                batch_size: int = 32, batch_size_wh: tuple[int, int] = (2400, 3200), threads: int | None = None,
+                precision: str = "auto", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """predict(path) p50/p90 per (size, format) and predict_batch throughput, before vs after, in one run."""
+    from fashion.runtime import Classifier
+
+    sizes, formats = [tuple(s) for s in sizes], list(formats)
+    result: dict[str, Any] = {
+        "bundle": str(bundle_dir), "cpu": cpu_facts().to_dict(), "usable_cores": usable_cores(),
+        "photos_from": sorted({str(p.parent) for p in photos}), "per_cell": per_cell, "repeats": repeats,
+        "modes": {name: {"fast_decode": fast, "decode_threads": threads_ or "auto"}
+                  for name, (fast, threads_) in MODES.items()},
+        "latency": {}, "batch": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="fashion-photos-") as tmp:
+        folder = Path(tmp)
+        log(f"writing {per_cell} photo(s) per size x format into {folder}")
+        cells = make_photo_folder(folder / "cells", photos, sizes, formats, per_cell)
+        batch_dir = folder / "batch"
+        batch_dir.mkdir()
+        log(f"writing {batch_photos} photos of {batch_size_wh[0]}x{batch_size_wh[1]} JPEG")
+        from fashion.runtime.preprocess import load_image
+
+        batch_paths = []
+        for number in range(batch_photos):
+            path = batch_dir / f"{number:04d}.jpg"
+            path.write_bytes(upscale(load_image(photos[number % len(photos)]), batch_size_wh, "JPEG"))
+            batch_paths.append(path)
+        for name, (fast, decode_threads) in MODES.items():
+            with Classifier.load(bundle_dir, precision=precision, threads=threads, fast_decode=fast) as clf:
+                result.setdefault("artifact_choice", clf.info["artifact_choice"])
+                result.setdefault("session_options", clf.info["session_options"])
+                for cell, paths in cells.items():
+                    result["latency"].setdefault(cell, {})[name] = _latency(clf, paths, repeats)
+                    log(f"  {name:6s} {cell:16s} p50 {result['latency'][cell][name]['p50_ms']:8.2f} ms")
+                result["batch"][name] = _throughput(clf, batch_paths, batch_size, decode_threads)
+                log(f"  {name:6s} predict_batch {result['batch'][name]['images_per_s']} img/s, "
+                    f"{result['batch'][name]['cores_busy']} cores busy")
+    before, after = result["batch"]["before"], result["batch"]["after"]
+    result["batch_speedup"] = round(after["images_per_s"] / before["images_per_s"], 2)
+    result["batch_images"] = f"{batch_photos} x {batch_size_wh[0]}x{batch_size_wh[1]} JPEG q90"
+    return result
+
+
+def render_photo_markdown(result: dict[str, Any]) -> str:
+    cpu = result["cpu"]
+    choice = result.get("artifact_choice", {})
+    lines = [
+        "# End-to-end `predict(path)` on real-size photos",
+        "",
+        f"CPU: {cpu['model']} ({cpu['arch']}), {result['usable_cores']} usable cores; ISA flags: "
+        f"{', '.join(cpu['flags']) or 'none recorded'}. Artifact: `{choice.get('artifact')}` "
+        f"({choice.get('reason')}).",
+        "",
+        "Test photos upscaled (bicubic) and saved as JPEG q90 / PNG / WebP q90; "
+        f"{result['per_cell']} photo(s) per cell, {result['repeats']} timed calls each after one warm call. "
+        "*before*: exact decode, one decode thread; *after*: fast decode path, host-aware decode threads.",
+        "",
+        "| size / format | before p50 (ms) | before p90 | after p50 (ms) | after p90 | speed-up (p50) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cell, modes in result["latency"].items():
+        before, after = modes["before"], modes["after"]
+        lines.append(f"| {cell} | {before['p50_ms']:.1f} | {before['p90_ms']:.1f} | {after['p50_ms']:.1f} | "
+                     f"{after['p90_ms']:.1f} | {before['p50_ms'] / after['p50_ms']:.1f}x |")
+    lines += ["", f"`predict_batch` on {result['batch_images']}:", "",
+              "| mode | images/s | cores busy | decode threads | overlap with model | seconds |", "|---|---|---|---|---|---|"]
+    for name, row in result["batch"].items():
+        lines.append(f"| {name} | {row['images_per_s']:.1f} | {row['cores_busy']:.2f} | {row['decode_threads']} | "
+                     f"{'yes' if row['overlap_with_model'] else 'no'} | {row['seconds']:.1f} |")
+    lines += ["", f"Speed-up of `predict_batch`: {result['batch_speedup']:.2f}x.", ""]
+    return "\n".join(lines)
+
+
+def bench_photos(bundle_dir: str | os.PathLike, data_dir: str | os.PathLike, split_file: str | os.PathLike,
+                 split: str = "test", seed: int = SEED, **kwargs: Any) -> dict[str, Any]:
+    """``photo_bench`` on a seeded sample of real photos of ``split`` (the fashion-bench --photos entry point).
+
+    One distinct photo per batch image (200 by default); the first ``per_cell`` also make the latency cells.
+    """
+    count = max(int(kwargs.get("batch_photos", 200)), int(kwargs.get("per_cell", 3)))
+    photos = [path for _, path in _test_photos(Path(data_dir), Path(split_file), split, count, seed)]
+    if not photos:
+        raise ValueError(f"{data_dir}: no photos of split '{split}' found")
+    result = photo_bench(bundle_dir, photos, **kwargs)
+    result.update(split=split, seed=seed)
+    return result
+
+
+def run_photo_bench_cli(bundle: str, data: str | None, split: str, split_file: str | None, threads: int | None,
+                        json_path: str | None, markdown_path: str | None, log: Callable[[str], None]) -> int:
+    """``fashion-bench BUNDLE --photos``: run, print the Markdown table, write JSON/Markdown when asked."""
+    import json
+
+    import click
+
+    from fashion.data.paths import resolve_data_dir, resolve_split_file
+    from fashion.runtime.errors import FashionError
+
+    try:
+        data_dir = resolve_data_dir(data)
+        recorded = (load_manifest(bundle, verify_hashes=False).manifest.get("split") or {}).get("file")
+        split_path = resolve_split_file(split_file, recorded=recorded, bases=[bundle])
+        result = bench_photos(bundle, data_dir, split_path, split=split, threads=threads, log=log)
+    except (FashionError, OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    markdown = render_photo_markdown(result)
+    click.echo(markdown)
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        log(f"wrote {json_path}")
+    if markdown_path:
+        Path(markdown_path).write_text(markdown, encoding="utf-8")
+        log(f"wrote {markdown_path}")
+    return 0
 
 
 def _main(argv: list[str] | None = None) -> int:

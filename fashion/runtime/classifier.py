@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -200,22 +200,27 @@ class Classifier:
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, backend: str = "auto", precision: str = "auto",
              providers: list[str] | None = None, threads: int | None = None, allow_fallback: bool = False,
-             timing_image: ImageSource | None = None, **backend_options: Any) -> Classifier:
+             timing_image: ImageSource | None = None, fast_decode: bool | None = None,
+             **backend_options: Any) -> Classifier:
         """Validate the bundle, choose and verify the artifact, open it and check its outputs.
 
         ``threads``: the model's intra-op threads (default: the usable cores, cgroup quota included).
         ``precision``: ``auto`` (host ISA / recorded timings), ``fastest`` (time the candidates here once,
         cache the winner under $XDG_CACHE_HOME/fashion-edge), or ``fp32`` / ``fp16`` / ``int8``.
         ``timing_image``: the photo ``fastest`` times with (default: a synthetic product photo).
+        ``fast_decode``: False decodes large photos at full size (the exact path); default on.
         """
         bundle = load_manifest(bundle_dir, verify_hashes=False)
         threads = int(threads) if threads else usable_cores()
         options = {"providers": providers, "threads": threads, "allow_fallback": allow_fallback, **backend_options}
         if precision == "fastest":
-            return cls._load_fastest(bundle, backend, options, timing_image)
-        choice = select_artifact(bundle, backend, precision, threads=threads)
-        engine = cls._open(bundle, choice.artifact, options)
-        return cls(bundle, engine, choice.artifact, threads, choice)
+            clf = cls._load_fastest(bundle, backend, options, timing_image)
+        else:
+            choice = select_artifact(bundle, backend, precision, threads=threads)
+            clf = cls(bundle, cls._open(bundle, choice.artifact, options), choice.artifact, threads, choice)
+        if fast_decode is not None:
+            clf.preprocessor = replace(clf.preprocessor, fast=bool(fast_decode))
+        return clf
 
     @staticmethod
     def _open(bundle: Bundle, key: str, options: dict[str, Any]) -> Backend:

@@ -170,10 +170,17 @@ class Preprocessor:
 
     def __call__(self, source: ImageSource) -> np.ndarray:
         """Any supported image input -> uint8 array of shape (height, width, 3) (raises InvalidImageError)."""
-        return self.fit_image(self.load(source))
+        image, scale, full_size = self._decode(source)
+        if scale == 1:
+            return self.fit_image(image)
+        return self._fit_reduced(image, scale, full_size)
 
     def load(self, source: ImageSource) -> Image.Image:
         """Decode ``source`` into an upright RGB PIL image, reduced when the fast path applies."""
+        return self._decode(source)[0]
+
+    def _decode(self, source: ImageSource) -> tuple[Image.Image, int, tuple[int, int]]:
+        """(upright RGB image, how many full-size pixels one of its pixels spans, the full upright size)."""
         name = _describe(source)
         # Image.open reads only the header, so the size is checked before any pixel is decoded. PIL's own
         # (global) bomb limit is left alone: changing it per call would race between threads.
@@ -185,20 +192,26 @@ class Preprocessor:
                 )
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)  # animated GIF/WebP/TIFF: the first frame is the photo
-            reduction = self._reduction_before_decode(image)
+            full_size = _oriented_size(image, self.exif_transpose)
+            reduction = self._reduction_before_decode(full_size)
+            scale = 1
             if reduction > 1 and image.format in ("JPEG", "MPO") and not isinstance(source, Image.Image):
                 factor = _draft_factor(reduction, self.gap)
-                if factor > 1 and image.draft(None, (image.width // factor, image.height // factor)) is not None:
-                    reduction = reduction / factor
+                width = image.width
+                drafted = image.draft(None, (width // factor, image.height // factor)) if factor > 1 else None
+                if drafted is not None:
+                    scale = round(width / drafted[1][2])  # the DCT scale libjpeg really uses
             image.load()
             if self.exif_transpose:
                 image = ImageOps.exif_transpose(image) or image
             if image.width == 0 or image.height == 0:
                 raise InvalidImageError("image has no pixels")
             image = _to_rgb(image, self.pad_value)
-            if reduction >= 2 * self.gap:
-                image = image.reduce(int(reduction // self.gap))
-            return image
+            remaining = int(reduction / scale // self.gap)
+            if remaining >= 2:
+                image = image.reduce(remaining)
+                scale *= remaining
+            return image, scale, (full_size if scale > 1 else image.size)
         except InvalidImageError as exc:
             raise InvalidImageError(f"{name}: {exc}") from None
         except Image.DecompressionBombError as exc:
@@ -210,19 +223,45 @@ class Preprocessor:
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise InvalidImageError(f"{name}: corrupt or truncated image ({exc})") from None
 
-    def _reduction_before_decode(self, image: Image.Image) -> float:
-        """The fast path's reduction for this image, 1.0 when it does not apply (small image, nearest filter)."""
-        if not self.fast or self.resample == "nearest" or image.width == 0 or image.height == 0:
+    def _reduction_before_decode(self, full_size: tuple[int, int]) -> float:
+        """The fast path's reduction for an image of this upright size, 1.0 when it does not apply."""
+        if not self.fast or self.resample == "nearest" or full_size[0] == 0 or full_size[1] == 0:
             return 1.0
-        reduction = _reduction(_oriented_size(image, self.exif_transpose), self.height, self.width, self.fit)
+        reduction = _reduction(full_size, self.height, self.width, self.fit)
         return reduction if reduction >= 2 * self.gap else 1.0
+
+    def _fit_reduced(self, image: Image.Image, scale: int, full_size: tuple[int, int]) -> np.ndarray:
+        """``fit_image`` for an image reduced ``scale`` times: the geometry (padding, crop) is computed at full
+        size and mapped onto the reduced pixels with sub-pixel precision, so edges land where the exact path
+        puts them instead of up to ``scale`` source pixels away."""
+        w, h = full_size
+        out = (self.width, self.height)
+        resample = RESAMPLING[self.resample]
+        if self.fit == "resize":
+            return np.asarray(image.resize(out, resample, box=(0, 0, w / scale, h / scale)), dtype=np.uint8)
+        if self.fit == "center_crop_then_resize":
+            left, top, crop_w, crop_h = _crop_box(w, h, self.height, self.width)
+            box = (left / scale, top / scale, (left + crop_w) / scale, (top + crop_h) / scale)
+            return np.asarray(image.resize(out, resample, box=box), dtype=np.uint8)
+        canvas_w, canvas_h = _canvas(w, h, self.height, self.width)
+        left, top = (canvas_w - w) // 2, (canvas_h - h) // 2
+        # Paste at whole reduced pixels (rounded up); the full canvas then starts a fraction (dx, dy) in.
+        paste_x, paste_y = math.ceil(left / scale), math.ceil(top / scale)
+        dx, dy = paste_x - left / scale, paste_y - top / scale
+        size = (math.ceil(dx + canvas_w / scale - 1e-9), math.ceil(dy + canvas_h / scale - 1e-9))
+        canvas = Image.new("RGB", size, self.pad_value)
+        canvas.paste(image, (paste_x, paste_y))
+        box = (dx, dy, min(size[0], dx + canvas_w / scale), min(size[1], dy + canvas_h / scale))
+        return np.asarray(canvas.resize(out, resample, box=box), dtype=np.uint8)
 
     def fit_image(self, image: Image.Image) -> np.ndarray:
         """Bring an RGB image to height x width as the spec's ``fit`` says (uint8 HxWx3)."""
         if self.fit == "pad_to_aspect_then_resize":
             image = _pad_to_aspect(image, self.height, self.width, self.pad_value)
         elif self.fit == "center_crop_then_resize":
-            image = _crop_to_aspect(image, self.height, self.width)
+            left, top, crop_w, crop_h = _crop_box(image.width, image.height, self.height, self.width)
+            if (crop_w, crop_h) != image.size:
+                image = image.crop((left, top, left + crop_w, top + crop_h))
         if image.size != (self.width, self.height):
             image = image.resize((self.width, self.height), RESAMPLING[self.resample])
         return np.asarray(image, dtype=np.uint8)
@@ -240,13 +279,16 @@ class Preprocessor:
         return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if self.layout == "NCHW" else batch
 
 
+def _canvas(w: int, h: int, height: int, width: int) -> tuple[int, int]:
+    """Smallest canvas with the target aspect that contains a w x h image."""
+    if w * height > h * width:
+        return w, max(h, round(w * height / width))
+    return max(w, round(h * width / height)), h
+
+
 def _pad_to_aspect(image: Image.Image, height: int, width: int, pad: tuple[int, int, int]) -> Image.Image:
     w, h = image.size
-    # Smallest canvas with the target aspect that contains the image.
-    if w * height > h * width:
-        canvas_w, canvas_h = w, max(h, round(w * height / width))
-    else:
-        canvas_w, canvas_h = max(w, round(h * width / height)), h
+    canvas_w, canvas_h = _canvas(w, h, height, width)
     if (canvas_w, canvas_h) == (w, h):
         return image
     canvas = Image.new("RGB", (canvas_w, canvas_h), pad)
@@ -254,14 +296,13 @@ def _pad_to_aspect(image: Image.Image, height: int, width: int, pad: tuple[int, 
     return canvas
 
 
-def _crop_to_aspect(image: Image.Image, height: int, width: int) -> Image.Image:
-    w, h = image.size
+def _crop_box(w: int, h: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """(left, top, width, height) of the centred crop with the target aspect."""
     if w * height > h * width:
         crop_w, crop_h = max(1, round(h * width / height)), h
     else:
         crop_w, crop_h = w, max(1, round(w * height / width))
-    left, top = (w - crop_w) // 2, (h - crop_h) // 2
-    return image.crop((left, top, left + crop_w, top + crop_h)) if (crop_w, crop_h) != (w, h) else image
+    return (w - crop_w) // 2, (h - crop_h) // 2, crop_w, crop_h
 
 
 # -- building a preprocessor from a spec ---------------------------------------------------------------------------
