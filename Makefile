@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fashion-installed
 
-.PHONY: test demo install browser web clean
+.PHONY: test demo install serve-env browser web clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,17 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# fashion-serve's own environment: nvidia-pytriton (Triton 2.51 + its Python backend) needs numpy<2, the main
+# environment keeps numpy 2, so the serve tests start servers from here and talk to them from .venv.
+SERVE_VENV ?= .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.fashion-installed
+$(SERVE_STAMP): pyproject.toml
+	[ -x $(SERVE_VENV)/bin/python ] || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install -q -e ".[serve]"
+	touch $(SERVE_STAMP)
+
+serve-env: $(SERVE_STAMP)
 
 # Debian's Chromium for the browser test (Playwright's own download cannot work offline). Best effort:
 # without root or apt the browser test skips and says why.
@@ -34,11 +45,11 @@ web:
 	  (cd $(WEB_DIR) && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error) && \
 	  touch $(WEB_STAMP) || echo "npm ci failed: the web and Node embedding tests will skip"; fi
 
-test: $(STAMP) browser web
+test: $(STAMP) serve-env browser web
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
 	$(VENV)/bin/fashion-demo
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(SERVE_VENV) build *.egg-info
