@@ -16,6 +16,8 @@ from urllib.parse import urlparse
 
 import click
 
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
+
 CHROMIUM = Path(os.environ.get("FASHION_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -71,7 +73,8 @@ def wait_for_heat_map(page, timeout_s: float = 30) -> None:
     page.wait_for_selector("#heatmap img", state="visible", timeout=timeout_s * 1000)
 
 
-@click.command()
+@run_cli
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--bundle", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Model bundle [default: the shipped one].")
 @click.option("--image", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=True)

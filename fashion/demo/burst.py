@@ -21,9 +21,20 @@ from pathlib import Path
 import click
 from PIL import Image
 
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
+
 from .browser import DONE_MARKERS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVE = """
+import importlib
+import inspect
+from fashion.runtime import Classifier
+if {exact} and "fast_decode" in inspect.signature(Classifier.load).parameters:
+    _load = Classifier.load
+    Classifier.load = lambda *args, **kwargs: _load(*args, fast_decode=False, **kwargs)
+importlib.import_module({module!r}).main({args!r})
+"""
 SAMPLE_IMAGES = REPO_ROOT / "data" / "sample" / "images"
 
 
@@ -98,19 +109,24 @@ def burst(url: str, pid: int, photos: list[Path], settle_s: float = 3.0) -> dict
             "rss_peak_mb": round(max(peak)), "rss_after_mb": round(rss_mb(pid))}
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@run_cli
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--bundle", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Bundle to serve [default: the shipped one].")
 @click.option("--clients", default=8, show_default=True, type=click.IntRange(1, 64))
 @click.option("--side", default=7000, show_default=True, type=click.IntRange(64, 7100),
               help="Width and height of each uploaded JPEG.")
-def main(bundle: Path | None, clients: int, side: int) -> None:
+@click.option("--exact-decode", is_flag=True,
+              help="Turn the runtime's reduced-size decoding of large photos off in the served demo.")
+@click.option("--module", default="fashion.demo.app", show_default=True,
+              help="Module whose main() serves the demo (e.g. an older copy, to compare).")
+def main(bundle: Path | None, clients: int, side: int, exact_decode: bool, module: str) -> None:
     """Serve the demo in a child process, send CLIENTS uploads of SIDE x SIDE at once, print its RSS as JSON."""
     from .server import free_port
 
     port = free_port()
-    command = [sys.executable, "-m", "fashion.demo.app", "--port", str(port), "--max-upload-mb", "50"]
-    command += ["--bundle", str(bundle)] if bundle else []
+    args = ["--port", str(port), "--max-upload-mb", "50"] + (["--bundle", str(bundle)] if bundle else [])
+    command = [sys.executable, "-c", SERVE.format(exact=exact_decode, module=module, args=args)]
     with tempfile.TemporaryDirectory(prefix="fashion-burst-") as tmp:
         photos = make_photos(Path(tmp), clients, side)
         env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
@@ -119,7 +135,7 @@ def main(bundle: Path | None, clients: int, side: int) -> None:
             url = f"http://127.0.0.1:{port}"
             wait_until_up(url, process)
             warm = burst(url, process.pid, photos[:1], settle_s=0.5)  # first request loads lazy state
-            report = {"side": side, "jpeg_mb": round(photos[0].stat().st_size / 1e6, 2), "warm_up": warm,
+            report = {"module": module, "exact_decode": exact_decode, "side": side, "jpeg_mb": round(photos[0].stat().st_size / 1e6, 2), "warm_up": warm,
                       **burst(url, process.pid, photos)}
         finally:
             process.terminate()

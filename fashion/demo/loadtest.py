@@ -20,7 +20,11 @@ from typing import Sequence
 import click
 import numpy as np
 
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
+
 from .browser import DONE_MARKERS
+
+SAMPLE_IMAGES = Path(__file__).resolve().parents[2] / "data" / "sample" / "images"
 
 
 @dataclass
@@ -82,17 +86,21 @@ def run_load(url: str, images: Sequence[str | os.PathLike], clients: int = 8, re
     return report
 
 
-@click.command()
+@run_cli
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--url", default=None, help="A running demo; without it the command serves --bundle itself.")
 @click.option("--bundle", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Bundle to serve when no --url [default: the shipped one].")
 @click.option("--images", "image_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
-              default=Path("data/sample/images"), show_default=True)
+              default=None, help="Folder of .jpg photos to send [default: the committed sample next to the code].")
 @click.option("--clients", default=8, show_default=True, type=click.IntRange(1, 256))
 @click.option("--requests", "requests_per_client", default=25, show_default=True, type=click.IntRange(1))
-def main(url: str | None, bundle: Path | None, image_dir: Path, clients: int, requests_per_client: int) -> None:
-    """Load-test the demo with concurrent clients and print latency percentiles."""
+def main(url: str | None, bundle: Path | None, image_dir: Path | None, clients: int, requests_per_client: int) -> None:
+    """Load-test the demo with concurrent clients and print latency percentiles (works from any folder)."""
+    image_dir = image_dir or SAMPLE_IMAGES
     images = sorted(image_dir.glob("*.jpg"))[:50]
+    if not images:
+        raise click.BadParameter(f"no .jpg photos in {image_dir}", param_hint="'--images'")
     if url is None:
         from fashion.runtime import Classifier
 

@@ -22,6 +22,7 @@ from fashion.runtime import BatchItem, Prediction
 from fashion.runtime.bundle import atomic_write_bytes
 
 DISPLAY_HEIGHT = 384  # model inputs are tiny (e.g. 128x96); enlarge them for the page
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def jet(heat: np.ndarray) -> np.ndarray:
@@ -87,10 +88,11 @@ def label_confidences(prediction: Prediction) -> dict[str, dict[str, float]]:
     return {head: {label: float(prob) for label, prob in p.top_k} for head, p in prediction.heads.items()}
 
 
-def status_markdown(prediction: Prediction, info: dict[str, Any]) -> str:
-    """One line: how long this prediction took and what ran it."""
+def status_markdown(prediction: Prediction, info: dict[str, Any], total_ms: float | None = None) -> str:
+    """One line: how long this prediction took (``total_ms``: decode included) and what ran it."""
     providers = ", ".join(info.get("providers") or []) or "n/a"
-    return (f"Prediction took **{prediction.latency_ms:.1f} ms** · backend `{info.get('backend')}` · "
+    took = prediction.latency_ms if total_ms is None else total_ms
+    return (f"Prediction took **{took:.1f} ms** · backend `{info.get('backend')}` · "
             f"precision `{info.get('precision')}` · provider `{providers}` · artifact `{info.get('artifact')}`")
 
 
@@ -127,12 +129,21 @@ def batch_rows(items: Iterable[BatchItem], names: Sequence[str], heads: Sequence
     return rows
 
 
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first) gets a
+    leading ``'``, so an upload named ``=HYPERLINK(...).jpg`` stays text (CSV injection). Numbers pass."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        return "'" + value
+    return value
+
+
 def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    """The batch table as CSV (UTF-8), every text cell made spreadsheet-safe."""
     path = Path(path)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(columns)
-        writer.writerows(["" if value is None else value for value in row] for row in rows)
+        writer.writerow([spreadsheet_safe(c) for c in columns])
+        writer.writerows([spreadsheet_safe("" if value is None else value) for value in row] for row in rows)
     return path
 
 

@@ -124,16 +124,72 @@ def test_cli_without_a_bundle_fails_with_a_clear_message(tmp_path):
     assert "no model bundle" in result.output and "--bundle" in result.output
 
 
-def test_cli_help_lists_the_options():
+def test_cli_help_lists_the_options_without_importing_gradio():
+    script = """
+import sys
+from click.testing import CliRunner
+from fashion.demo.app import main
+for flag in ("-h", "--help"):
+    result = CliRunner().invoke(main, [flag])
+    assert result.exit_code == 0, result.output
+print(result.output)
+print("GRADIO", "gradio" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    for option in ("--bundle", "--backend", "--precision", "--host", "--port", "--max-upload-mb"):
+        assert option in done.stdout
+    assert "127.0.0.1" in done.stdout
+    assert "GRADIO False" in done.stdout  # --help answers before the seconds-long Gradio import
+
+
+def test_port_in_use_is_refused_before_loading_with_a_message_naming_the_option(tiny_bundle):
+    import socket
+
     from click.testing import CliRunner
 
     from fashion.demo.app import main
 
-    result = CliRunner().invoke(main, ["--help"])
-    assert result.exit_code == 0
-    for option in ("--bundle", "--backend", "--precision", "--host", "--port", "--max-upload-mb"):
-        assert option in result.output
-    assert "127.0.0.1" in result.output
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["--bundle", str(tiny_bundle), "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in result.output and "--port" in result.output
+    assert "GRADIO_SERVER_PORT" not in result.output
+
+
+def test_one_decode_per_request_feeds_prediction_and_heat_map(tiny_bundle, sample_images, tmp_path):
+    from fashion.demo.page import Handlers
+
+    with Classifier.load(tiny_bundle) as clf:
+        decoded: list[object] = []
+        real = clf.preprocess
+
+        def counting(source):
+            if not isinstance(source, np.ndarray):
+                decoded.append(source)
+            return real(source)
+
+        clf.preprocess = counting
+        handlers = Handlers(clf, tmp_path)
+        result = handlers.predict(str(sample_images[0]), "articleType")
+        assert decoded == [str(sample_images[0])]  # prediction, heat map and overlay share one decoded array
+        assert "Prediction took" in result[0] and Path(result[-1]).is_file()
+        tensor = real(sample_images[0])
+        shown = _labels_of(result)["articleType"]
+        assert max(shown, key=shown.get) == clf.predict(tensor).heads["articleType"].label
+        rows, _ = handlers.predict_batch([str(p) for p in sample_images[:2]])
+        assert len(decoded) == 3 and [row[0] for row in rows] == [p.name for p in sample_images[:2]]
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(tmp_path):
+    rows = [["=2+5+cmd|' -C calc'!A0.jpg", "Men", 0.5, "-x", "@SUM(A1)", "+1", "\tTab", "plain", -0.25]]
+    with views.write_csv(tmp_path / "out.csv", ["image"] + ["c"] * 8, rows).open(newline="") as handle:
+        written = list(csv.reader(handle))[1]
+    assert written == ["'=2+5+cmd|' -C calc'!A0.jpg", "Men", "0.5", "'-x", "'@SUM(A1)", "'+1", "'\tTab", "plain",
+                       "-0.25"]
 
 
 def test_demo_process_never_imports_tensorflow(tiny_bundle, sample_images):
@@ -141,7 +197,7 @@ def test_demo_process_never_imports_tensorflow(tiny_bundle, sample_images):
 import sys
 import time
 from fashion.runtime import Classifier
-from fashion.demo.app import build_app
+from fashion.demo.page import build_app
 from fashion.demo import views
 clf = Classifier.load({str(tiny_bundle)!r})
 app = build_app(clf)
@@ -198,6 +254,7 @@ def test_heat_map_endpoint_follows_the_chosen_head(client, sample_images):
     ("text", "not a recognised image format"),
     ("truncated", "corrupt or truncated"),
     ("pixel bomb", "-pixel limit"),  # 64 megapixels in a few kilobytes
+    ("pillow bomb", "-pixel limit"),  # 900 megapixels: over Pillow's own limit, refused when opened
 ])
 def test_bad_upload_shows_an_error_and_the_server_keeps_serving(client, labels, sample_images, tmp_path, payload,
                                                                  reason):
@@ -206,9 +263,13 @@ def test_bad_upload_shows_an_error_and_the_server_keeps_serving(client, labels, 
         bad.write_bytes(b"plain text, not a photo")
     elif payload == "truncated":
         bad.write_bytes(sample_images[0].read_bytes()[:400])
-    else:
+    elif payload == "pixel bomb":
         Image.new("1", (8000, 8000)).save(bad, format="PNG")
-        assert bad.stat().st_size < MAX_UPLOAD_MB * 1024 * 1024
+    else:
+        from tests.runtime.test_bad_input import write_huge_png
+
+        write_huge_png(bad, 30000)
+    assert bad.stat().st_size < MAX_UPLOAD_MB * 1024 * 1024
     result = client.predict(gradio_client.handle_file(str(bad)), "articleType", api_name="/predict")
     assert result[0].startswith("**Could not use this file:** upload.jpg: ") and reason in result[0]
     assert str(tmp_path) not in result[0]
@@ -226,6 +287,17 @@ def test_oversized_upload_is_refused_by_the_server_and_it_keeps_serving(demo_url
     assert response.status_code == 413
     good = client.predict(gradio_client.handle_file(str(sample_images[0])), "gender", api_name="/predict")
     assert "Prediction took" in good[0]
+
+
+def test_batch_csv_escapes_a_formula_like_upload_name(client, sample_images, tmp_path):
+    name = "=2+5+cmd|' -C calc'!A0.jpg"
+    (tmp_path / name).write_bytes(sample_images[0].read_bytes())
+    table, csv_path = client.predict([gradio_client.handle_file(str(tmp_path / name))], api_name="/predict_batch")
+    shown = table["data"][0][0]
+    assert shown.lstrip("'").startswith("=")  # the page shows the name (whatever the upload kept of it)
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        cell = list(csv.reader(handle))[1][0]
+    assert cell == "'" + shown and table["data"][0][1]
 
 
 def test_batch_tab_returns_one_row_per_image_and_a_matching_csv(client, classifier, sample_images, tmp_path):
@@ -268,7 +340,7 @@ def test_save_png_is_named_by_content_and_prune_removes_only_old_entries(tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == [other.name]
 
 
-def test_fashion_demo_command_serves_on_loopback_without_tensorflow(tiny_bundle, sample_images):
+def test_fashion_demo_command_serves_on_loopback_without_tensorflow(tiny_bundle, sample_images, tmp_path):
     import httpx
 
     from fashion.demo.server import free_port
@@ -277,7 +349,9 @@ def test_fashion_demo_command_serves_on_loopback_without_tensorflow(tiny_bundle,
     if not command.is_file():
         pytest.skip(f"{command} not installed (pip install -e .)")
     port = free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", TMPDIR=str(temp))
     process = subprocess.Popen([str(command), "--bundle", str(tiny_bundle), "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
@@ -302,6 +376,7 @@ def test_fashion_demo_command_serves_on_loopback_without_tensorflow(tiny_bundle,
         listening = Path("/proc/net/tcp").read_text().splitlines()[1:] if Path("/proc/net/tcp").is_file() else []
         local = [line.split()[1] for line in listening if line.split()[3] == "0A"]  # 0A = LISTEN
         assert f"0100007F:{port:04X}" in local and f"00000000:{port:04X}" not in local  # 127.0.0.1 only
+        assert list(temp.glob("fashion-demo-*/*.png"))  # the heat map it served
     finally:
         process.terminate()
         try:
@@ -309,6 +384,7 @@ def test_fashion_demo_command_serves_on_loopback_without_tensorflow(tiny_bundle,
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    assert process.returncode == 0 and not list(temp.glob("fashion-demo-*"))  # its folder went with it
 
 
 def test_shipped_model_in_the_demo_gets_the_sample_examples_right(shipped_bundle, sample_dir):
