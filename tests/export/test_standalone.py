@@ -206,3 +206,20 @@ def test_command_line_refuses_a_bundle_without_fp32(tmp_path, capsys):
         standalone.main([str(tmp_path), "--no-ort"])
     assert done.value.code == 2
     assert capsys.readouterr().err.startswith("Error: ")
+
+
+def test_stage_runs_under_the_export_driver(tiny_bundle, sample_dir, tmp_path):
+    from fashion.export import pipeline, stages
+
+    root = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, root)
+    (root / "model.keras").write_bytes(b"")  # the driver's context insists on one; this stage never reads it
+    options = pipeline.ExportOptions(standalone=True, data_dir=sample_dir,
+                                     split_file=_split_file(sample_dir, tmp_path / "s.csv"), progress=False)
+    options.standalone_images, options.standalone_upscaled_images = 12, 2  # type: ignore[attr-defined]
+    ctx = pipeline.ExportContext(root, options, log=lambda _: None)
+    ctx.fp32_entry = load_manifest(root).artifacts["onnx_fp32"].to_dict()
+    assert pipeline.run_stage(ctx, stages.standalone_stage())
+    artifacts = load_manifest(root).artifacts
+    assert artifacts["onnx_standalone"]["gate"]["sets"]["test"]["images"] == 12
+    assert artifacts["ort_standalone"]["source"]["sha256"] == ctx.fp32_entry["sha256"]
