@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from PIL import Image
 
 from fashion import HEADS
 from fashion.runtime import BackendUnavailableError, BundleError, Classifier, FashionError, InvalidImageError
-from fashion.runtime.bundle import atomic_write_json, load_manifest
-from fashion.runtime.classifier import choose_artifact
+from fashion.runtime.bundle import atomic_write_json, load_manifest, record_artifact
+from fashion.runtime.classifier import ArtifactChoice, choose_artifact, select_artifact
+from fashion.runtime.host import parse_cpuinfo, usable_cores
 from fashion.runtime.hierarchy import LEVELS, HierarchyDecoder, consistency_effect
 from fashion.runtime.preprocess import preprocess
 
@@ -42,6 +44,7 @@ def test_info_reports_what_runs(clf):
     assert info["providers"] == ["CPUExecutionProvider"]
     assert info["artifact"] == "onnx_fp32" and info["precision"] == "fp32"
     assert info["input_size"] == [32, 24]
+    assert info["artifact_choice"] == {"artifact": "onnx_fp32", "reason": "the bundle's only onnx artifact"}
 
 
 def test_predictions_equal_onnxruntime_by_hand(clf, tiny_bundle, photos):
@@ -167,18 +170,153 @@ def test_cam_matches_feature_map_times_head_weights(clf, tiny_bundle, photos):
 def test_artifact_choice(tiny_bundle, tmp_path):
     bundle = load_manifest(tiny_bundle)
     assert choose_artifact(bundle) == "onnx_fp32"
+    assert select_artifact(bundle).reason == "the bundle's only onnx artifact"
     with pytest.raises(BundleError, match="no onnx artifact for precision int8"):
         choose_artifact(bundle, precision="int8")
     with pytest.raises(BundleError, match="no tensorrt artifact"):
         choose_artifact(bundle, backend="tensorrt")
     with pytest.raises(ValueError):
         choose_artifact(bundle, backend="tflite")
-    manifest = dict(bundle.manifest, default_artifact="onnx_int8")
-    manifest["artifacts"] = dict(manifest["artifacts"], onnx_int8=dict(manifest["artifacts"]["onnx_fp32"], precision="int8"))
-    atomic_write_json(tmp_path / "bundle.json", manifest)
-    for name in ("labels.json",):
-        (tmp_path / name).write_bytes((tiny_bundle / name).read_bytes())
-    assert choose_artifact(load_manifest(tmp_path, verify_hashes=False)) == "onnx_int8"
+    with pytest.raises(ValueError, match="precision"):
+        choose_artifact(bundle, precision="int4")
+
+
+# -- host-aware choice between FP32 and a real INT8 artifact -------------------------------------------------------
+
+XEON = parse_cpuinfo("model name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: avx2 fma avx512f avx512_vnni amx_int8\n")
+EPYC = parse_cpuinfo("model name\t: AMD EPYC 7B12\nflags\t\t: avx2 fma\n")
+GRAVITON = parse_cpuinfo("Features\t: fp asimd asimddp\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n")
+CORTEX = parse_cpuinfo("Features\t: fp asimd\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n")
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tiny_bundle, tmp_path_factory) -> Path:
+    """The tiny bundle plus a real INT8 artifact (dynamically quantised convolutions and Gemms)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = tmp_path_factory.mktemp("int8_bundle")
+    for path in tiny_bundle.iterdir():
+        shutil.copy2(path, root / path.name)
+    quantize_dynamic(str(root / "model_fp32.onnx"), str(root / "model_int8.onnx"), weight_type=QuantType.QUInt8)
+    entry = load_manifest(root, verify_hashes=False).artifacts["onnx_fp32"]
+    meta = {k: v for k, v in dict(entry).items() if k not in ("file", "sha256", "bytes", "precision")}
+    record_artifact(root, "onnx_int8", "model_int8.onnx", **meta, precision="int8")
+    return root
+
+
+def with_manifest(bundle: Path, tmp_path: Path, change) -> Path:
+    """A copy of ``bundle`` whose bundle.json went through ``change(dict)``."""
+    root = tmp_path / "changed"
+    shutil.copytree(bundle, root)
+    manifest = json.loads((root / "bundle.json").read_text())
+    change(manifest)
+    atomic_write_json(root / "bundle.json", manifest)
+    return root
+
+
+@pytest.mark.parametrize(("cpu", "expected", "why"), [
+    (XEON, "onnx_int8", "avx512_vnni, amx_int8"), (EPYC, "onnx_fp32", "lacks AVX-512 VNNI / AVX-VNNI / AMX"),
+    (GRAVITON, "onnx_int8", "asimddp"), (CORTEX, "onnx_fp32", "lacks dot-product"),
+])
+def test_auto_picks_int8_only_where_the_isa_makes_it_pay(int8_bundle, cpu, expected, why):
+    choice = select_artifact(load_manifest(int8_bundle, verify_hashes=False), cpu=cpu)
+    assert choice.artifact == expected and why in choice.reason
+
+
+def test_exporters_default_is_not_a_choice_but_recorded_timings_for_this_cpu_are(int8_bundle, tmp_path):
+    def change(manifest):
+        manifest.pop("facts", None)
+        manifest["schema_version"] = 1
+        manifest["default_artifact"] = "onnx_int8"  # chosen on the exporting (VNNI) machine
+        manifest["artifacts"]["onnx_int8"]["timings"] = [
+            {"cpu": EPYC.model, "flags": EPYC.reported_flags, "threads": 2, "batch": 1, "p50_ms": 6.45},
+            {"cpu": XEON.model, "flags": XEON.reported_flags, "threads": 2, "batch": 1, "p50_ms": 9.0},
+        ]
+        manifest["artifacts"]["onnx_fp32"]["timings"] = [
+            {"cpu": EPYC.model, "flags": EPYC.reported_flags, "threads": 2, "batch": 1, "p50_ms": 5.04},
+            {"cpu": XEON.model, "flags": XEON.reported_flags, "threads": 2, "batch": 1, "p50_ms": 7.5},
+        ]
+
+    bundle = load_manifest(with_manifest(int8_bundle, tmp_path, change), verify_hashes=False)
+    epyc = select_artifact(bundle, cpu=EPYC)
+    assert epyc.artifact == "onnx_fp32" and "timings recorded on this CPU (AMD EPYC 7B12)" in epyc.reason
+    # a measurement on this exact CPU outranks the ISA rule: the Xeon has VNNI but its record says FP32 wins
+    assert select_artifact(bundle, cpu=XEON).artifact == "onnx_fp32"
+    # another CPU's timings say nothing about this one; with no default consulted the ISA rule decides
+    assert select_artifact(bundle, cpu=CORTEX).artifact == "onnx_fp32"
+    assert select_artifact(bundle, cpu=GRAVITON).artifact == "onnx_int8"
+    assert select_artifact(bundle, cpu=EPYC, precision="int8").reason == "precision int8 requested"
+
+
+def test_pinned_artifact_wins(int8_bundle, tmp_path):
+    pinned = with_manifest(int8_bundle, tmp_path, lambda m: m.update(pinned_artifact="onnx_int8"))
+    choice = select_artifact(load_manifest(pinned, verify_hashes=False), cpu=EPYC)
+    assert choice == ArtifactChoice("onnx_int8", "pinned_artifact in bundle.json")
+
+
+def test_fastest_times_the_candidates_once_and_caches_the_winner(int8_bundle, photos, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with Classifier.load(int8_bundle, precision="fastest", timing_image=photos[0], threads=1) as first:
+        choice = first.info["artifact_choice"]
+        assert choice["artifact"] in ("onnx_fp32", "onnx_int8") and "measured now" in choice["reason"]
+        assert first.artifact == choice["artifact"] and first.predict(photos[1]).heads
+    cache = json.loads((tmp_path / "cache" / "fashion-edge" / "choices.json").read_text())
+    [(key, record)] = cache["choices"].items()
+    assert record["artifact"] == choice["artifact"] and set(record["p50_ms"]) == {"onnx_fp32", "onnx_int8"}
+    assert record["cpu"] in key and key.endswith("threads=1") and record["threads"] == 1
+    with Classifier.load(int8_bundle, precision="fastest", threads=1) as again:  # no timing: read from the cache
+        assert again.artifact == choice["artifact"]
+        assert again.info["artifact_choice"]["reason"].startswith("fastest on this host, measured 20")
+    with Classifier.load(int8_bundle, precision="fastest", threads=2, timing_image=photos[0]):
+        pass  # another thread count is another key
+    assert len(json.loads((tmp_path / "cache" / "fashion-edge" / "choices.json").read_text())["choices"]) == 2
+
+
+def test_threaded_batches_equal_serial_ones(clf, photos, tmp_path):
+    big = tmp_path / "big.jpg"
+    Image.open(photos[3]).convert("RGB").resize((1200, 1600), Image.Resampling.BICUBIC).save(big, quality=90)
+    (tmp_path / "broken.jpg").write_bytes(b"not a photo")
+    sources = [*photos[:5], big, tmp_path / "broken.jpg", *photos[5:9], str(big)]
+
+    def summary(items):
+        return [(item.source, item.error, item.prediction and item.prediction.to_dict()["heads"]) for item in items]
+
+    serial = summary(clf.predict_batch(sources, batch_size=3, decode_threads=1))
+    assert serial[6][1] and "broken.jpg" in serial[6][0] and all(row[2] for i, row in enumerate(serial) if i != 6)
+    for threads in (None, 2, 4):
+        assert summary(clf.predict_batch(sources, batch_size=3, decode_threads=threads)) == serial
+    assert summary(clf.predict_batch(sources, batch_size=64, decode_threads=3)) == serial
+    assert clf.predict_batch([], decode_threads=2) == []
+    with pytest.raises(ValueError, match="decode_threads"):
+        clf.predict_batch(sources, decode_threads=0)
+
+
+def test_decode_plan_never_oversubscribes(tiny_bundle):
+    cores = usable_cores()
+    with Classifier.load(tiny_bundle) as default:
+        assert default.threads == cores  # the model gets the usable cores, cgroup quota included
+        threads, overlap = default.decode_plan()
+        assert threads + (default.threads if overlap else 0) <= cores
+    with Classifier.load(tiny_bundle, threads=1) as single:
+        threads, overlap = single.decode_plan()
+        assert threads + (1 if overlap else 0) <= max(cores, 2) and (overlap or cores == 1)
+
+
+def test_spinning_and_session_options_are_reported(tiny_bundle, photos, clf):
+    with Classifier.load(tiny_bundle, threads=2, spinning=False) as quiet:
+        options = quiet.info["session_options"]
+        assert options["allow_spinning"] is False and options["intra_op_num_threads"] == 2
+        assert quiet.predict(photos[0]).to_dict()["heads"] == clf.predict(photos[0]).to_dict()["heads"]
+    assert clf.info["session_options"]["allow_spinning"] is True
+
+
+def test_fast_decode_can_be_switched_off(tiny_bundle, photos, tmp_path):
+    big = tmp_path / "big.jpg"
+    Image.open(photos[0]).convert("RGB").resize((960, 1280), Image.Resampling.BICUBIC).save(big, quality=90)
+    with Classifier.load(tiny_bundle, fast_decode=False) as exact, Classifier.load(tiny_bundle) as fast:
+        assert exact.info["decode"]["fast_path"] is False and fast.info["decode"]["fast_path"] is True
+        assert fast.preprocess(big).shape == exact.preprocess(big).shape == (32, 24, 3)
+        assert np.abs(fast.preprocess(big).astype(int) - exact.preprocess(big).astype(int)).mean() < 0.5
 
 
 def test_missing_provider_raises_unless_fallback_allowed(tiny_bundle):
