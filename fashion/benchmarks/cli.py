@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
+
 from . import rows
 
 
@@ -27,7 +29,8 @@ def _backends(ctx, param, value: str) -> list[str]:
         raise click.BadParameter(str(exc)) from None
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@run_cli
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
               help="Kaggle-layout folder (styles.csv + images/), scored whole. Default: the bundle's test "
@@ -85,7 +88,9 @@ def main(ctx, bundle, data, split, split_file, backends, batch_sizes, warmup, it
 
         thresholds = parse_thresholds(list(min_accuracy), load_manifest(bundle, verify_hashes=False).heads)
         result = run_benchmark(config, progress=not quiet, log=log)
-    except (FashionError, FileNotFoundError, ValueError, ImportError) as exc:
+    except (FashionError, FileNotFoundError):
+        raise  # run_cli: "Error: ..." and the documented exit code (2 for unusable data or bundle)
+    except (ValueError, ImportError) as exc:
         raise click.ClickException(str(exc)) from None
 
     failures = accuracy_failures(result, thresholds)
