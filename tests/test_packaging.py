@@ -38,7 +38,9 @@ def test_wheel_has_one_fashion_namespace(wheel):
     assert packages == {"fashion"}, f"top-level entries besides fashion/: {sorted(packages)}"
     for module in ("fashion/__init__.py", "fashion/runtime/__init__.py", "fashion/runtime/preprocess.py",
                    "fashion/runtime/py.typed", "fashion/data/dataset.py", "fashion/data/split.py",
-                   "fashion/train/pipeline.py", "fashion/data/eda_cli.py", "fashion/export/__init__.py"):
+                   "fashion/train/pipeline.py", "fashion/data/eda_cli.py", "fashion/export/__init__.py",
+                   "fashion/data/images.py", "fashion/data/paths.py", "fashion/data/py.typed",
+                   "fashion/metrics/compare.py", "fashion/metrics/py.typed"):
         assert module in names, f"{module} missing from the wheel"
     assert not any(n.startswith(("runtime/", "export/", "train/", "tests/", "demo/", "benchmarks/")) for n in names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
