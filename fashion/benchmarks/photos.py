@@ -238,6 +238,7 @@ def make_photo_folder(folder: Path, photos: list[Path], sizes: Iterable[tuple[in
     from fashion.runtime.preprocess import load_image
 
     cells: dict[str, list[Path]] = {}
+    folder.mkdir(parents=True, exist_ok=True)
     bases = [load_image(path) for path in photos[:per_cell]]
     for width, height in sizes:
         for fmt in formats:

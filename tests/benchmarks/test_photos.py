@@ -1,0 +1,70 @@
+"""The real-size photo checks, end to end on the tiny real bundle and committed sample photos (small sizes)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from fashion.benchmarks.photos import (
+    fast_decode_check,
+    photo_bench,
+    render_fast_decode_markdown,
+    render_photo_markdown,
+    upscale,
+)
+
+
+@pytest.fixture(scope="module")
+def split_file(sample_dir, tmp_path_factory) -> Path:
+    """Every committed sample photo in the 'test' split."""
+    path = tmp_path_factory.mktemp("split") / "split.csv"
+    with open(sample_dir / "styles.csv", newline="", encoding="utf-8") as handle:
+        ids = [row["id"] for row in csv.DictReader(handle)]
+    path.write_text("id,split\n" + "".join(f"{i},test\n" for i in ids), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_upscale_writes_the_requested_size_and_format(sample_dir, fmt):
+    photo = Image.open(next((sample_dir / "images").glob("*.jpg"))).convert("RGB")
+    decoded = Image.open(io.BytesIO(upscale(photo, (240, 320), fmt)))
+    assert decoded.size == (240, 320) and decoded.format == fmt
+    with pytest.raises(ValueError, match="unknown format"):
+        upscale(photo, (24, 32), "TIFF")
+
+
+def test_fast_decode_check_compares_exact_and_fast(tiny_bundle, sample_dir, split_file):
+    # the tiny model's input is 32x24, so 240x320 photos are 10x larger: JPEG draft 1/2 with gap 3
+    result = fast_decode_check(tiny_bundle, sample_dir, split_file, subset=8, sizes=[(240, 320)], gaps=[2.0, 3.0],
+                               log=lambda _: None)
+    assert result["photos"] == 8 and result["subset"]["size"] == 8
+    assert {row["variant"] for row in result["comparisons"]} == {"fast_gap2", "fast_gap3"}
+    for row in result["comparisons"]:
+        assert 0 < row["pixel_max_abs_diff"] <= 16 and row["pixel_mean_abs_diff"] < 2
+        assert set(row["drop_pp"]) == set(result["accuracy"]["original"])
+        assert all(0.0 <= value <= 1.0 for value in row["top1_agreement"].values())
+    assert set(result["verdict"]) == {"fast_gap2", "fast_gap3"}
+    assert result["cpu"]["model"] and json.loads(json.dumps(result))
+    markdown = render_fast_decode_markdown(result)
+    assert "seeded random subset" in markdown and "| 240x320 | fast_gap3 |" in markdown
+
+
+def test_photo_bench_measures_before_and_after(tiny_bundle, sample_dir):
+    photos = sorted((sample_dir / "images").glob("*.jpg"))[:4]
+    result = photo_bench(tiny_bundle, photos, sizes=[(240, 320), (400, 300)], per_cell=1, repeats=2,
+                         batch_photos=6, batch_size=4, batch_size_wh=(240, 320), log=lambda _: None)
+    assert set(result["latency"]) == {f"{size}/{fmt}" for size in ("240x320", "400x300")
+                                      for fmt in ("JPEG", "PNG", "WEBP")}
+    for modes in result["latency"].values():
+        for row in modes.values():
+            assert row["calls"] == 2 and 0 < row["p50_ms"] <= row["p90_ms"]
+    before, after = result["batch"]["before"], result["batch"]["after"]
+    assert before["images"] == after["images"] == 6 and before["failed"] == after["failed"] == 0
+    assert before["decode_threads"] == 1 and before["cores_busy"] > 0
+    assert result["batch_speedup"] > 0 and result["artifact_choice"]["artifact"] == "onnx_fp32"
+    assert "| 400x300/PNG |" in render_photo_markdown(result)
