@@ -89,9 +89,14 @@ def _open(source: ImageSource) -> Image.Image:
         data = bytes(source)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        if path.is_dir():
+            raise InvalidImageError("is a directory, not an image file")
         if not path.is_file():
             raise InvalidImageError("no such file")
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except PermissionError:
+            raise InvalidImageError("permission denied (not readable by this user)") from None
     else:
         raise InvalidImageError(f"unsupported image input type {type(source).__name__}")
     if not data:

@@ -105,6 +105,33 @@ def test_missing_file(clf, tmp_path):
     refused(clf, tmp_path / "nowhere.jpg", r"nowhere\.jpg: no such file")
 
 
+def test_directory_says_it_is_a_directory(clf, tmp_path):
+    (tmp_path / "photos.jpg").mkdir()
+    refused(clf, tmp_path / "photos.jpg", r"photos\.jpg: is a directory, not an image file")
+
+
+def test_unreadable_file_says_permission_denied(clf, photo, tmp_path):
+    import os
+
+    locked = tmp_path / "locked.jpg"
+    locked.write_bytes(photo.read_bytes())
+    locked.chmod(0)
+    try:
+        if os.access(locked, os.R_OK):
+            pytest.skip("running as root: a mode-000 file is still readable")
+        refused(clf, locked, r"locked\.jpg: permission denied")
+    finally:
+        locked.chmod(0o644)
+
+
+@pytest.mark.parametrize("top_k", [0, -1])
+def test_top_k_below_one_is_an_error_with_a_message(clf, photo, top_k):
+    with pytest.raises(ValueError, match=f"top_k must be a positive integer, got {top_k}"):
+        clf.predict(photo, top_k=top_k)
+    with pytest.raises(ValueError, match="top_k"):
+        clf.predict_batch([photo], top_k=top_k)
+
+
 # -- handled ---------------------------------------------------------------------------------------
 
 def tensor(source, size=(80, 60)) -> np.ndarray:
