@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashion.metrics import accuracy
+from fashion.metrics import accuracy, compare_outputs, rank
 from fashion.runtime.bundle import MANIFEST, load_manifest, sha256_file
 
 from . import rows, system
@@ -51,8 +51,11 @@ def _reference(results: list[dict]) -> dict | None:
     return None
 
 
-def _compare(results: list[dict], ranked: dict[str, dict]) -> None:
-    """Speed-up vs the Keras baseline and accuracy vs FP32, filled into each finished row."""
+def _compare(results: list[dict], outputs: dict[str, dict[str, np.ndarray]]) -> None:
+    """Speed-up vs the Keras baseline, and accuracy and agreement vs FP32, filled into each finished row.
+
+    Agreement is :func:`fashion.metrics.compare_outputs`, the comparison the export gates use.
+    """
     baseline = next((r for r in results if r["name"] == rows.BASELINE and r["status"] == "ok"), None)
     reference = _reference(results)
     for row in results:
@@ -69,8 +72,14 @@ def _compare(results: list[dict], ranked: dict[str, dict]) -> None:
                 "reference": reference["name"],
                 "accuracy_delta_pp": {head: 100.0 * (row["accuracy"][head]["accuracy"] - reference["accuracy"][head]["accuracy"])
                                       for head in row["accuracy"] if row["accuracy"][head]["accuracy"] is not None},
-                "top1_agreement": accuracy.top1_agreement(ranked[row["name"]], ranked[reference["name"]]),
+                **_agreement(outputs[reference["name"]], outputs[row["name"]], list(row["accuracy"])),
             }
+
+
+def _agreement(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], heads: list[str]) -> dict:
+    comparison = compare_outputs(reference, candidate, heads)
+    return {"top1_agreement": {item.head: item.top1_agreement for item in comparison},
+            "max_abs_diff": {item.head: item.max_abs_diff for item in comparison}}
 
 
 def summarise(result: dict) -> dict:
@@ -142,12 +151,12 @@ def load_images(bundle, config: BenchConfig, progress: bool = True):
     return images, source
 
 
-def _scores(ranked: dict[str, np.ndarray], images) -> dict[str, dict]:
+def _scores(probabilities: dict[str, np.ndarray], images) -> dict[str, dict]:
     """The one scorer per head, with how many labels were missing or unknown to the model (and so not scored)."""
     report = images.report
     return {head: {**accuracy.head_scores(images.labels[head], top), "missing_labels": report["missing_labels"][head],
                    "unknown_labels": report["unknown_labels"][head]}
-            for head, top in ranked.items()}
+            for head, top in ((h, rank(p)) for h, p in probabilities.items())}
 
 
 def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict:
@@ -161,7 +170,8 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
         notes.append("test bundle with an untrained tiny model: timings are not representative, only correctness")
 
     evalset, source = load_images(bundle, config, progress)
-    results, ranked = [], {}
+    results: list[dict] = []
+    outputs: dict[str, dict[str, np.ndarray]] = {}
     with tempfile.TemporaryDirectory(prefix="fashion-bench-") as tmp:
         images_path = Path(tmp) / "images.npy"
         np.save(images_path, evalset.images)
@@ -183,12 +193,12 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
                 results.append({**row, "status": "failed", "reason": str(exc)})
                 log(f"  {spec.name}: FAILED ({exc})")
                 continue
-            ranked[spec.name] = measured.pop("ranked")
-            scores = _scores(ranked[spec.name], evalset)
+            outputs[spec.name] = measured.pop("outputs")
+            scores = _scores(outputs[spec.name], evalset)
             results.append({**row, "status": "ok", "reason": None, **measured, "accuracy": scores,
                             "wall_s": time.perf_counter() - started})
             log(f"  {spec.name}: p50 {measured['latency_ms']['p50']:.2f} ms")
-    _compare(results, ranked)
+    _compare(results, outputs)
     machine["load_average_end"] = system.load_average()
     result = {
         "schema": RESULT_SCHEMA,

@@ -74,20 +74,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def rank_predictions(infer, images: np.ndarray, heads: list[str], batch_size: int, k: int = 3) -> dict[str, np.ndarray]:
-    """Top-``k`` class indices per head for every image, most probable first."""
-    ranked: dict[str, list[np.ndarray]] = {head: [] for head in heads}
+def predict_all(infer, images: np.ndarray, heads: list[str], batch_size: int) -> dict[str, np.ndarray]:
+    """Probabilities per head for every image (float32), run in batches of ``batch_size``."""
+    outputs: dict[str, list[np.ndarray]] = {head: [] for head in heads}
     for first in range(0, len(images), batch_size):
-        outputs = infer(np.asarray(images[first:first + batch_size], dtype=np.float32))
+        result = infer(np.asarray(images[first:first + batch_size], dtype=np.float32))
         for head in heads:
-            probabilities = outputs[head]
-            top = min(k, probabilities.shape[1])
-            ranked[head].append(np.argsort(-probabilities, axis=1, kind="stable")[:, :top].astype(np.int32))
-    return {head: np.concatenate(parts) for head, parts in ranked.items()}
+            outputs[head].append(np.asarray(result[head], dtype=np.float32))
+    return {head: np.concatenate(parts) for head, parts in outputs.items()}
 
 
 def run_worker(job: dict) -> dict:
-    """Inside the worker process: open the row, time it, measure memory, rank every eval image."""
+    """Inside the worker process: open the row, time it, measure memory, run every eval image."""
     from fashion.runtime.bundle import load_manifest
 
     from .rows import ROWS, open_runner
@@ -106,11 +104,11 @@ def run_worker(job: dict) -> dict:
         first_inference_ms = (time.perf_counter() - start) * 1000.0
         speed = measure_speed(runner.infer, pool, job["batch_sizes"], job["warmup"], job["iters"])
         rss = peak_rss_mb()  # before the accuracy pass pages the whole eval set in
-        ranked = rank_predictions(runner.infer, images, bundle.heads, job["eval_batch"])
+        probabilities = predict_all(runner.infer, images, bundle.heads, job["eval_batch"])
         info = dict(getattr(runner, "info", {}) or {})
     finally:
         runner.close()
-    np.savez(job["ranked"], **ranked)
+    np.savez(job["outputs"], **probabilities)
     return {"cold_start_s": cold_start_s, "first_inference_ms": first_inference_ms, "peak_rss_mb": rss,
             "info": info, **speed}
 
@@ -129,7 +127,7 @@ def run_in_subprocess(job: dict, workdir: Path, timeout_s: float = 3600) -> dict
     """Run one row in a fresh Python process; return its measurements or raise RuntimeError with its stderr."""
     workdir.mkdir(parents=True, exist_ok=True)
     job_path, result_path = workdir / f"{job['row']}.job.json", workdir / f"{job['row']}.result.json"
-    job = {**job, "ranked": str(workdir / f"{job['row']}.ranked.npz")}
+    job = {**job, "outputs": str(workdir / f"{job['row']}.outputs.npz")}
     job_path.write_text(json.dumps(job))
     env = {**os.environ, **thread_environment(job["threads"])}
     completed = subprocess.run([sys.executable, "-m", "fashion.benchmarks.worker", str(job_path), str(result_path)],
@@ -138,6 +136,6 @@ def run_in_subprocess(job: dict, workdir: Path, timeout_s: float = 3600) -> dict
         tail = (completed.stderr or completed.stdout).strip().splitlines()[-1:] or [f"exit code {completed.returncode}"]
         raise RuntimeError(tail[0])
     result = json.loads(result_path.read_text())
-    with np.load(job["ranked"], allow_pickle=False) as data:
-        result["ranked"] = {name: data[name] for name in data.files}
+    with np.load(job["outputs"], allow_pickle=False) as data:
+        result["outputs"] = {name: data[name] for name in data.files}
     return result

@@ -1,16 +1,17 @@
-"""The rows of a benchmark: one per way of running the model, all behind one small interface.
+"""The rows of a benchmark: one per way of running the model, every one opened through a backend.
 
 A row is described by a :class:`RowSpec`. In the parent process :func:`skip_reason` says, without
 importing any framework, why a row cannot run here (or None). In a worker process
-:func:`open_runner` imports the framework, loads the artifact and returns a runner with
+:func:`open_runner` opens the row's artifact with ``fashion.runtime.backends.get_backend(engine)``
+(``onnxruntime``, ``tensorrt``, or ``keras``, the backend the training package registers) and
+returns a :class:`BackendRunner`:
 
     infer(batch float32 NHWC) -> {head: probabilities (N, classes)}
     info -> {"backend", "providers" (actually active), "threads", ...}
     close()
 
-ONNX Runtime and TensorRT rows go through ``fashion.runtime.Classifier`` (the shipped runtime,
-with its artifact checks) and time its backend's ``infer`` on the preprocessed batch; Keras rows
-load ``model.keras`` with TensorFlow (see keras_row.py).
+So the bench times exactly what the runtime and the export gates run; nothing here builds its own
+session or Keras call.
 """
 
 from __future__ import annotations
@@ -18,24 +19,22 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fashion.runtime.bundle import Bundle
-
-from .keras_row import TF_INSTALL_HINT, open_keras_runner
 
 
 @dataclass(frozen=True)
 class RowSpec:
     name: str          # CLI name, e.g. "onnx-fp32"
     label: str         # the table's Format column
-    engine: str        # "keras", "keras-predict", "onnxruntime" or "tensorrt"
+    engine: str        # the backend: "keras", "onnxruntime" or "tensorrt"
     precision: str
     artifact: str      # key in the bundle manifest's "artifacts"
 
 
 ROWS: dict[str, RowSpec] = {spec.name: spec for spec in (
-    RowSpec("keras", "Keras (compiled call)", "keras", "fp32", "keras"),
-    RowSpec("keras-predict", "Keras model.predict", "keras-predict", "fp32", "keras"),
+    RowSpec("keras", "Keras (compiled predict step)", "keras", "fp32", "keras"),
     RowSpec("onnx-fp32", "ONNX Runtime FP32", "onnxruntime", "fp32", "onnx_fp32"),
     RowSpec("onnx-fp16", "ONNX Runtime FP16", "onnxruntime", "fp16", "onnx_fp16"),
     RowSpec("onnx-int8", "ONNX Runtime INT8", "onnxruntime", "int8", "onnx_int8"),
@@ -45,7 +44,7 @@ ROWS: dict[str, RowSpec] = {spec.name: spec for spec in (
 DEFAULT_ROWS = tuple(ROWS)
 BASELINE = "keras"
 INSTALL_HINTS = {
-    "keras": TF_INSTALL_HINT,
+    "keras": "TensorFlow/Keras not installed — pip install fashion-edge[train]",
     "onnxruntime": "ONNX Runtime not installed — pip install fashion-edge",
     "tensorrt": "TensorRT not installed — pip install fashion-edge[gpu] on a machine with an NVIDIA GPU",
 }
@@ -82,55 +81,57 @@ def artifact_path(spec: RowSpec, bundle: Bundle) -> Path | None:
 def skip_reason(spec: RowSpec, bundle: Bundle) -> str | None:
     """Why this row cannot run with this bundle on this machine, or None if it can."""
     reasons = []
-    family = "keras" if spec.engine.startswith("keras") else spec.engine
-    module = {"keras": "tensorflow", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}[family]
+    module = {"keras": "keras", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}[spec.engine]
     if not _installed(module):
-        reasons.append(INSTALL_HINTS[family])
+        reasons.append(INSTALL_HINTS[spec.engine])
     if artifact_path(spec, bundle) is None:
-        if family == "keras":
+        if spec.engine == "keras":
             reasons.append("no Keras model (model.keras) in bundle")
         else:
-            what = f"{'ONNX' if family == 'onnxruntime' else 'TensorRT'} {spec.precision.upper()}"
+            what = f"{'ONNX' if spec.engine == 'onnxruntime' else 'TensorRT'} {spec.precision.upper()}"
             reasons.append(f"no {what} artifact in bundle (manifest artifacts['{spec.artifact}']; build it with fashion-export)")
     return "; ".join(reasons) or None
 
 
-def _session_settings(backend) -> dict:
+def _session_settings(backend: Any) -> dict:
     """The ONNX Runtime session options really in force (threads, graph optimisation), if any."""
     session = getattr(backend, "session", None)
     if session is None or not hasattr(session, "get_session_options"):
         return {}
     options = session.get_session_options()
-    return {"session": {"intra_op_num_threads": options.intra_op_num_threads,
+    return {"threads": options.intra_op_num_threads,
+            "session": {"intra_op_num_threads": options.intra_op_num_threads,
                         "inter_op_num_threads": options.inter_op_num_threads,
                         "graph_optimization_level": str(options.graph_optimization_level).split(".")[-1],
                         "execution_mode": str(options.execution_mode).split(".")[-1]}}
 
 
-class ClassifierRunner:
-    """A row run by the shipped runtime: Classifier.load picks and checks the artifact."""
+class BackendRunner:
+    """One row's artifact opened with its backend; ``infer`` is the backend's own."""
 
-    def __init__(self, bundle_dir: str | Path, spec: RowSpec, threads: int | None):
-        from fashion.runtime.classifier import Classifier
+    def __init__(self, spec: RowSpec, bundle: Bundle, threads: int | None):
+        from fashion.runtime.backends import get_backend
 
-        providers = ["cpu"] if spec.engine == "onnxruntime" else None
-        self.classifier = Classifier.load(bundle_dir, backend=spec.engine, precision=spec.precision,
-                                          providers=providers, threads=threads)
-        if self.classifier.artifact != spec.artifact:
-            raise RuntimeError(f"Classifier chose artifact {self.classifier.artifact!r}, expected {spec.artifact!r}")
-        self.info = {**self.classifier.info, **_session_settings(self.classifier.backend)}
+        path = artifact_path(spec, bundle)
+        if path is None:
+            raise FileNotFoundError(f"{bundle.root}: {skip_reason(spec, bundle)}")
+        entry = bundle.artifacts[spec.artifact].to_dict() if spec.artifact in bundle.artifacts else \
+            {"file": path.name, "format": "keras"}
+        options: dict[str, Any] = {"providers": ["cpu"]} if spec.engine == "onnxruntime" else {}
+        self.backend = get_backend(spec.engine).open(path, entry, threads=threads, **options)
+        self.info = {"backend": f"{spec.engine}: " + ", ".join(self.backend.providers),
+                     "providers": list(self.backend.providers), "threads": threads,
+                     **_session_settings(self.backend)}
+        applied = getattr(self.backend, "threads_applied", None)
+        if applied:
+            self.info["threads_applied"] = list(applied)
 
     def infer(self, batch):
-        return self.classifier.backend.infer(batch)
+        return self.backend.infer(batch)
 
     def close(self) -> None:
-        self.classifier.close()
+        self.backend.close()
 
 
-def open_runner(spec: RowSpec, bundle: Bundle, threads: int | None):
-    if spec.engine in ("keras", "keras-predict"):
-        path = keras_model_path(bundle)
-        if path is None:
-            raise FileNotFoundError(f"{bundle.root}: no model.keras")
-        return open_keras_runner(path, bundle.heads, threads, predict=spec.engine == "keras-predict")
-    return ClassifierRunner(bundle.root, spec, threads)
+def open_runner(spec: RowSpec, bundle: Bundle, threads: int | None) -> BackendRunner:
+    return BackendRunner(spec, bundle, threads)

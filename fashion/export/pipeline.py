@@ -1,253 +1,322 @@
-"""The export run: FP32 ONNX (always), then FP16, INT8, TensorRT and Triton as asked.
+"""The one export driver: every artifact kind is a Stage (see stages.py); this module runs them.
 
-Order matters: every derived artifact is checked against the FP32 ONNX, which is itself checked
-against Keras first. An artifact refused by its gate is not written (and a stale copy from an
-earlier run is removed, since it is no longer verified); the run carries on with the others and
-the caller turns refusals into a non-zero exit.
+For each stage the driver does the same thing: try its attempts in order, each written to a staged
+file beside its target and opened with its backend for the gate; the first attempt that passes is
+renamed into place and recorded in the manifest (one ``edit_manifest`` transaction); if none
+passes, nothing is written for it, a stale copy from an earlier run is removed (file and entry,
+since it is no longer verified) and the refusal is reported. Order matters: every derived artifact
+is checked against the FP32 ONNX, itself checked against Keras first, so a refused FP32 stops the
+run (GateError, exit 3).
+
+What the driver records beyond the artifacts are facts, never shared choices: a timing per CPU
+artifact tagged with this host's CPU model and ISA flags (``timing.py``), and per-split accuracy
+with ``--report-accuracy``. An artifact rebuilt with the same bytes keeps its earlier facts; an
+artifact not rebuilt in this run is not touched.
+
+Adding an artifact kind: write a ``Stage`` subclass and register it (``stages.register_stage``), or
+for the optional standalone artifact, ``fashion.export.standalone.StandaloneStage`` is picked up
+when ``ExportOptions.standalone`` is set (CLI ``--standalone``).
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
-from fashion.runtime.bundle import load_manifest, record_artifact, remove_artifact
+import numpy as np
 
-from .artifacts import FILES, set_manifest_key, update_artifact
+from fashion.runtime.bundle import Bundle, load_manifest, sha256_file
+from fashion.runtime.manifest import edit_manifest
+
+from . import gates
+from .artifacts import FILES
 from .errors import ExportError, GateError, TensorRTUnavailable
+from .runner import batch1_p50_ms, run_model
+from .stages import FINAL_STAGES, STAGES, Stage, standalone_stage
+from .timing import available_cores, merge_timings, timing_fact
 
 DEFAULT_OUT = Path("build") / "triton"
 DEFAULT_CACHE = Path("build") / "tensorrt-cache"
-LATENCY_IMAGES = 50
 CPU_ARTIFACTS = ("onnx_fp32", "onnx_int8", "onnx_fp16")
-DEFAULT_SPEEDUP_MARGIN = 0.9  # another artifact must take <= 90% of FP32's latency to become the default
+#: Facts about an artifact's file; kept when a re-export writes the very same bytes again.
+FACT_FIELDS = ("accuracy", "timings")
+
+Log = Callable[[str], None]
 
 
 @dataclass
 class ExportOptions:
+    """Everything an export run can be asked to do (the CLI maps its flags onto this one object)."""
+
     fp16: bool = False
     int8: bool = False
     tensorrt: bool = False
     triton: bool = False
+    standalone: bool = False
     out: Path = DEFAULT_OUT
     cache_dir: Path = DEFAULT_CACHE
     opset: int = 17
     max_batch: int = 32
-    parity_images: int = 256
-    parity_atol: float = 1e-4
-    calib_images: int = 512
-    eval_images: int = 1000
-    max_drop_pp: float = 1.0
+    parity_images: int = gates.PARITY_IMAGES
+    parity_atol: float = gates.PARITY_ATOL
+    fp16_min_agreement: float = gates.FP16_MIN_AGREEMENT
+    calib_images: int = gates.CALIBRATION_IMAGES
+    eval_images: int = gates.EVAL_IMAGES
+    max_drop_pp: float = gates.INT8_MAX_DROP_PP
     data_dir: Path | None = None
     split_file: Path | None = None
     report_accuracy: bool = False
+    timings: bool = True
+    threads: int | None = None
+    force: bool = False
     progress: bool = True
 
 
 @dataclass
 class ExportResult:
-    written: dict[str, dict] = field(default_factory=dict)
+    written: dict[str, dict[str, Any]] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
-    default_artifact: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
     triton_models: list[Path] = field(default_factory=list)
 
 
-def _discard(root: Path, key: str) -> None:
+class ExportContext:
+    """What the stages of one run share: the bundle, options, images (loaded once, lazily) and references."""
+
+    def __init__(self, root: Path, options: ExportOptions, log: Log):
+        self.root, self.options, self.log = root, options, log
+        self.bundle: Bundle = load_manifest(root)  # verifies every recorded sha256 before any work
+        self.result = ExportResult()
+        self.heads = self.bundle.heads
+        self.height, self.width = self.bundle.input_size
+        self.previous = {key: entry.to_dict() for key, entry in self.bundle.artifacts.items()}
+        keras = self.previous.get("keras")
+        self.keras_file: str = keras["file"] if keras else "model.keras"
+        if not (root / self.keras_file).is_file():
+            raise ExportError(f"{root / self.keras_file}: no Keras model to export (the bundle's training output)")
+        self.fp32_entry: dict[str, Any] = {}
+        self.fp32_reference: dict[str, np.ndarray] = {}
+        self.tensorrt_ok, self.tensorrt_reason = False, ""
+
+    @property
+    def fp32_path(self) -> Path:
+        return self.root / FILES["onnx_fp32"]
+
+    # -- images: the one place the export reads the dataset --------------------------------------------
+    @cached_property
+    def _data(self) -> Any:
+        from fashion.data.images import LabelledData
+        from fashion.data.paths import resolve_data_dir, resolve_split_file
+
+        data_dir = resolve_data_dir(self.options.data_dir)
+        recorded = (self.bundle.manifest.to_dict().get("split") or {}).get("file")
+        split_file = resolve_split_file(self.options.split_file, recorded, bases=[self.root])
+        self.log(f"images: {data_dir} (split {split_file})")
+        return LabelledData.open(data_dir, split_file, self.bundle.labels, (self.height, self.width),
+                                 progress=self.options.progress)
+
+    def images(self, split: str, limit: int | None, fill_from: tuple[str, ...] = (), desc: str = "") -> Any:
+        """Readable labelled images of ``split`` (``.batch()`` float32 NHWC, ``.labels`` {head: int, -1 unknown})."""
+        return self._data.images(split, limit, fill_from=fill_from, desc=desc or f"{split} images")
+
+    @cached_property
+    def parity_batch(self) -> np.ndarray:
+        parity = self.images("val", self.options.parity_images, fill_from=("test", "train"), desc="parity images")
+        if len(parity) < self.options.parity_images:
+            raise ExportError(f"only {len(parity)} readable images for the parity gate, "
+                              f"need {self.options.parity_images} (check --data and --split)")
+        return parity.batch()
+
+    @cached_property
+    def calibration(self) -> Any:
+        images = self.images("train", self.options.calib_images, desc="calibration images (train)")
+        if len(images) == 0:
+            raise ExportError("INT8: no training images to calibrate on (check --data and --split)")
+        return images
+
+    @cached_property
+    def val(self) -> Any:
+        images = self.images("val", self.options.eval_images or None, desc="gate images (val)")
+        if len(images) == 0:
+            raise ExportError("no val images for the accuracy gate (check --data and --split)")
+        return images
+
+    # -- references ----------------------------------------------------------------------------------
+    @cached_property
+    def keras_reference(self) -> dict[str, np.ndarray]:
+        """Keras's probabilities on the parity images, run through the ``keras`` backend."""
+        entry = self.previous.get("keras") or {"file": self.keras_file, "format": "keras"}
+        return run_model(self.root / self.keras_file, {**entry, "format": "keras"}, self.parity_batch)
+
+    @cached_property
+    def fp32_val_accuracy(self) -> dict[str, dict[str, Any]]:
+        probabilities = run_model(self.fp32_path, self.fp32_entry, self.val.batch())
+        return gates.head_accuracy(probabilities, self.val.labels, self.heads)
+
+
+class _Refused(Exception):
+    """Internal: an attempt failed its gate; its staged file is discarded and the next attempt runs."""
+
+
+# -- recording -----------------------------------------------------------------------------------------
+
+def _record(ctx: ExportContext, key: str, target: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    """Record an accepted artifact; facts about the same bytes recorded earlier are kept."""
+    sha = sha256_file(target)
+    entry = {"file": target.name, "sha256": sha, "bytes": target.stat().st_size, **fields}
+    previous = ctx.previous.get(key)
+    if previous and previous.get("sha256") == sha:
+        entry.update({name: previous[name] for name in FACT_FIELDS if name in previous})
+    with edit_manifest(ctx.root) as draft:
+        return draft.put_artifact(key, entry).to_dict()
+
+
+def _discard(ctx: ExportContext, key: str) -> None:
     """Drop an artifact that is no longer verified (file and manifest entry)."""
-    bundle = load_manifest(root, verify_hashes=False)
-    if key in bundle.artifacts:
-        (root / bundle.artifacts[key]["file"]).unlink(missing_ok=True)
-        remove_artifact(root, key)
+    with edit_manifest(ctx.root) as draft:
+        entry = draft.manifest.artifacts.get(key)
+        if entry is None:
+            return
+        (ctx.root / entry.file).unlink(missing_ok=True)
+        draft.drop_artifact(key)
 
 
-def run_export(bundle_dir: str | Path, options: ExportOptions, log: Callable[[str], None] = print) -> ExportResult:
-    from .checks import run_keras, run_onnx
-    from .data import ExportData, resolve_data_dir, resolve_split_file
-    from .onnx_fp32 import export_onnx_fp32, load_keras_model
+# -- the driver ----------------------------------------------------------------------------------------
+
+def run_stage(ctx: ExportContext, stage: Stage) -> bool:
+    """attempts -> staged build -> gate -> rename + record, or refuse. True when the artifact was accepted."""
+    target = stage.target(ctx)
+    summaries = []
+    for attempt in stage.attempts(ctx):
+        ctx.log(f"{stage.title}: {stage.describe(attempt)}")
+        try:
+            with stage.staging(ctx, target) as staged:
+                built = stage.build(ctx, attempt, staged)
+                verdict = stage.gate(ctx, attempt, staged, built)
+                if not verdict.passed:
+                    raise _Refused(verdict.summary)
+        except _Refused as refused:
+            summaries.append(f"{stage.describe(attempt)}: {refused}")
+            ctx.log(f"{stage.title}: gate refused this attempt ({refused})")
+            continue
+        fields = stage.entry(ctx, attempt, built, verdict)
+        entry = _record(ctx, stage.key, target, fields) if stage.records_artifact else fields
+        if stage.records_artifact:
+            ctx.result.written[stage.key] = entry
+        stage.accepted(ctx, entry)
+        ctx.log(f"{stage.title}: {verdict.summary} -> {target}")
+        return True
+    reason = f"{stage.title} refused by its gate: " + "; ".join(summaries)
+    if stage.fatal:
+        raise GateError(reason + " (nothing was written)")
+    if stage.records_artifact:
+        _discard(ctx, stage.key)
+    ctx.result.refused[stage.key] = reason
+    ctx.log(f"{stage.title}: REFUSED, not written. {reason}")
+    return False
+
+
+def _stages(options: ExportOptions) -> tuple[list[Stage], list[Stage]]:
+    bundle_stages = [factory() for factory in STAGES.values()]
+    if options.standalone:
+        bundle_stages.append(standalone_stage())
+    return bundle_stages, [factory() for factory in FINAL_STAGES.values()]
+
+
+def _check_tensorrt(ctx: ExportContext) -> None:
+    options = ctx.options
+    if not (options.tensorrt or options.fp16 or options.int8):
+        return
     from .tensorrt import tensorrt_status
 
-    root = Path(bundle_dir)
-    bundle = load_manifest(root)
-    heads, (height, width) = bundle.heads, bundle.input_size
-    result = ExportResult()
-
-    trt_ok, trt_reason = tensorrt_status() if (options.tensorrt or options.fp16 or options.int8) else (False, "")
-    if options.tensorrt and not trt_ok:
-        raise TensorRTUnavailable(f"--tensorrt was asked for but cannot run here: {trt_reason}")
-
-    keras_file = bundle.artifacts.get("keras", {}).get("file", "model.keras")
-    data_dir = resolve_data_dir(options.data_dir)
-    split_file = resolve_split_file(options.split_file, bundle.manifest)
-    log(f"images: {data_dir} (split {split_file})")
-    data = ExportData(data_dir, split_file, bundle.labels, height, width, progress=options.progress)
-
-    parity = data.images("val", options.parity_images, fill_from=("test", "train"), desc="parity images")
-    if len(parity) < options.parity_images:
-        raise ExportError(f"only {len(parity)} readable images for the parity gate, need {options.parity_images}")
-    parity_batch = parity.batch()
-
-    # ONNX FP32: a refusal here stops the run (everything else derives from it).
-    log(f"ONNX FP32: converting {root / keras_file} (opset {options.opset})")
-    keras_model = load_keras_model(root / keras_file)
-    keras_reference = run_keras(keras_model, parity_batch, heads)
-    fp32_path = root / FILES["onnx_fp32"]
-    entry = export_onnx_fp32(bundle, keras_model, parity_batch, keras_reference, fp32_path,
-                             opset=options.opset, atol=options.parity_atol)
-    entry["source"] = {"file": keras_file}
-    result.written["onnx_fp32"] = record_artifact(root, "onnx_fp32", FILES["onnx_fp32"], **entry)
-    worst = max(r["max_abs_diff"] for r in entry["parity"]["heads"].values())
-    log(f"ONNX FP32: parity vs Keras on {len(parity)} images: max abs diff {worst:.2e}, argmax agreement 100% "
-        f"-> {fp32_path}")
-    fp32_reference = run_onnx(fp32_path, parity_batch, entry["outputs"])
-    entry["sha256"] = result.written["onnx_fp32"]["sha256"]  # derived artifacts record what they came from
-
-    if options.fp16:
-        _export_fp16(root, entry, parity_batch, fp32_reference, heads, result, log)
-
-    calibration = val = None
-    if options.int8:
-        calibration = data.images("train", options.calib_images, desc="calibration images (train)")
-        val = data.images("val", options.eval_images or None, desc="gate images (val)")
-        _export_int8(root, entry, calibration, val, heads, options, result, log)
-
-    precisions = (["fp16"] if (options.fp16 or options.tensorrt) else []) + (["int8"] if options.int8 else [])
-    if precisions and not trt_ok:
-        result.skipped["tensorrt"] = trt_reason
-        log(f"TensorRT engine(s) {', '.join(precisions)} skipped: {trt_reason}")
-    elif precisions:
-        if options.int8 and calibration is None:
-            calibration = data.images("train", options.calib_images, desc="calibration images (train)")
-        if options.int8 and val is None:
-            val = data.images("val", options.eval_images or None, desc="gate images (val)")
-        _export_engines(root, entry, precisions, heads, height, width, options, parity_batch, fp32_reference,
-                        calibration, val, result, log)
-
-    _drop_stale_derivatives(root, entry["sha256"], result, log)
-    result.default_artifact = choose_default_artifact(root, parity_batch[:LATENCY_IMAGES], log)
-    if options.report_accuracy:
-        report_accuracy(root, data, options.eval_images, log)
-    if options.triton:
-        from .triton import write_repository
-
-        result.triton_models = write_repository(load_manifest(root), Path(options.out), options.max_batch)
-        log(f"Triton model repository: {options.out} ({', '.join(p.name for p in result.triton_models)})")
-    return result
+    ctx.tensorrt_ok, ctx.tensorrt_reason = tensorrt_status()
+    if options.tensorrt and not ctx.tensorrt_ok:
+        raise TensorRTUnavailable(f"--tensorrt was asked for but cannot run here: {ctx.tensorrt_reason}")
 
 
-def _derived_from(entry: dict) -> dict:
-    return {"source": {"artifact": "onnx_fp32", "sha256": entry["sha256"]}}
+def run_export(bundle_dir: str | Path, options: ExportOptions, log: Log = print) -> ExportResult:
+    """Run every stage the options ask for; return what was written, refused and skipped.
 
-
-def _drop_stale_derivatives(root: Path, fp32_sha: str, result: ExportResult, log) -> None:
-    """Artifacts derived from an earlier, different FP32 ONNX (not rebuilt in this run) are no longer verified."""
-    for key, artifact in load_manifest(root, verify_hashes=False).artifacts.items():
-        source = artifact.get("source", {})
-        if source.get("artifact") == "onnx_fp32" and source.get("sha256") != fp32_sha and key not in result.written:
-            _discard(root, key)
-            log(f"{key}: removed, it was derived from an earlier FP32 ONNX (re-export it with this run's options)")
-
-
-def _export_fp16(root, entry, parity_batch, fp32_reference, heads, result, log) -> None:
-    from .fp16 import export_onnx_fp16
-
-    try:
-        fp16 = export_onnx_fp16(root / FILES["onnx_fp32"], entry, parity_batch, fp32_reference, heads,
-                                root / FILES["onnx_fp16"])
-    except GateError as exc:
-        _discard(root, "onnx_fp16")
-        result.refused["onnx_fp16"] = str(exc)
-        log(f"ONNX FP16: REFUSED, not written. {exc}")
-        return
-    result.written["onnx_fp16"] = record_artifact(root, "onnx_fp16", FILES["onnx_fp16"], **fp16,
-                                                 **_derived_from(entry))
-    worst = min(r["argmax_agreement"] for r in fp16["parity"]["heads"].values())
-    diff = max(r["max_abs_diff"] for r in fp16["parity"]["heads"].values())
-    log(f"ONNX FP16: argmax agreement with FP32 >= {worst:.2%}, max abs diff {diff:.2e} -> {root / FILES['onnx_fp16']}")
-
-
-def _export_int8(root, entry, calibration, val, heads, options, result, log) -> None:
-    from .int8 import export_onnx_int8
-
-    log(f"ONNX INT8: calibrating on {len(calibration)} train images, gate on {len(val)} val images "
-        f"(max drop {options.max_drop_pp:g} pp per head)")
-    try:
-        int8 = export_onnx_int8(root / FILES["onnx_fp32"], entry, calibration.batch(), val.batch(), val.labels,
-                                heads, root / FILES["onnx_int8"], max_drop_pp=options.max_drop_pp,
-                                progress=options.progress)
-    except GateError as exc:
-        _discard(root, "onnx_int8")
-        result.refused["onnx_int8"] = str(exc)
-        log(f"ONNX INT8: REFUSED, not written. {exc}")
-        return
-    result.written["onnx_int8"] = record_artifact(root, "onnx_int8", FILES["onnx_int8"], **int8,
-                                                 **_derived_from(entry))
-    log(f"ONNX INT8 ({int8['quantization']['plan']}): accuracy drop vs FP32 (pp) {int8['accuracy_gate']['drop_pp']} "
-        f"-> {root / FILES['onnx_int8']}")
-
-
-def _export_engines(root, entry, precisions, heads, height, width, options, parity_batch, fp32_reference,
-                    calibration, val, result, log) -> None:
-    from .tensorrt import export_engine
-
-    for precision in precisions:
-        key = f"tensorrt_{precision}"
-        try:
-            name, fields = export_engine(
-                root, root / FILES["onnx_fp32"], entry, precision, heads, height, width, options.max_batch,
-                Path(options.cache_dir), parity_batch, fp32_reference,
-                calibration=calibration.batch() if calibration is not None else None,
-                val_batch=val.batch() if val is not None else None, val_labels=val.labels if val is not None else None,
-                max_drop_pp=options.max_drop_pp)
-        except GateError as exc:
-            _discard(root, key)
-            result.refused[key] = str(exc)
-            log(f"TensorRT {precision}: REFUSED, not written. {exc}")
+    Raises ExportError (could not run, exit 2), GateError (FP32 refused, exit 3) or
+    TensorRTUnavailable (``--tensorrt`` impossible here, exit 4) before or instead of half a run.
+    """
+    ctx = ExportContext(Path(bundle_dir), options, log)
+    _check_tensorrt(ctx)
+    bundle_stages, final_stages = _stages(options)
+    ctx.parity_batch  # noqa: B018 - fail on missing images before converting anything
+    for stage in bundle_stages:
+        if not (stage.fatal or stage.wanted(ctx)):
             continue
-        result.written[key] = record_artifact(root, key, name, **fields, **_derived_from(entry))
-        log(f"TensorRT {precision}: {root / name}")
+        reason = stage.skip_reason(ctx)
+        if reason:
+            ctx.result.skipped[stage.key] = reason
+            log(f"{stage.title}: skipped ({reason})")
+            continue
+        run_stage(ctx, stage)
+    _drop_stale_derivatives(ctx)
+    if options.timings:
+        record_timings(ctx)
+    if options.report_accuracy:
+        report_accuracy(ctx)
+    for stage in final_stages:
+        if stage.wanted(ctx):
+            run_stage(ctx, stage)
+    return ctx.result
 
 
-def choose_default_artifact(root: Path, images, log) -> str:
-    """Fastest CPU artifact (batch-1 median latency, ONNX Runtime) among those that passed their gates,
-    if it beats FP32 by the margin."""
-    from .checks import latency_ms
+def _drop_stale_derivatives(ctx: ExportContext) -> None:
+    """Artifacts derived from an earlier, different FP32 ONNX (not rebuilt in this run) are no longer verified."""
+    fp32_sha = ctx.fp32_entry["sha256"]
+    for key, artifact in load_manifest(ctx.root, verify_hashes=False).artifacts.items():
+        source = artifact.get("source") or {}
+        if source.get("artifact") == "onnx_fp32" and source.get("sha256") != fp32_sha and key not in ctx.result.written:
+            _discard(ctx, key)
+            ctx.log(f"{key}: removed, it was derived from an earlier FP32 ONNX (re-export it with this run's options)")
 
-    bundle = load_manifest(root, verify_hashes=False)
-    models = {key: (root / bundle.artifacts[key]["file"], bundle.artifacts[key]["outputs"])
+
+def record_timings(ctx: ExportContext) -> None:
+    """Time every CPU ONNX artifact at batch 1 on this host and record the fact on each entry."""
+    bundle = load_manifest(ctx.root, verify_hashes=False)
+    models = {key: (ctx.root / bundle.artifacts[key].file, bundle.artifacts[key].to_dict())
               for key in CPU_ARTIFACTS if key in bundle.artifacts}
-    timings = latency_ms(models, images)
-    for key, value in timings.items():
-        update_artifact(root, key, cpu_latency_ms_batch1=round(value, 3))
-    # FP32 stays the default unless another artifact is clearly faster: CPU timings on a shared
-    # machine wobble by several percent from run to run.
-    best = min(timings, key=timings.get)
-    if timings[best] > DEFAULT_SPEEDUP_MARGIN * timings["onnx_fp32"]:
-        best = "onnx_fp32"
-    set_manifest_key(root, "default_artifact", best)
-    log("CPU batch-1 median latency over {} images: {} -> default_artifact = {}".format(
-        len(images), ", ".join(f"{k} {v:.2f} ms" for k, v in timings.items()), best))
-    return best
+    threads = ctx.options.threads or available_cores()
+    images = ctx.parity_batch[: gates.TIMING_IMAGES]
+    timings = batch1_p50_ms(models, images, threads)
+    with edit_manifest(ctx.root) as draft:
+        for key, p50 in timings.items():
+            fact = timing_fact(p50, threads, batch=1, images=len(images))
+            draft.update_artifact(key, timings=merge_timings(draft.manifest.artifacts[key].timings, fact))
+    ctx.result.timings = timings
+    ctx.log(f"timing facts recorded ({threads} thread{'s' if threads > 1 else ''}, batch 1, median of "
+            f"{len(images)} images x 3): " + ", ".join(f"{k} {v:.2f} ms" for k, v in timings.items()))
 
 
-def report_accuracy(root: Path, data, eval_images: int, log) -> None:
-    """Per-head accuracy of every ONNX artifact on val and test, recorded in its manifest entry."""
-    from .checks import accuracy, run_onnx
-
-    bundle = load_manifest(root, verify_hashes=False)
-    sets = {split: data.images(split, eval_images or None, desc=f"{split} images") for split in ("val", "test")}
+def report_accuracy(ctx: ExportContext) -> None:
+    """Per-head accuracy of every CPU ONNX artifact on val and test, recorded in its manifest entry."""
+    bundle = load_manifest(ctx.root, verify_hashes=False)
+    limit = ctx.options.eval_images or None
+    sets = {split: ctx.images(split, limit) for split in ("val", "test")}
     batches = {split: images.batch() for split, images in sets.items()}
+    measured_by_key = {}
     for key in CPU_ARTIFACTS:
         if key not in bundle.artifacts:
             continue
-        artifact = bundle.artifacts[key]
+        entry = bundle.artifacts[key].to_dict()
         measured = {}
         for split, images in sets.items():
-            probabilities = run_onnx(root / artifact["file"], batches[split], artifact["outputs"])
-            measured[split] = {"images": len(images), "heads": accuracy(probabilities, images.labels, bundle.heads)}
-        update_artifact(root, key, accuracy=measured)
-        log(f"{key} accuracy: " + "; ".join(
+            probabilities = run_model(ctx.root / entry["file"], entry, batches[split])
+            measured[split] = {"images": len(images),
+                               "heads": gates.head_accuracy(probabilities, images.labels, ctx.heads)}
+        measured_by_key[key] = copy.deepcopy(measured)
+        ctx.log(f"{key} accuracy: " + "; ".join(
             f"{split} ({m['images']} images) " + ", ".join(f"{h} {r['accuracy']:.4f}" for h, r in m["heads"].items()
                                                           if r["accuracy"] is not None)
             for split, m in measured.items()))
+    with edit_manifest(ctx.root) as draft:
+        for key, measured in measured_by_key.items():
+            draft.update_artifact(key, accuracy=measured)

@@ -32,13 +32,14 @@ def parse_config(path: Path):
     return text_format.Parse(path.read_text(), schema.ModelConfig()), schema
 
 
-def test_repository_config_is_valid_triton_model_config(exported):
+def test_repository_config_is_valid_triton_model_config(exported):  # noqa: F811 (fixture)
     import onnx
 
     root, repo, result = exported
     assert result.exit_code == 0, result.output
     models = sorted(p.name for p in repo.iterdir() if not p.name.startswith("."))
-    assert models == ["export-test"]  # no TensorRT engine here, so no tensorrt_plan model
+    # no TensorRT engine here, so no tensorrt_plan model; the bytes-in ensemble is tested in test_triton_ensemble.py
+    assert models == ["export-test", "fashion_ensemble", "fashion_preprocess"]
     model_dir = repo / "export-test"
     config, schema = parse_config(model_dir / "config.pbtxt")
 
@@ -62,7 +63,7 @@ def test_repository_config_is_valid_triton_model_config(exported):
     assert (model_dir / "1" / "model.onnx").read_bytes() == (root / "model_fp32.onnx").read_bytes()
 
 
-def test_tensorrt_plan_model_config_parses(tmp_path, exported):
+def test_tensorrt_plan_model_config_parses(tmp_path, exported):  # noqa: F811 (fixture)
     """A bundle with an engine entry gets a tensorrt_plan model (the plan bytes are copied as-is)."""
     import shutil
 

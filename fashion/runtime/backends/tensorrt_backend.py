@@ -64,7 +64,7 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     thread_safe = False  # one execution context, one set of device buffers: calls are serialised
 
-    def __init__(self, engine: "trt.ICudaEngine", path: Path, outputs: dict[str, str], feature_map: str | None):
+    def __init__(self, engine: trt.ICudaEngine, path: Path, outputs: dict[str, str], feature_map: str | None):
         self.path = path
         self.engine = engine
         self.context = engine.create_execution_context()
@@ -86,7 +86,7 @@ class TensorRTBackend(Backend):
     @classmethod
     def open(cls, path: Path, artifact: dict[str, Any], *, providers: list[str] | None = None,
              threads: int | None = None, allow_fallback: bool = False, device: int = 0,
-             **_: Any) -> "TensorRTBackend":
+             **_: Any) -> TensorRTBackend:
         _require_gpu_packages()
         if not trt.__version__.startswith("10."):
             raise BackendUnavailableError(f"TensorRT {trt.__version__} found; this backend needs TensorRT 10")

@@ -1,0 +1,89 @@
+"""Running models during export, always through :func:`fashion.runtime.backends.get_backend`.
+
+The exporter never builds its own ONNX Runtime session, TensorRT context or Keras call: the parity,
+FP16, INT8 and TensorRT gates open the staged file with the same backend the runtime will use to
+serve it, so a gate checks what users will actually run. Keras runs through the ``keras`` backend
+registered by the training package.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fashion.runtime.backends import BACKEND_FOR_FORMAT, Backend, get_backend
+from fashion.runtime.errors import BackendUnavailableError
+
+from .errors import ExportError, TensorRTUnavailable
+
+BATCH = 64
+
+
+def backend_name(entry: dict[str, Any]) -> str:
+    """The backend that runs an artifact of this manifest entry's ``format``."""
+    fmt = entry.get("format", "onnx")
+    if fmt == "keras":
+        return "keras"
+    if fmt not in BACKEND_FOR_FORMAT:
+        raise ExportError(f"no backend runs artifacts of format {fmt!r}")
+    return BACKEND_FOR_FORMAT[fmt]
+
+
+def open_model(path: str | os.PathLike, entry: dict[str, Any], threads: int | None = None) -> Backend:
+    """Open ``path`` (described by manifest entry ``entry``) with its backend; ONNX runs on the CPU provider."""
+    name = backend_name(entry)
+    options: dict[str, Any] = {"providers": ["cpu"]} if name == "onnxruntime" else {}
+    try:
+        return get_backend(name).open(Path(path), entry, threads=threads, **options)
+    except BackendUnavailableError as exc:
+        if name == "tensorrt":
+            raise TensorRTUnavailable(str(exc)) from None
+        raise
+
+
+def infer_all(model: Backend, batch: np.ndarray, batch_size: int = BATCH) -> dict[str, np.ndarray]:
+    """{head: probabilities} for every image of ``batch``, run in chunks of ``batch_size``."""
+    if len(batch) == 0:
+        raise ExportError("no images to run the model on")
+    chunks = [model.infer(np.ascontiguousarray(batch[i : i + batch_size], dtype=np.float32))
+              for i in range(0, len(batch), batch_size)]
+    return {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
+
+
+def run_model(path: str | os.PathLike, entry: dict[str, Any], batch: np.ndarray,
+              batch_size: int = BATCH) -> dict[str, np.ndarray]:
+    """Open, run over ``batch``, close."""
+    model = open_model(path, entry)
+    try:
+        return infer_all(model, batch, batch_size)
+    finally:
+        model.close()
+
+
+def batch1_p50_ms(models: dict[str, tuple[Path, dict[str, Any]]], images: np.ndarray, threads: int | None,
+                  warmup: int = 5, rounds: int = 3) -> dict[str, float]:
+    """Median batch-1 latency (ms) of each model ({key: (path, entry)}) over ``images``.
+
+    The models take turns image by image, so a neighbour's load on a shared CPU slows them all
+    alike instead of whichever happened to run at the wrong moment.
+    """
+    opened = {key: open_model(path, entry, threads=threads) for key, (path, entry) in models.items()}
+    try:
+        for model in opened.values():
+            for image in images[:warmup]:
+                model.infer(image[None])
+        times: dict[str, list[float]] = {key: [] for key in opened}
+        for _ in range(rounds):
+            for image in images:
+                for key, model in opened.items():
+                    start = time.perf_counter()
+                    model.infer(image[None])
+                    times[key].append((time.perf_counter() - start) * 1000.0)
+    finally:
+        for model in opened.values():
+            model.close()
+    return {key: float(np.median(values)) for key, values in times.items()}
