@@ -99,10 +99,19 @@ def _decode_chunk(args: tuple) -> dict[str, Any]:
     return {key: (np.stack(value) if key != "ok" and value else value) for key, value in out.items()}
 
 
-def fast_decode_check(bundle_dir: str | os.PathLike, data_dir: str | os.PathLike, split_file: str | os.PathLike,
-                      split: str = "test", subset: int | None = None, seed: int = SEED,
-                      gaps: Iterable[float] = (FAST_DECODE_GAP,), sizes: Iterable[tuple[int, int]] = DECODE_SIZES,
-                      workers: int = 1, chunk: int = 32, log: Callable[[str], None] = print) -> dict[str, Any]:
+def fast_decode_check(
+    bundle_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    split_file: str | os.PathLike,
+    split: str = "test",
+    subset: int | None = None,
+    seed: int = SEED,
+    gaps: Iterable[float] = (FAST_DECODE_GAP,),
+    sizes: Iterable[tuple[int, int]] = DECODE_SIZES,
+    workers: int = 1,
+    chunk: int = 32,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Exact vs fast decoding of real-size versions of the test photos: pixels, accuracy, agreement."""
     from fashion.data.dataset import load_dataset
     from fashion.data.labels import encode_values
@@ -121,7 +130,7 @@ def fast_decode_check(bundle_dir: str | os.PathLike, data_dir: str | os.PathLike
     ranked: dict[str, dict[str, list[np.ndarray]]] = {}
     pixel: dict[str, dict[str, float]] = {}
     kept_ids: list[int] = []
-    chunks = [photos[i:i + chunk] for i in range(0, len(photos), chunk)]
+    chunks = [photos[i : i + chunk] for i in range(0, len(photos), chunk)]
     jobs = [([str(p) for _, p in part], spec, height, width, gaps, sizes) for part in chunks]
     start = time.time()
     with Classifier.load(bundle_dir, precision="fp32") as clf, ProcessPoolExecutor(max_workers=workers) as pool:
@@ -146,25 +155,34 @@ def fast_decode_check(bundle_dir: str | os.PathLike, data_dir: str | os.PathLike
             log(f"  {done}/{len(photos)} photos, {time.time() - start:.0f} s")
 
     labels = by_id.loc[kept_ids]
-    truth = {head: encode_values(list(labels[head]), bundle.labels[head])[0]
-             for head in bundle.heads}
+    truth = {head: encode_values(list(labels[head]), bundle.labels[head])[0] for head in bundle.heads}
     rows: dict[str, Any] = {}
     for key, per_head in ranked.items():
         tops = {head: np.concatenate(parts) for head, parts in per_head.items()}
         rows[key] = {"heads": {head: head_scores(truth[head], tops[head]) for head in bundle.heads}, "_tops": tops}
     result = _summarise(rows, pixel, sizes, gaps, bundle.heads)
     result.update(
-        bundle=str(bundle_dir), split=split, photos=len(kept_ids), unreadable=len(photos) - len(kept_ids),
+        bundle=str(bundle_dir),
+        split=split,
+        photos=len(kept_ids),
+        unreadable=len(photos) - len(kept_ids),
         subset=({"size": subset, "seed": seed, "of": "the whole split"} if subset else None),
         upscale={"resample": "bicubic", "format": "JPEG", "quality": 90, "sizes": [f"{w}x{h}" for w, h in sizes]},
-        input_size=[height, width], cpu=cpu_facts().to_dict(), cores=usable_cores(),
+        input_size=[height, width],
+        cpu=cpu_facts().to_dict(),
+        cores=usable_cores(),
         seconds=round(time.time() - start, 1),
     )
     return result
 
 
-def _summarise(rows: dict[str, Any], pixel: dict[str, dict[str, float]], sizes: list[tuple[int, int]],
-               gaps: list[float], heads: list[str]) -> dict[str, Any]:
+def _summarise(
+    rows: dict[str, Any],
+    pixel: dict[str, dict[str, float]],
+    sizes: list[tuple[int, int]],
+    gaps: list[float],
+    heads: list[str],
+) -> dict[str, Any]:
     comparisons = []
     worst_by_gap: dict[str, float] = {}
     for width, height in sizes:
@@ -174,22 +192,31 @@ def _summarise(rows: dict[str, Any], pixel: dict[str, dict[str, float]], sizes: 
             name = f"fast_gap{gap:g}"
             fast = rows[f"{size}/{name}"]
             stats = pixel[f"{size}/{name}"]
-            drops = {head: round(100 * (exact["heads"][head]["accuracy"] - fast["heads"][head]["accuracy"]), 4)
-                     for head in heads}
-            agreement = {head: float(np.mean(exact["_tops"][head][:, 0] == fast["_tops"][head][:, 0]))
-                         for head in heads}
+            drops = {
+                head: round(100 * (exact["heads"][head]["accuracy"] - fast["heads"][head]["accuracy"]), 4)
+                for head in heads
+            }
+            agreement = {
+                head: float(np.mean(exact["_tops"][head][:, 0] == fast["_tops"][head][:, 0])) for head in heads
+            }
             worst_by_gap[name] = max(worst_by_gap.get(name, -1e9), max(drops.values()))
-            comparisons.append({
-                "size": size, "variant": name, "gap": gap,
-                "pixel_max_abs_diff": stats["max_abs_diff"],
-                "pixel_mean_abs_diff": round(stats["sum_abs_diff"] / max(1, stats["values"]), 5),
-                "accuracy_exact": {h: exact["heads"][h]["accuracy"] for h in heads},
-                "accuracy_fast": {h: fast["heads"][h]["accuracy"] for h in heads},
-                "drop_pp": drops, "top1_agreement": agreement,
-            })
+            comparisons.append(
+                {
+                    "size": size,
+                    "variant": name,
+                    "gap": gap,
+                    "pixel_max_abs_diff": stats["max_abs_diff"],
+                    "pixel_mean_abs_diff": round(stats["sum_abs_diff"] / max(1, stats["values"]), 5),
+                    "accuracy_exact": {h: exact["heads"][h]["accuracy"] for h in heads},
+                    "accuracy_fast": {h: fast["heads"][h]["accuracy"] for h in heads},
+                    "drop_pp": drops,
+                    "top1_agreement": agreement,
+                }
+            )
     accuracy = {key: {h: row["heads"][h] for h in heads} for key, row in rows.items()}
-    verdict = {name: {"worst_drop_pp": round(worst, 4), "passes": worst <= MAX_DROP_PP}
-               for name, worst in worst_by_gap.items()}
+    verdict = {
+        name: {"worst_drop_pp": round(worst, 4), "passes": worst <= MAX_DROP_PP} for name, worst in worst_by_gap.items()
+    }
     return {"max_drop_pp": MAX_DROP_PP, "comparisons": comparisons, "verdict": verdict, "accuracy": accuracy}
 
 
@@ -200,8 +227,12 @@ def render_fast_decode_markdown(result: dict[str, Any]) -> str:
         "",
         f"Generated by `python -m fashion.benchmarks.photos check` on {result['cpu']['model']} "
         f"({result['cores']} usable cores). {result['photos']} photos of the `{result['split']}` split"
-        + (f" (a seeded random subset, seed {result['subset']['seed']}, of the split: the full split did not fit "
-           f"the time available on this machine)" if result.get("subset") else " (the whole split)")
+        + (
+            f" (a seeded random subset, seed {result['subset']['seed']}, of the split: the full split did not fit "
+            f"the time available on this machine)"
+            if result.get("subset")
+            else " (the whole split)"
+        )
         + f", upscaled bicubic to {', '.join(result['upscale']['sizes'])} and saved as JPEG q90, then "
         "preprocessed by the exact path (full decode + bilinear resize) and by the fast path "
         "(JPEG DCT-domain reduced decode, then `Image.reduce`, leaving at least `gap` x the input size "
@@ -212,16 +243,23 @@ def render_fast_decode_markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for row in result["comparisons"]:
-        lines.append(f"| {row['size']} | {row['variant']} | {row['pixel_max_abs_diff']:.0f} / "
-                     f"{row['pixel_mean_abs_diff']:.3f} | {max(row['drop_pp'].values()):+.3f} | "
-                     f"{min(row['top1_agreement'].values()):.4f} |")
-    lines += ["", "Per-head accuracy (%):", "", "| photos | " + " | ".join(heads) + " |",
-              "|---|" + "---|" * len(heads)]
+        lines.append(
+            f"| {row['size']} | {row['variant']} | {row['pixel_max_abs_diff']:.0f} / "
+            f"{row['pixel_mean_abs_diff']:.3f} | {max(row['drop_pp'].values()):+.3f} | "
+            f"{min(row['top1_agreement'].values()):.4f} |"
+        )
+    lines += ["", "Per-head accuracy (%):", "", "| photos | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     for key, scores in result["accuracy"].items():
         lines.append(f"| {key} | " + " | ".join(f"{100 * scores[h]['accuracy']:.2f}" for h in heads) + " |")
-    lines += ["", "Verdict: " + "; ".join(
-        f"{name}: worst drop {v['worst_drop_pp']:+.3f} pp, {'passes' if v['passes'] else 'FAILS'}"
-        for name, v in result["verdict"].items()), ""]
+    lines += [
+        "",
+        "Verdict: "
+        + "; ".join(
+            f"{name}: worst drop {v['worst_drop_pp']:+.3f} pp, {'passes' if v['passes'] else 'FAILS'}"
+            for name, v in result["verdict"].items()
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -232,8 +270,9 @@ def _percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(np.asarray(values), q)), 2)
 
 
-def make_photo_folder(folder: Path, photos: list[Path], sizes: Iterable[tuple[int, int]], formats: Iterable[str],
-                      per_cell: int) -> dict[str, list[Path]]:
+def make_photo_folder(
+    folder: Path, photos: list[Path], sizes: Iterable[tuple[int, int]], formats: Iterable[str], per_cell: int
+) -> dict[str, list[Path]]:
     """Write ``per_cell`` upscaled photos per (size, format) into ``folder``; {"WxH/FORMAT": [paths]}."""
     from fashion.runtime.preprocess import load_image
 
@@ -269,9 +308,16 @@ def _throughput(clf: Any, paths: list[Path], batch_size: int, decode_threads: in
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     failed = sum(1 for item in items if item.error)
     threads, overlap = clf.decode_plan(decode_threads)
-    return {"images": len(paths), "failed": failed, "seconds": round(wall, 2),
-            "images_per_s": round(len(paths) / wall, 2), "cores_busy": round(cpu / wall, 2),
-            "batch_size": batch_size, "decode_threads": threads, "overlap_with_model": overlap}
+    return {
+        "images": len(paths),
+        "failed": failed,
+        "seconds": round(wall, 2),
+        "images_per_s": round(len(paths) / wall, 2),
+        "cores_busy": round(cpu / wall, 2),
+        "batch_size": batch_size,
+        "decode_threads": threads,
+        "overlap_with_model": overlap,
+    }
 
 
 MODES = {
@@ -281,20 +327,37 @@ MODES = {
 }
 
 
-def photo_bench(bundle_dir: str | os.PathLike, photos: list[Path], sizes: Iterable[tuple[int, int]] = BENCH_SIZES,
-                formats: Iterable[str] = FORMATS, per_cell: int = 3, repeats: int = 5, batch_photos: int = 200,
-                batch_size: int = 32, batch_size_wh: tuple[int, int] = (2400, 3200), threads: int | None = None,
-                precision: str = "auto", log: Callable[[str], None] = print) -> dict[str, Any]:
+def photo_bench(
+    bundle_dir: str | os.PathLike,
+    photos: list[Path],
+    sizes: Iterable[tuple[int, int]] = BENCH_SIZES,
+    formats: Iterable[str] = FORMATS,
+    per_cell: int = 3,
+    repeats: int = 5,
+    batch_photos: int = 200,
+    batch_size: int = 32,
+    batch_size_wh: tuple[int, int] = (2400, 3200),
+    threads: int | None = None,
+    precision: str = "auto",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """predict(path) p50/p90 per (size, format) and predict_batch throughput, before vs after, in one run."""
     from fashion.runtime import Classifier
 
     sizes, formats = [tuple(s) for s in sizes], list(formats)
     result: dict[str, Any] = {
-        "bundle": str(bundle_dir), "cpu": cpu_facts().to_dict(), "usable_cores": usable_cores(),
-        "photos_from": sorted({str(p.parent) for p in photos}), "per_cell": per_cell, "repeats": repeats,
-        "modes": {name: {"fast_decode": fast, "decode_threads": threads_ or "auto"}
-                  for name, (fast, threads_) in MODES.items()},
-        "latency": {}, "batch": {},
+        "bundle": str(bundle_dir),
+        "cpu": cpu_facts().to_dict(),
+        "usable_cores": usable_cores(),
+        "photos_from": sorted({str(p.parent) for p in photos}),
+        "per_cell": per_cell,
+        "repeats": repeats,
+        "modes": {
+            name: {"fast_decode": fast, "decode_threads": threads_ or "auto"}
+            for name, (fast, threads_) in MODES.items()
+        },
+        "latency": {},
+        "batch": {},
     }
     with tempfile.TemporaryDirectory(prefix="fashion-photos-") as tmp:
         folder = Path(tmp)
@@ -318,8 +381,10 @@ def photo_bench(bundle_dir: str | os.PathLike, photos: list[Path], sizes: Iterab
                     result["latency"].setdefault(cell, {})[name] = _latency(clf, paths, repeats)
                     log(f"  {name:6s} {cell:16s} p50 {result['latency'][cell][name]['p50_ms']:8.2f} ms")
                 result["batch"][name] = _throughput(clf, batch_paths, batch_size, decode_threads)
-                log(f"  {name:6s} predict_batch {result['batch'][name]['images_per_s']} img/s, "
-                    f"{result['batch'][name]['cores_busy']} cores busy")
+                log(
+                    f"  {name:6s} predict_batch {result['batch'][name]['images_per_s']} img/s, "
+                    f"{result['batch'][name]['cores_busy']} cores busy"
+                )
     before, after = result["batch"]["before"], result["batch"]["after"]
     result["batch_speedup"] = round(after["images_per_s"] / before["images_per_s"], 2)
     result["batch_images"] = f"{batch_photos} x {batch_size_wh[0]}x{batch_size_wh[1]} JPEG q90"
@@ -345,19 +410,34 @@ def render_photo_markdown(result: dict[str, Any]) -> str:
     ]
     for cell, modes in result["latency"].items():
         before, after = modes["before"], modes["after"]
-        lines.append(f"| {cell} | {before['p50_ms']:.1f} | {before['p90_ms']:.1f} | {after['p50_ms']:.1f} | "
-                     f"{after['p90_ms']:.1f} | {before['p50_ms'] / after['p50_ms']:.1f}x |")
-    lines += ["", f"`predict_batch` on {result['batch_images']}:", "",
-              "| mode | images/s | cores busy | decode threads | overlap with model | seconds |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {cell} | {before['p50_ms']:.1f} | {before['p90_ms']:.1f} | {after['p50_ms']:.1f} | "
+            f"{after['p90_ms']:.1f} | {before['p50_ms'] / after['p50_ms']:.1f}x |"
+        )
+    lines += [
+        "",
+        f"`predict_batch` on {result['batch_images']}:",
+        "",
+        "| mode | images/s | cores busy | decode threads | overlap with model | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, row in result["batch"].items():
-        lines.append(f"| {name} | {row['images_per_s']:.1f} | {row['cores_busy']:.2f} | {row['decode_threads']} | "
-                     f"{'yes' if row['overlap_with_model'] else 'no'} | {row['seconds']:.1f} |")
+        lines.append(
+            f"| {name} | {row['images_per_s']:.1f} | {row['cores_busy']:.2f} | {row['decode_threads']} | "
+            f"{'yes' if row['overlap_with_model'] else 'no'} | {row['seconds']:.1f} |"
+        )
     lines += ["", f"Speed-up of `predict_batch`: {result['batch_speedup']:.2f}x.", ""]
     return "\n".join(lines)
 
 
-def bench_photos(bundle_dir: str | os.PathLike, data_dir: str | os.PathLike, split_file: str | os.PathLike,
-                 split: str = "test", seed: int = SEED, **kwargs: Any) -> dict[str, Any]:
+def bench_photos(
+    bundle_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    split_file: str | os.PathLike,
+    split: str = "test",
+    seed: int = SEED,
+    **kwargs: Any,
+) -> dict[str, Any]:
     """``photo_bench`` on a seeded sample of real photos of ``split`` (the fashion-bench --photos entry point).
 
     One distinct photo per batch image (200 by default); the first ``per_cell`` also make the latency cells.
@@ -371,8 +451,16 @@ def bench_photos(bundle_dir: str | os.PathLike, data_dir: str | os.PathLike, spl
     return result
 
 
-def run_photo_bench_cli(bundle: str, data: str | None, split: str, split_file: str | None, threads: int | None,
-                        json_path: str | None, markdown_path: str | None, log: Callable[[str], None]) -> int:
+def run_photo_bench_cli(
+    bundle: str,
+    data: str | None,
+    split: str,
+    split_file: str | None,
+    threads: int | None,
+    json_path: str | None,
+    markdown_path: str | None,
+    log: Callable[[str], None],
+) -> int:
     """``fashion-bench BUNDLE --photos``: run, print the Markdown table, write JSON/Markdown when asked."""
     import json
 
@@ -414,8 +502,14 @@ def _main(argv: list[str] | None = None) -> int:
     check.add_argument("--workers", type=int, default=1)
     check.add_argument("--out", default="docs/eval/fast-decode")
     args = parser.parse_args(argv)
-    result = fast_decode_check(args.bundle, args.data, args.split_file, subset=args.subset,
-                               gaps=[float(g) for g in args.gaps.split(",")], workers=args.workers)
+    result = fast_decode_check(
+        args.bundle,
+        args.data,
+        args.split_file,
+        subset=args.subset,
+        gaps=[float(g) for g in args.gaps.split(",")],
+        workers=args.workers,
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     Path(f"{args.out}.md").write_text(render_fast_decode_markdown(result), encoding="utf-8")

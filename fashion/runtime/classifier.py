@@ -10,6 +10,7 @@ concurrently, and backends that are not (TensorRT) are serialised behind a lock.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import statistics
@@ -61,8 +62,9 @@ def _format_for(backend: str) -> str:
 def _candidates(bundle: Bundle, fmt: str) -> list[str]:
     """Artifact keys of format ``fmt`` in precision order fp32, fp16, int8 (the ones the bundle has)."""
     artifacts = bundle.artifacts
-    return [key for key in (f"{fmt}_{p}" for p in PRECISIONS)
-            if key in artifacts and artifacts[key].get("format") == fmt]
+    return [
+        key for key in (f"{fmt}_{p}" for p in PRECISIONS) if key in artifacts and artifacts[key].get("format") == fmt
+    ]
 
 
 def _missing(bundle: Bundle, fmt: str, precision: str) -> BundleError:
@@ -94,8 +96,13 @@ def recorded_ms(entry: Any, cpu: CpuFacts, threads: int | None = None) -> float 
     return found
 
 
-def select_artifact(bundle: Bundle, backend: str = "auto", precision: str = "auto", cpu: CpuFacts | None = None,
-                    threads: int | None = None) -> ArtifactChoice:
+def select_artifact(
+    bundle: Bundle,
+    backend: str = "auto",
+    precision: str = "auto",
+    cpu: CpuFacts | None = None,
+    threads: int | None = None,
+) -> ArtifactChoice:
     """The artifact to run for ``precision`` on this host, and the reason (``fastest`` is resolved by ``load``).
 
     ``auto`` on the CPU: the bundle's ``pinned_artifact`` if an operator set one; else, when both FP32
@@ -125,11 +132,13 @@ def select_artifact(bundle: Bundle, backend: str = "auto", precision: str = "aut
     fp32, int8 = (recorded_ms(bundle.artifacts[key], cpu, threads) for key in ("onnx_fp32", "onnx_int8"))
     if fp32 is not None and int8 is not None:
         key = "onnx_int8" if int8 < fp32 else "onnx_fp32"
-        return ArtifactChoice(key, f"timings recorded on this CPU ({cpu.model}): int8 {int8:.2f} ms, "
-                                   f"fp32 {fp32:.2f} ms at batch 1")
+        return ArtifactChoice(
+            key, f"timings recorded on this CPU ({cpu.model}): int8 {int8:.2f} ms, fp32 {fp32:.2f} ms at batch 1"
+        )
     if cpu.int8_flags:
-        return ArtifactChoice("onnx_int8", f"this CPU has {', '.join(cpu.int8_flags)} (integer dot products): "
-                                           "INT8 pays here")
+        return ArtifactChoice(
+            "onnx_int8", f"this CPU has {', '.join(cpu.int8_flags)} (integer dot products): INT8 pays here"
+        )
     needed = "dot-product (asimddp)" if cpu.is_arm else "AVX-512 VNNI / AVX-VNNI / AMX"
     return ArtifactChoice("onnx_fp32", f"this CPU lacks {needed} instructions: INT8 would not beat FP32")
 
@@ -158,10 +167,18 @@ def timing_sample(preprocessor: Preprocessor) -> np.ndarray:
     height, width = 4 * preprocessor.height, 4 * preprocessor.width
     image = np.full((height, width, 3), 255, dtype=np.uint8)
     top, left = height // 6, width // 5
-    image[top:height - top, left:width - left] = rng.integers(40, 200, 3, dtype=np.uint8)
+    image[top : height - top, left : width - left] = rng.integers(40, 200, 3, dtype=np.uint8)
     noise = rng.integers(-20, 20, (height - 2 * top, width - 2 * left, 3))
-    image[top:height - top, left:width - left] = np.clip(image[top:height - top, left:width - left] + noise, 0, 255)
+    image[top : height - top, left : width - left] = np.clip(
+        image[top : height - top, left : width - left] + noise, 0, 255
+    )
     return preprocessor(image)
+
+
+def bundle_preprocessor(bundle: Bundle, fast: bool | None = None) -> Preprocessor:
+    """The preprocessing the bundle's spec describes, at its input size (BundleError if unsupported)."""
+    spec = getattr(bundle.manifest, "preprocessing", None) or bundle.manifest.get("preprocessing")
+    return build_preprocessor(spec, *bundle.input_size, fast=fast)
 
 
 def _timings_text(timings: dict[str, float]) -> str:
@@ -182,8 +199,14 @@ def _median_ms(engine: Backend, batch: np.ndarray, calls: int, warmup: int) -> f
 class Classifier:
     """Predicts every head of the bundle for one image or a batch. Build it with :meth:`load`."""
 
-    def __init__(self, bundle: Bundle, backend: Backend, artifact: str, threads: int | None = None,
-                 choice: ArtifactChoice | None = None):
+    def __init__(
+        self,
+        bundle: Bundle,
+        backend: Backend,
+        artifact: str,
+        threads: int | None = None,
+        choice: ArtifactChoice | None = None,
+    ):
         self.bundle = bundle
         self.backend: Backend | None = backend
         self.artifact = artifact
@@ -191,17 +214,24 @@ class Classifier:
         self.choice = choice or ArtifactChoice(artifact, "given")
         self.heads = bundle.heads
         self.input_size = bundle.input_size
-        spec = getattr(bundle.manifest, "preprocessing", None) or bundle.manifest.get("preprocessing")
-        self.preprocessor = build_preprocessor(spec, *self.input_size)
+        self.preprocessor = bundle_preprocessor(bundle)
         self.hierarchy = HierarchyDecoder(bundle.hierarchy, bundle.labels)
         self._lock = threading.Lock()
         self._head_weights: dict[str, np.ndarray] | None = None
 
     @classmethod
-    def load(cls, bundle_dir: str | os.PathLike, backend: str = "auto", precision: str = "auto",
-             providers: list[str] | None = None, threads: int | None = None, allow_fallback: bool = False,
-             timing_image: ImageSource | None = None, fast_decode: bool | None = None,
-             **backend_options: Any) -> Classifier:
+    def load(
+        cls,
+        bundle_dir: str | os.PathLike,
+        backend: str = "auto",
+        precision: str = "auto",
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        allow_fallback: bool = False,
+        timing_image: ImageSource | None = None,
+        fast_decode: bool | None = None,
+        **backend_options: Any,
+    ) -> Classifier:
         """Validate the bundle, choose and verify the artifact, open it and check its outputs.
 
         ``threads``: the model's intra-op threads (default: the usable cores, cgroup quota included).
@@ -237,8 +267,9 @@ class Classifier:
         return engine
 
     @classmethod
-    def _load_fastest(cls, bundle: Bundle, backend: str, options: dict[str, Any],
-                      timing_image: ImageSource | None) -> Classifier:
+    def _load_fastest(
+        cls, bundle: Bundle, backend: str, options: dict[str, Any], timing_image: ImageSource | None
+    ) -> Classifier:
         """Time every candidate on this host (batch 1), keep the winner open, cache the verdict."""
         fmt = _format_for(backend)
         candidates = _candidates(bundle, fmt)
@@ -249,16 +280,19 @@ class Classifier:
         key = choice_cache_key(bundle, candidates, cpu, threads)
         cached = read_choices().get(key)
         if len(candidates) == 1 or (isinstance(cached, dict) and cached.get("artifact") in candidates):
-            winner = candidates[0] if len(candidates) == 1 else cached["artifact"]  # type: ignore[index]
-            reason = (f"the bundle's only {fmt} artifact" if len(candidates) == 1 else
-                      f"fastest on this host, measured {cached.get('measured_at')}: "  # type: ignore[union-attr]
-                      + _timings_text(cached.get("p50_ms", {})))  # type: ignore[union-attr]
+            if len(candidates) == 1:
+                winner, reason = candidates[0], f"the bundle's only {fmt} artifact"
+            else:
+                assert isinstance(cached, dict)
+                winner = str(cached["artifact"])
+                reason = f"fastest on this host, measured {cached.get('measured_at')}: " + _timings_text(
+                    cached.get("p50_ms") or {}
+                )
             engine = cls._open(bundle, winner, options)
             return cls(bundle, engine, winner, threads, ArtifactChoice(winner, reason))
-        probe = cls.__new__(cls)
-        Classifier.__init__(probe, bundle, None, candidates[0], threads)  # type: ignore[arg-type]
-        sample = probe.preprocessor(timing_image) if timing_image is not None else timing_sample(probe.preprocessor)
-        batch = probe.preprocessor.to_batch([sample])
+        preprocessor = bundle_preprocessor(bundle)
+        sample = preprocessor(timing_image) if timing_image is not None else timing_sample(preprocessor)
+        batch = preprocessor.to_batch([sample])
         timings: dict[str, float] = {}
         best: tuple[float, str, Backend] | None = None
         for candidate in candidates:
@@ -272,8 +306,18 @@ class Classifier:
                 engine.close()
         assert best is not None
         measured_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        write_choice(key, {"artifact": best[1], "p50_ms": timings, "cpu": cpu.model, "flags": cpu.reported_flags,
-                           "threads": threads, "calls": FASTEST_CALLS, "measured_at": measured_at})
+        write_choice(
+            key,
+            {
+                "artifact": best[1],
+                "p50_ms": timings,
+                "cpu": cpu.model,
+                "flags": cpu.reported_flags,
+                "threads": threads,
+                "calls": FASTEST_CALLS,
+                "measured_at": measured_at,
+            },
+        )
         reason = f"fastest on this host, measured now: {_timings_text(timings)}"
         return cls(bundle, best[2], best[1], threads, ArtifactChoice(best[1], reason))
 
@@ -288,17 +332,22 @@ class Classifier:
         with self._lock:
             return self.backend.infer(batch, feature_map=feature_map)
 
-    def _decode(self, outputs: dict[str, np.ndarray], row: int, top_k: int, consistent: bool,
-                latency_ms: float) -> Prediction:
+    def _decode(
+        self, outputs: dict[str, np.ndarray], row: int, top_k: int, consistent: bool, latency_ms: float
+    ) -> Prediction:
         chosen: dict[str, int] = {}
         if consistent and not self.hierarchy:
-            raise BundleError(f"{self.bundle.root}: consistent decoding needs hierarchy.json with known "
-                              "(masterCategory, subCategory, articleType) combinations; this bundle has none")
+            raise BundleError(
+                f"{self.bundle.root}: consistent decoding needs hierarchy.json with known "
+                "(masterCategory, subCategory, articleType) combinations; this bundle has none"
+            )
         if consistent:
             combo = self.hierarchy.decode({level: outputs[level][row : row + 1] for level in LEVELS})[0]
             chosen = dict(zip(LEVELS, combo.tolist()))
-        heads = {head: decode_head(outputs[head][row], self.bundle.labels[head], top_k, chosen.get(head))
-                 for head in self.heads}
+        heads = {
+            head: decode_head(outputs[head][row], self.bundle.labels[head], top_k, chosen.get(head))
+            for head in self.heads
+        }
         return Prediction(heads=heads, latency_ms=latency_ms, consistent=bool(chosen))
 
     def preprocess(self, image: ImageSource) -> np.ndarray:
@@ -320,8 +369,14 @@ class Classifier:
             raise ValueError(f"decode_threads must be at least 1, got {decode_threads}")
         return decode_threads, decode_threads + model_threads <= usable_cores()
 
-    def predict_batch(self, images: Iterable[ImageSource], batch_size: int = 32, top_k: int = 3,
-                      consistent: bool = False, decode_threads: int | None = None) -> list[BatchItem]:
+    def predict_batch(
+        self,
+        images: Iterable[ImageSource],
+        batch_size: int = 32,
+        top_k: int = 3,
+        consistent: bool = False,
+        decode_threads: int | None = None,
+    ) -> list[BatchItem]:
         """Predict many images; an image that cannot be read is reported in its item, the rest still run.
 
         Images are decoded by a thread pool (Pillow releases the GIL). When a core is free beside the
@@ -338,16 +393,16 @@ class Classifier:
         pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fashion-decode") if threads > 1 else None
         try:
             submit = self._decoder(pool)
-            pending = submit(images[starts[0]:starts[0] + batch_size]) if starts else []
+            pending = submit(images[starts[0] : starts[0] + batch_size]) if starts else []
             for number, first in enumerate(starts):
                 clock = time.perf_counter()
                 decoded = [job() for job in pending]
                 following = starts[number + 1] if number + 1 < len(starts) else None
                 if overlap and following is not None:
-                    pending = submit(images[following:following + batch_size])  # decodes while the model runs
+                    pending = submit(images[following : following + batch_size])  # decodes while the model runs
                 self._run_batch(images, first, decoded, items, top_k, consistent, clock)
                 if not overlap and following is not None:
-                    pending = submit(images[following:following + batch_size])
+                    pending = submit(images[following : following + batch_size])
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -355,6 +410,7 @@ class Classifier:
 
     def _decoder(self, pool: ThreadPoolExecutor | None) -> Callable[[list[ImageSource]], list[Callable[[], Any]]]:
         """A function that starts decoding a list of images and returns one result getter per image."""
+
         def safe(source: ImageSource) -> np.ndarray | Exception:
             try:
                 return self.preprocess(source)
@@ -362,19 +418,30 @@ class Classifier:
                 return exc
 
         def submit(sources: list[ImageSource]) -> list[Callable[[], Any]]:
-            if pool is None:
-                return [lambda source=source: safe(source) for source in sources]
+            if pool is None:  # decode lazily, in the caller's thread, when the batch is collected
+                return [functools.partial(safe, source) for source in sources]
             futures: list[Future] = [pool.submit(safe, source) for source in sources]
             return [future.result for future in futures]
+
         return submit
 
-    def _run_batch(self, images: list[ImageSource], first: int, decoded: list[np.ndarray | Exception],
-                   items: list[BatchItem | None], top_k: int, consistent: bool, clock: float) -> None:
+    def _run_batch(
+        self,
+        images: list[ImageSource],
+        first: int,
+        decoded: list[np.ndarray | Exception],
+        items: list[BatchItem | None],
+        top_k: int,
+        consistent: bool,
+        clock: float,
+    ) -> None:
         tensors, rows = [], []
         for offset, result in enumerate(decoded):
             position = first + offset
             if isinstance(result, Exception):
-                items[position] = BatchItem(source=_describe(images[position]), error=str(result) or type(result).__name__)
+                items[position] = BatchItem(
+                    source=_describe(images[position]), error=str(result) or type(result).__name__
+                )
             else:
                 tensors.append(result)
                 rows.append(position)
@@ -406,9 +473,11 @@ class Classifier:
         kernel = self._weights().get(f"{head}/kernel")
         features = outputs[FEATURE_MAP][0]  # h x w x C
         if kernel is None or kernel.shape != (features.shape[-1], len(self.bundle.labels[head])):
-            raise BundleError(f"{self.bundle.root / 'head_weights.npz'}: '{head}/kernel' is missing or has shape "
-                              f"{None if kernel is None else kernel.shape}, expected "
-                              f"{(features.shape[-1], len(self.bundle.labels[head]))}")
+            raise BundleError(
+                f"{self.bundle.root / 'head_weights.npz'}: '{head}/kernel' is missing or has shape "
+                f"{None if kernel is None else kernel.shape}, expected "
+                f"{(features.shape[-1], len(self.bundle.labels[head]))}"
+            )
         index = int(np.argmax(outputs[head][0])) if class_index is None else int(class_index)
         heat = np.maximum(features @ kernel[:, index], 0).astype(np.float32)
         height, width = self.input_size
@@ -432,8 +501,12 @@ class Classifier:
             "input_size": list(self.input_size),
             "threads": self.threads,
             "session_options": dict(getattr(self.backend, "session_options", {}) or {}),
-            "decode": {"fast_path": self.preprocessor.fast, "gap": self.preprocessor.gap,
-                       "threads": decode_threads, "overlap_with_model": overlap},
+            "decode": {
+                "fast_path": self.preprocessor.fast,
+                "gap": self.preprocessor.gap,
+                "threads": decode_threads,
+                "overlap_with_model": overlap,
+            },
             "host": {"cpu": cpu_facts().model, "usable_cores": usable_cores()},
         }
 
@@ -457,5 +530,7 @@ def _check_outputs(bundle: Bundle, backend: Backend, path: Path) -> None:
             raise BundleError(f"{path}: model has no output for head '{head}' (outputs: {sorted(sizes)})")
         expected = len(bundle.labels[head])
         if sizes[head] is not None and sizes[head] != expected:
-            raise BundleError(f"{path}: head '{head}' outputs {sizes[head]} classes but labels.json "
-                              f"lists {expected}; the model and labels come from different trainings")
+            raise BundleError(
+                f"{path}: head '{head}' outputs {sizes[head]} classes but labels.json "
+                f"lists {expected}; the model and labels come from different trainings"
+            )

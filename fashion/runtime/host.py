@@ -27,8 +27,23 @@ X86_INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 #: Arm "Features" that do the same (SDOT/UDOT; I8MM's SMMLA).
 ARM_INT8_FLAGS = ("asimddp", "i8mm")
 #: Flags recorded with timings and in reports: what decides how fast FP32 and INT8 run.
-REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
-                  "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm", "sve", "bf16")
+REPORTED_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "sve",
+    "bf16",
+)
 
 
 @dataclass(frozen=True)
@@ -94,8 +109,11 @@ def cpu_facts(cpuinfo_path: str | os.PathLike = CPUINFO) -> CpuFacts:
     return CpuFacts(model=platform.processor() or platform.machine(), arch=platform.machine(), flags=frozenset())
 
 
-def cgroup_cpu_limit(cpu_max: str | os.PathLike = CGROUP_V2_CPU_MAX, v1_quota: str | os.PathLike = CGROUP_V1_QUOTA,
-                     v1_period: str | os.PathLike = CGROUP_V1_PERIOD) -> float | None:
+def cgroup_cpu_limit(
+    cpu_max: str | os.PathLike = CGROUP_V2_CPU_MAX,
+    v1_quota: str | os.PathLike = CGROUP_V1_QUOTA,
+    v1_period: str | os.PathLike = CGROUP_V1_PERIOD,
+) -> float | None:
     """The container's CPU quota in cores (cgroup v2 ``cpu.max``, else v1 cfs quota), None when unlimited."""
     try:
         quota, period = Path(cpu_max).read_text().split()[:2]

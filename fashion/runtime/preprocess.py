@@ -332,8 +332,11 @@ def _unsupported(key: str, value: Any, allowed: str) -> BundleError:
 
 def _triple(key: str, value: Any, low: float, high: float) -> tuple[float, float, float]:
     values = [value] * 3 if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-    if (not isinstance(values, (list, tuple)) or len(values) != 3
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high for v in values)):
+    if (
+        not isinstance(values, (list, tuple))
+        or len(values) != 3
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high for v in values)
+    ):
         raise _unsupported(key, value, f"a number or 3 numbers in [{low}, {high}]")
     return (float(values[0]), float(values[1]), float(values[2]))
 
@@ -372,9 +375,12 @@ def build_preprocessor(spec: Any, height: int, width: int, fast: bool | None = N
     if not isinstance(exif, bool):
         raise _unsupported("exif_transpose", exif, "true or false")
     value_range = values.get("range", [0, 255])
-    if (not isinstance(value_range, (list, tuple)) or len(value_range) != 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value_range)
-            or not value_range[0] < value_range[1]):
+    if (
+        not isinstance(value_range, (list, tuple))
+        or len(value_range) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value_range)
+        or not value_range[0] < value_range[1]
+    ):
         raise _unsupported("range", value_range, "[low, high] with low < high, e.g. [0, 255] or [0, 1]")
     pad = _triple("pad_value", values.get("pad_value", PAD_VALUE), 0, 255)
     if any(v != int(v) for v in pad):
@@ -382,9 +388,16 @@ def build_preprocessor(spec: Any, height: int, width: int, fast: bool | None = N
     mean = _triple("mean", values["mean"], -math.inf, math.inf) if "mean" in values else None
     std = _triple("std", values["std"], 1e-12, math.inf) if "std" in values else None
     return Preprocessor(
-        height=int(height), width=int(width), fit=fit, resample=resample,
-        pad_value=(int(pad[0]), int(pad[1]), int(pad[2])), exif_transpose=exif,
-        value_range=(float(value_range[0]), float(value_range[1])), mean=mean, std=std, layout=layout,
+        height=int(height),
+        width=int(width),
+        fit=fit,
+        resample=resample,
+        pad_value=(int(pad[0]), int(pad[1]), int(pad[2])),
+        exif_transpose=exif,
+        value_range=(float(value_range[0]), float(value_range[1])),
+        mean=mean,
+        std=std,
+        layout=layout,
         fast=FAST_DECODE_DEFAULT if fast is None else bool(fast),
     )
 

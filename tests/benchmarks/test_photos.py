@@ -40,8 +40,9 @@ def test_upscale_writes_the_requested_size_and_format(sample_dir, fmt):
 
 def test_fast_decode_check_compares_exact_and_fast(tiny_bundle, sample_dir, split_file):
     # the tiny model's input is 32x24, so 240x320 photos are 10x larger: JPEG draft 1/2 with gap 3
-    result = fast_decode_check(tiny_bundle, sample_dir, split_file, subset=8, sizes=[(240, 320)], gaps=[2.0, 3.0],
-                               log=lambda _: None)
+    result = fast_decode_check(
+        tiny_bundle, sample_dir, split_file, subset=8, sizes=[(240, 320)], gaps=[2.0, 3.0], log=lambda _: None
+    )
     assert result["photos"] == 8 and result["subset"]["size"] == 8
     assert {row["variant"] for row in result["comparisons"]} == {"fast_gap2", "fast_gap3"}
     for row in result["comparisons"]:
@@ -56,10 +57,20 @@ def test_fast_decode_check_compares_exact_and_fast(tiny_bundle, sample_dir, spli
 
 def test_photo_bench_measures_before_and_after(tiny_bundle, sample_dir):
     photos = sorted((sample_dir / "images").glob("*.jpg"))[:4]
-    result = photo_bench(tiny_bundle, photos, sizes=[(240, 320), (400, 300)], per_cell=1, repeats=2,
-                         batch_photos=6, batch_size=4, batch_size_wh=(240, 320), log=lambda _: None)
-    assert set(result["latency"]) == {f"{size}/{fmt}" for size in ("240x320", "400x300")
-                                      for fmt in ("JPEG", "PNG", "WEBP")}
+    result = photo_bench(
+        tiny_bundle,
+        photos,
+        sizes=[(240, 320), (400, 300)],
+        per_cell=1,
+        repeats=2,
+        batch_photos=6,
+        batch_size=4,
+        batch_size_wh=(240, 320),
+        log=lambda _: None,
+    )
+    assert set(result["latency"]) == {
+        f"{size}/{fmt}" for size in ("240x320", "400x300") for fmt in ("JPEG", "PNG", "WEBP")
+    }
     for modes in result["latency"].values():
         for row in modes.values():
             assert row["calls"] == 2 and 0 < row["p50_ms"] <= row["p90_ms"]

@@ -105,8 +105,10 @@ def test_usable_cores_respects_affinity_and_quota(tmp_path):
     assert usable_cores(cpu_max) == affinity
 
 
-@pytest.mark.parametrize(("model_threads", "cores", "expected"),
-                         [(2, 2, (2, False)), (1, 2, (1, True)), (4, 16, (12, True)), (8, 4, (4, False))])
+@pytest.mark.parametrize(
+    ("model_threads", "cores", "expected"),
+    [(2, 2, (2, False)), (1, 2, (1, True)), (4, 16, (12, True)), (8, 4, (4, False))],
+)
 def test_decode_and_model_threads_never_exceed_the_cores(model_threads, cores, expected):
     decode, overlap = split_threads(model_threads, cores)
     assert (decode, overlap) == expected

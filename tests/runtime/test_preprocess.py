@@ -57,7 +57,11 @@ def big_jpeg(photo) -> bytes:
 def test_default_spec_is_the_documented_contract(photos):
     spec = build_preprocessor(PREPROCESSING_SPEC, HEIGHT, WIDTH)
     assert (spec.fit, spec.resample, spec.pad_value, spec.layout) == (
-        "pad_to_aspect_then_resize", "bilinear", (255, 255, 255), "NHWC")
+        "pad_to_aspect_then_resize",
+        "bilinear",
+        (255, 255, 255),
+        "NHWC",
+    )
     for path in photos:
         out = spec(path)
         assert out.shape == (HEIGHT, WIDTH, 3) and out.dtype == np.uint8
@@ -92,8 +96,13 @@ def test_range_mean_std_and_layout_shape_the_batch(photos):
     unit = build_preprocessor({**PREPROCESSING_SPEC, "range": [0, 1]}, HEIGHT, WIDTH)
     image = unit(photos[0])
     np.testing.assert_allclose(unit.to_batch([image]), image[None] / 255.0, rtol=1e-6)
-    spec = {**PREPROCESSING_SPEC, "range": [0, 1], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-            "layout": "NCHW"}
+    spec = {
+        **PREPROCESSING_SPEC,
+        "range": [0, 1],
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "layout": "NCHW",
+    }
     timm_like = build_preprocessor(spec, HEIGHT, WIDTH)
     batch = timm_like.to_batch([image, image])
     assert batch.shape == (2, 3, HEIGHT, WIDTH)
@@ -101,11 +110,23 @@ def test_range_mean_std_and_layout_shape_the_batch(photos):
     np.testing.assert_allclose(batch[1, 0], expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("color", "BGR"), ("fit", "zoom"), ("resample", "magic"), ("dtype", "uint8"), ("layout", "CHW"),
-    ("range", [1, 0]), ("range", "0-255"), ("pad_value", 300), ("pad_value", [1, 2]), ("exif_transpose", "yes"),
-    ("std", [0, 1, 1]), ("crop_pct", 0.875),
-])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("color", "BGR"),
+        ("fit", "zoom"),
+        ("resample", "magic"),
+        ("dtype", "uint8"),
+        ("layout", "CHW"),
+        ("range", [1, 0]),
+        ("range", "0-255"),
+        ("pad_value", 300),
+        ("pad_value", [1, 2]),
+        ("exif_transpose", "yes"),
+        ("std", [0, 1, 1]),
+        ("crop_pct", 0.875),
+    ],
+)
 def test_unsupported_spec_values_are_bundle_errors(key, value):
     with pytest.raises(BundleError, match=key):
         build_preprocessor({**PREPROCESSING_SPEC, key: value}, HEIGHT, WIDTH)
@@ -115,8 +136,16 @@ def test_unsupported_spec_values_are_bundle_errors(key, value):
 
 
 # PNG and WebP at 1200x1600: reduced by Image.reduce(4); JPEGs by the DCT draft (1/8, 1/4 with 1/2 reduce)
-@pytest.mark.parametrize(("size", "fmt"), [((2400, 3200), "JPEG"), ((1080, 1440), "JPEG"), ((1200, 1600), "PNG"),
-                                           ((1200, 1600), "WEBP"), ((3000, 2250), "JPEG")])
+@pytest.mark.parametrize(
+    ("size", "fmt"),
+    [
+        ((2400, 3200), "JPEG"),
+        ((1080, 1440), "JPEG"),
+        ((1200, 1600), "PNG"),
+        ((1200, 1600), "WEBP"),
+        ((3000, 2250), "JPEG"),
+    ],
+)
 def test_fast_path_matches_the_exact_path_on_real_upscaled_photos(photo, size, fmt):
     data = upscaled(photo, size, fmt)
     exact = build_preprocessor(PREPROCESSING_SPEC, HEIGHT, WIDTH, fast=False)(data).astype(int)

@@ -16,8 +16,8 @@ from fashion import HEADS
 from fashion.runtime import BackendUnavailableError, BundleError, Classifier, FashionError, InvalidImageError
 from fashion.runtime.bundle import atomic_write_json, load_manifest, record_artifact
 from fashion.runtime.classifier import ArtifactChoice, choose_artifact, select_artifact
-from fashion.runtime.host import parse_cpuinfo, usable_cores
 from fashion.runtime.hierarchy import LEVELS, HierarchyDecoder, consistency_effect
+from fashion.runtime.host import parse_cpuinfo, usable_cores
 from fashion.runtime.preprocess import preprocess
 
 
@@ -60,7 +60,9 @@ def test_predictions_equal_onnxruntime_by_hand(clf, tiny_bundle, photos):
             assert got.label == labels[head][got.index]
             assert got.confidence == pytest.approx(float(probs.max()), abs=1e-6)
         top = prediction.heads["articleType"].top_k
-        assert [label for label, _ in top] == [labels["articleType"][i] for i in np.argsort(-expected["articleType"][row], kind="stable")]
+        assert [label for label, _ in top] == [
+            labels["articleType"][i] for i in np.argsort(-expected["articleType"][row], kind="stable")
+        ]
     # the tiny model must not be constant, or the comparison above proves little
     assert len({tuple(clf.predict(p).labels().values()) for p in photos}) > 1
 
@@ -128,15 +130,25 @@ def test_consistent_decoding_returns_a_known_combination(clf, photos):
 
 
 def test_hierarchy_decoder_maximises_the_joint_probability():
-    labels = {"masterCategory": ["Apparel", "Footwear"], "subCategory": ["Shoes", "Topwear"],
-              "articleType": ["Casual Shoes", "Shirts", "Tshirts"]}
-    combos = [("Apparel", "Topwear", "Shirts"), ("Apparel", "Topwear", "Tshirts"),
-              ("Footwear", "Shoes", "Casual Shoes"), ("Unknown", "Topwear", "Shirts")]
+    labels = {
+        "masterCategory": ["Apparel", "Footwear"],
+        "subCategory": ["Shoes", "Topwear"],
+        "articleType": ["Casual Shoes", "Shirts", "Tshirts"],
+    }
+    combos = [
+        ("Apparel", "Topwear", "Shirts"),
+        ("Apparel", "Topwear", "Tshirts"),
+        ("Footwear", "Shoes", "Casual Shoes"),
+        ("Unknown", "Topwear", "Shirts"),
+    ]
     decoder = HierarchyDecoder(combos, labels)
     assert len(decoder.table) == 3  # the combination naming an unknown class is dropped
     # argmaxes disagree: Footwear / Topwear / Shirts is not a real combination
-    probs = {"masterCategory": np.array([[0.45, 0.55]]), "subCategory": np.array([[0.2, 0.8]]),
-             "articleType": np.array([[0.1, 0.5, 0.4]])}
+    probs = {
+        "masterCategory": np.array([[0.45, 0.55]]),
+        "subCategory": np.array([[0.2, 0.8]]),
+        "articleType": np.array([[0.1, 0.5, 0.4]]),
+    }
     # joint: Apparel/Topwear/Shirts = .45*.8*.5 = .18 ; Footwear/Shoes/Casual = .55*.2*.1 = .011
     assert decoder.decode(probs).tolist() == [[0, 1, 1]]
     truth = {"masterCategory": np.array([0]), "subCategory": np.array([1]), "articleType": np.array([-1])}
@@ -183,7 +195,9 @@ def test_artifact_choice(tiny_bundle, tmp_path):
 
 # -- host-aware choice between FP32 and a real INT8 artifact -------------------------------------------------------
 
-XEON = parse_cpuinfo("model name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: avx2 fma avx512f avx512_vnni amx_int8\n")
+XEON = parse_cpuinfo(
+    "model name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: avx2 fma avx512f avx512_vnni amx_int8\n"
+)
 EPYC = parse_cpuinfo("model name\t: AMD EPYC 7B12\nflags\t\t: avx2 fma\n")
 GRAVITON = parse_cpuinfo("Features\t: fp asimd asimddp\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n")
 CORTEX = parse_cpuinfo("Features\t: fp asimd\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n")
@@ -214,10 +228,15 @@ def with_manifest(bundle: Path, tmp_path: Path, change) -> Path:
     return root
 
 
-@pytest.mark.parametrize(("cpu", "expected", "why"), [
-    (XEON, "onnx_int8", "avx512_vnni, amx_int8"), (EPYC, "onnx_fp32", "lacks AVX-512 VNNI / AVX-VNNI / AMX"),
-    (GRAVITON, "onnx_int8", "asimddp"), (CORTEX, "onnx_fp32", "lacks dot-product"),
-])
+@pytest.mark.parametrize(
+    ("cpu", "expected", "why"),
+    [
+        (XEON, "onnx_int8", "avx512_vnni, amx_int8"),
+        (EPYC, "onnx_fp32", "lacks AVX-512 VNNI / AVX-VNNI / AMX"),
+        (GRAVITON, "onnx_int8", "asimddp"),
+        (CORTEX, "onnx_fp32", "lacks dot-product"),
+    ],
+)
 def test_auto_picks_int8_only_where_the_isa_makes_it_pay(int8_bundle, cpu, expected, why):
     choice = select_artifact(load_manifest(int8_bundle, verify_hashes=False), cpu=cpu)
     assert choice.artifact == expected and why in choice.reason

@@ -45,8 +45,14 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     thread_safe = True  # InferenceSession.run may be called concurrently
 
-    def __init__(self, session: ort.InferenceSession, path: Path, outputs: dict[str, str],
-                 feature_map: str | None, session_options: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        path: Path,
+        outputs: dict[str, str],
+        feature_map: str | None,
+        session_options: dict[str, Any] | None = None,
+    ):
         self.session = session
         #: The thread and graph settings this session really runs with (reported in Classifier.info).
         self.session_options = dict(session_options or {})
@@ -58,10 +64,19 @@ class OnnxRuntimeBackend(Backend):
         self._numpy_input_type = np.float16 if self.input.type == "tensor(float16)" else np.float32
 
     @classmethod
-    def open(cls, path: Path, artifact: dict[str, Any], *, providers: list[str] | None = None,
-             threads: int | None = None, allow_fallback: bool = False,
-             graph_optimization: str = "all", provider_options: dict[str, dict] | None = None,
-             spinning: bool | None = None, **_: Any) -> OnnxRuntimeBackend:
+    def open(
+        cls,
+        path: Path,
+        artifact: dict[str, Any],
+        *,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        allow_fallback: bool = False,
+        graph_optimization: str = "all",
+        provider_options: dict[str, dict] | None = None,
+        spinning: bool | None = None,
+        **_: Any,
+    ) -> OnnxRuntimeBackend:
         """Open ``path``. ``threads``: intra-op threads (ORT's default: one per core of the affinity mask).
 
         ``spinning=False`` stops idle intra-op threads from busy-waiting for the next parallel section:
@@ -84,7 +99,9 @@ class OnnxRuntimeBackend(Backend):
 
         settings = ort.SessionOptions()
         if graph_optimization not in OPTIMIZATION_LEVELS:
-            raise ValueError(f"graph_optimization must be one of {sorted(OPTIMIZATION_LEVELS)}, got {graph_optimization!r}")
+            raise ValueError(
+                f"graph_optimization must be one of {sorted(OPTIMIZATION_LEVELS)}, got {graph_optimization!r}"
+            )
         settings.graph_optimization_level = OPTIMIZATION_LEVELS[graph_optimization]
         settings.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if threads:
@@ -93,12 +110,18 @@ class OnnxRuntimeBackend(Backend):
         if spinning is not None:
             settings.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
             settings.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
-        used = {"intra_op_num_threads": int(threads) if threads else None, "inter_op_num_threads": 1 if threads else None,
-                "execution_mode": "sequential", "graph_optimization": graph_optimization,
-                "allow_spinning": True if spinning is None else bool(spinning)}
+        used = {
+            "intra_op_num_threads": int(threads) if threads else None,
+            "inter_op_num_threads": 1 if threads else None,
+            "execution_mode": "sequential",
+            "graph_optimization": graph_optimization,
+            "allow_spinning": True if spinning is None else bool(spinning),
+        }
         try:
             session = ort.InferenceSession(
-                str(path), sess_options=settings, providers=chosen,
+                str(path),
+                sess_options=settings,
+                providers=chosen,
                 provider_options=[options.get(p, {}) for p in chosen],
             )
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt models
