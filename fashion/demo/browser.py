@@ -9,9 +9,10 @@ The page may reach only this machine: any other request is blocked and recorded.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 import click
@@ -26,7 +27,7 @@ DONE_MARKERS = ("Prediction took", "Could not use this file")  # texts of views.
 
 
 @contextmanager
-def chromium_page(width: int = 1400, height: int = 1100) -> Iterator[tuple[object, list[str]]]:
+def chromium_page(width: int = 1400, height: int = 1100) -> Iterator[tuple[Any, list[str]]]:
     """A Playwright page in headless Chromium that can reach only this machine.
 
     Yields ``(page, blocked)``: ``blocked`` collects every non-local URL the page tried to load.

@@ -85,7 +85,7 @@ def pass_unreadable_files_on(image_input: gr.Image) -> gr.Image:
                 raise
             return str(payload.path)
 
-    image_input.preprocess = preprocess
+    image_input.preprocess = preprocess  # type: ignore[method-assign]
     return image_input
 
 

@@ -12,8 +12,9 @@ import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -69,7 +70,7 @@ def save_png(image: np.ndarray, directory: str | os.PathLike) -> Path:
 def prune(directory: str | os.PathLike, max_age_s: float) -> int:
     """Delete entries of ``directory`` not modified for ``max_age_s`` seconds; returns how many."""
     cutoff, removed = time.time() - max_age_s, 0
-    for entry in os.scandir(directory):
+    for entry in os.scandir(os.fspath(directory)):
         try:
             if entry.stat().st_mtime >= cutoff:
                 continue

@@ -19,8 +19,9 @@ import io
 import json
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any
 
 import click
 from tqdm import tqdm
@@ -84,7 +85,7 @@ def precheck(path: str, from_folder: bool) -> str | None:
 def _enable_plugins() -> None:
     """HEIC/HEIF decode when the optional pillow-heif package is installed."""
     try:
-        from pillow_heif import register_heif_opener  # type: ignore[import-not-found]
+        from pillow_heif import register_heif_opener
     except ImportError:
         return
     register_heif_opener()
