@@ -260,3 +260,27 @@ def test_data_commands(request, command, kind, data_dirs, tiny_bundle, tmp_path)
     if command == "fashion-export":
         before = json.loads((request.getfixturevalue("shipped_bundle") / "bundle.json").read_text())
         assert json.loads((bundle / "bundle.json").read_text())["artifacts"] == before["artifacts"]
+
+
+# -- every command: -h ------------------------------------------------------------------------------
+
+
+def _console_scripts() -> dict[str, str]:
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["scripts"]
+
+
+@pytest.mark.parametrize("script", sorted(_console_scripts()))
+def test_every_command_answers_short_help(script):
+    import importlib
+
+    module, _, attribute = _console_scripts()[script].partition(":")
+    try:
+        main = getattr(importlib.import_module(module), attribute)
+    except ImportError as exc:  # an extra that is not installed here
+        pytest.skip(f"{script}: {exc}")
+    result = CliRunner().invoke(main, ["-h"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output and "-h, --help" in result.output
