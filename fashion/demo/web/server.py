@@ -41,8 +41,8 @@ def resolve_model(bundle_or_model: str | Path) -> Path:
         return path
     bundle = load_manifest(path, verify_hashes=False)
     if STANDALONE_KEY not in bundle.artifacts:
-        raise WebSetupError(f"{path}: no standalone model; build it with "
-                            f"`fashion-export {path} --standalone` (or python -m fashion.export.standalone)")
+        raise WebSetupError(f"{path}: no standalone model; build it with `python -m fashion.export.standalone "
+                            f"{path}` or `fashion-export {path} --standalone`")
     return bundle.artifact_path(STANDALONE_KEY)
 
 
