@@ -8,6 +8,7 @@
 // Exit codes: 0 all photos tagged, 1 some photos could not be read, 2 bad arguments.
 import fs from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import jpeg from "jpeg-js";
 import { PNG } from "pngjs";
 import ort from "onnxruntime-node";
@@ -76,7 +77,8 @@ async function main(argv) {
   return failed ? 1 : 0;
 }
 
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("tag-folder.mjs")) {
+// Run when started as a script (directly or through the npm bin link), not when imported.
+if (process.argv[1] && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
   main(process.argv.slice(2)).then((code) => process.exit(code), (error) => {
     process.stderr.write(`Error: ${error.message}\n`);
     process.exit(1);
