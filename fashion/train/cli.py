@@ -1,22 +1,28 @@
-"""fashion-train: fit the six-head model (CPU or GPU recipe) and evaluate bundles."""
+"""fashion-train: fit the six-head model (CPU or GPU recipe), evaluate bundles, check a GPU machine."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-DEFAULT_SPLIT = "data/splits/fashion-product-images.csv"
+from fashion.data import paths
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
+
+from .errors import TrainError
+
+DEFAULT_SPLIT = str(paths.DEFAULT_SPLIT)
+RECIPES = ("cpu", "gpu")
 
 
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in text.lower().split("x"))
-        return height, width
     except ValueError:
         raise click.BadParameter(f"{text!r}: expected HEIGHTxWIDTH, e.g. 128x96") from None
+    if height < 16 or width < 16:
+        raise click.BadParameter(f"{text!r}: height and width must be at least 16")
+    return height, width
 
 
 def _load(data: str, split_file: str | None):
@@ -24,7 +30,10 @@ def _load(data: str, split_file: str | None):
     from fashion.data.labels import build_vocabularies
     from fashion.data.split import attach_split, read_split
 
-    frame, report = load_dataset(data)
+    try:
+        frame, report = load_dataset(data)
+    except (FileNotFoundError, ValueError) as exc:
+        raise TrainError(str(exc)) from exc
     click.echo(report.summary(), err=True)
     vocab = build_vocabularies(frame)
     if split_file:
@@ -32,26 +41,46 @@ def _load(data: str, split_file: str | None):
     return frame, vocab, report
 
 
-@click.group()
+def build_train_data(data: str, split_file: str, workers: int | None = None):
+    """Read the dataset, split and vocabularies once; every recipe trains from the result."""
+    from fashion.data.labels import hierarchy
+
+    from .recipe import train_data_from_frame
+
+    frame, vocab, report = _load(data, split_file)
+    counts = {k: v for k, v in report.to_dict().items() if not isinstance(v, (list, str))}
+    description = {"data": Path(data).resolve().name, "split": Path(split_file).name,
+                   "train_images": int((frame["split"] == "train").sum()),
+                   "val_images": int((frame["split"] == "val").sum()), "loader_report": counts}
+    return train_data_from_frame(frame, vocab, hierarchy(frame[frame["split"] == "train"]), description, workers)
+
+
+@run_cli
+@click.group(context_settings=CONTEXT_SETTINGS)
 def main():
     """Train and evaluate the six-head EfficientNetB0 fashion classifier."""
 
 
-@main.command()
+@main.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="Kaggle-layout folder.")
 @click.option("--split", "split_file", default=DEFAULT_SPLIT, show_default=True, type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(), help="Bundle directory to write.")
-@click.option("--recipe", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
+@click.option("--recipe", type=click.Choice(RECIPES), default="cpu", show_default=True)
 @click.option("--size", "sizes", multiple=True, default=["128x96"], show_default=True,
               help="Input HEIGHTxWIDTH; the GPU recipe accepts several and bundles the first.")
 @click.option("--weights", default=None, help="ImageNet notop .weights.h5 (default: $FASHION_EFFICIENTNET_WEIGHTS, "
               "../shared/weights, then Keras's download).")
-@click.option("--epochs", default=10, show_default=True)
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--learning-rate", default=5e-4, show_default=True)
-@click.option("--label-smoothing", default=0.1, show_default=True)
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--learning-rate", default=5e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--label-smoothing", default=0.1, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--class-weights", default="", help="Comma-separated heads to weight by count^-0.5, e.g. articleType,baseColour.")
-@click.option("--gpu-seconds", default=None, type=float, help="GPU recipe: wall-clock seconds per size (time-based cosine).")
+@click.option("--gpu-seconds", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="GPU recipe: training seconds per size (time-based cosine; compilation not counted).")
+@click.option("--devices", default="1", show_default=True,
+              help="GPU recipe: number of devices to train on data-parallel, or 'all' (JAX backend).")
+@click.option("--precision", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="GPU recipe: mixed bfloat16 (auto: on an accelerator).")
 @click.option("--work-dir", default=None, type=click.Path(), help="Checkpoints and logs (default: runs/<bundle name>).")
 @click.option("--cache-dir", default="cache", show_default=True, type=click.Path(), help="CPU recipe activation cache.")
 @click.option("--cut-layer", default="block5c_add", show_default=True,
@@ -59,68 +88,74 @@ def main():
 @click.option("--resume", is_flag=True, help="Continue a killed run from its last checkpoint.")
 @click.option("--backbone", type=click.Choice(["efficientnetb0", "tiny"]), default="efficientnetb0", hidden=True)
 def fit(data, split_file, out, recipe, sizes, weights, epochs, batch_size, learning_rate, label_smoothing,
-        class_weights, gpu_seconds, work_dir, cache_dir, cut_layer, resume, backbone):
+        class_weights, gpu_seconds, devices, precision, work_dir, cache_dir, cut_layer, resume, backbone):
     """Train on the split's train part, select on val, and write a bundle."""
-    from fashion.data.labels import hierarchy
+    from fashion.data.paths import resolve_weights
 
-    from .arrays import split_frame
-    from .bundle_io import write_bundle
-    from .evaluate import evaluate_frame, format_table
-    from .model import resolve_weights
-
-    frame, vocab, report = _load(data, split_file)
-    weights = resolve_weights(weights) if backbone != "tiny" else None
-    height, width = _parse_size(sizes[0])
+    heads = [h for h in class_weights.split(",") if h]
+    parsed_sizes = [_parse_size(s) for s in sizes]
+    if recipe == "cpu" and len(parsed_sizes) > 1:
+        raise TrainError("the CPU recipe trains one --size; pass several only with --recipe gpu")
+    if recipe == "cpu" and (gpu_seconds or devices != "1"):
+        raise TrainError("--gpu-seconds and --devices belong to --recipe gpu")
+    if recipe == "gpu" and heads:
+        raise TrainError("--class-weights is a CPU recipe option")
+    try:
+        weights = resolve_weights(weights) if backbone != "tiny" else None
+    except FileNotFoundError as exc:
+        raise TrainError(str(exc)) from exc
     work = Path(work_dir or Path("runs") / Path(out).name)
-    if recipe == "cpu":
-        from .cpu_recipe import CpuRecipeConfig, run_cpu_recipe
+    train_data = build_train_data(data, split_file)
+    trainer = _recipe(recipe, parsed_sizes, weights, epochs, batch_size, learning_rate, label_smoothing, heads,
+                      gpu_seconds, devices, precision, cache_dir, cut_layer, resume, backbone)
+    result = trainer.fit(train_data, work)
+    _publish(result, train_data, out, split_file, work, recipe, parsed_sizes[0])
 
-        config = CpuRecipeConfig(height=height, width=width, epochs=epochs,
-                                 cut_layer="stem_activation" if backbone == "tiny" else cut_layer, batch_size=batch_size,
+
+def _recipe(recipe, sizes, weights, epochs, batch_size, learning_rate, label_smoothing, heads, gpu_seconds, devices,
+            precision, cache_dir, cut_layer, resume, backbone):
+    """The recipe object with its options dataclass (the CLI's only recipe-specific code)."""
+    if recipe == "cpu":
+        from .cpu_recipe import CpuRecipe, CpuRecipeConfig
+
+        height, width = sizes[0]
+        config = CpuRecipeConfig(height=height, width=width, epochs=epochs, batch_size=batch_size,
+                                 cut_layer="stem_activation" if backbone == "tiny" else cut_layer,
                                  learning_rate=learning_rate, label_smoothing=label_smoothing,
-                                 class_weight_heads=[h for h in class_weights.split(",") if h])
-        model = run_cpu_recipe(frame, vocab, weights, work, config, cache_dir, resume=resume, backbone=backbone)
-        training = {"recipe": "cpu", **asdict(config)}
-    else:
-        model, training = _fit_gpu(data, split_file, vocab, weights, [_parse_size(s) for s in sizes], work,
-                                   epochs, batch_size, learning_rate, label_smoothing, gpu_seconds)
-    val = split_frame(frame, "val")
-    metrics = {"val": evaluate_frame(model, val, vocab, name="val")}
+                                 class_weight_heads=heads, backbone=backbone)
+        return CpuRecipe(config, weights=weights, cache_dir=cache_dir, resume=resume)
+    from .gpu_recipe import GpuRecipe, GpuRecipeConfig
+
+    config = GpuRecipeConfig(sizes=sizes, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                             label_smoothing=label_smoothing, seconds_per_size=gpu_seconds, devices=devices,
+                             mixed_precision=precision, backbone=backbone)
+    return GpuRecipe(config, weights=weights, resume=resume)
+
+
+def _publish(result, train_data, out, split_file, work, recipe, size) -> None:
+    """Score the recipe's own validation predictions, write the bundle and the training curves."""
+    from .bundle_io import write_bundle
+    from .evaluate import evaluate_predictions, format_table
+
+    metrics = {"val": evaluate_predictions(result.val_probs, result.val_labels, train_data.vocabularies, "val",
+                                           hierarchy=train_data.hierarchy)}
     click.echo(format_table(metrics["val"]))
-    train_rows = frame[frame["split"] == "train"]
-    training.update({"weights": str(weights), "train_images": int(len(train_rows)), "data": str(data),
-                     "loader_report": {k: v for k, v in report.to_dict().items() if not isinstance(v, list)}})
-    path = write_bundle(out, model, vocab, hierarchy(train_rows), training, metrics, split_file)
+    training = {**result.training, **train_data.description}
+    path = write_bundle(out, result.model, train_data.vocabularies, train_data.hierarchy, training, metrics, split_file)
     click.echo(f"bundle written to {path}")
+    height, width = size
     log_csv = work / ("phase2" if recipe == "cpu" else f"{height}x{width}") / "log.csv"
     if log_csv.exists():
-        from .finetune import plot_training_curves
+        try:
+            from .finetune import plot_training_curves
 
-        plot_training_curves(log_csv, work / "training_curves.png")
-        click.echo(f"training curves: {work / 'training_curves.png'}")
-
-
-def _fit_gpu(data, split_file, vocab, weights, sizes, work, epochs, batch_size, learning_rate, label_smoothing,
-             gpu_seconds):
-    import keras
-
-    from .gpu_recipe import run_gpu_recipe
-    from .model import build_model
-
-    labels_file = work / "labels.json"
-    work.mkdir(parents=True, exist_ok=True)
-    labels_file.write_text(json.dumps(vocab))
-    results = run_gpu_recipe(data, split_file, str(labels_file), weights, sizes, str(work), epochs=epochs,
-                             batch_size=batch_size, learning_rate=learning_rate, label_smoothing=label_smoothing,
-                             seconds_per_size=[gpu_seconds] * len(sizes) if gpu_seconds else None)
-    keras.mixed_precision.set_global_policy("float32")
-    height, width = sizes[0]
-    model = build_model({h: len(c) for h, c in vocab.items()}, height, width, weights=None)
-    model.load_weights(str(work / f"{height}x{width}" / "final.weights.h5"))
-    return model, {"recipe": "gpu", "sizes": [f"{h}x{w}" for h, w in sizes], "results": results}
+            plot_training_curves(log_csv, work / "training_curves.png")
+            click.echo(f"training curves: {work / 'training_curves.png'}")
+        except ImportError as exc:  # matplotlib is optional on a GPU image
+            click.echo(f"training curves skipped ({exc})", err=True)
 
 
-@main.command()
+@main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="Kaggle-layout folder.")
 @click.option("--split", "split_file", default=None, type=click.Path(exists=True),
@@ -132,7 +167,6 @@ def evaluate(bundle, data, split_file, subset, out, record):
     """Accuracy, macro-F1 and top-3 per head, confusion matrices and a sample grid."""
     from fashion.runtime.bundle import load_manifest
 
-    from .arrays import split_frame
     from .bundle_io import load_keras_model, update_metrics
     from .evaluate import evaluate_frame, format_table
 
@@ -140,12 +174,36 @@ def evaluate(bundle, data, split_file, subset, out, record):
     frame, _, _ = _load(data, split_file)
     name = subset if split_file else Path(data).name
     if split_file:
-        frame = split_frame(frame, subset)
+        frame = frame[frame["split"] == subset].reset_index(drop=True)
+        if frame.empty:
+            raise TrainError(f"{split_file}: no '{subset}' rows")
     model = load_keras_model(bundle)
     metrics = evaluate_frame(model, frame, manifest.labels, out, name=name, hierarchy=manifest.hierarchy)
     click.echo(format_table(metrics))
     if record:
         update_metrics(bundle, name, {k: v for k, v in metrics.items() if k != "top_confusions"})
+
+
+@main.command("gpu-check", context_settings=CONTEXT_SETTINGS)
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Kaggle-layout folder (a subset made by --prepare, or the full data to subset).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSON file to write.")
+@click.option("--size", "sizes", multiple=True, default=["128x96", "224x168"], show_default=True)
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1))
+@click.option("--devices", default="1", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True)
+@click.option("--work-dir", default=None, type=click.Path(), help="Run directory (default: next to --out).")
+@click.option("--weights", default=None, help="ImageNet notop .weights.h5; default: none (random init) on the "
+              "efficientnetb0 backbone, so the check needs no download.")
+@click.option("--backbone", type=click.Choice(["efficientnetb0", "tiny"]), default="efficientnetb0", hidden=True)
+def gpu_check(data, out, sizes, epochs, batch_size, devices, precision, work_dir, weights, backbone):
+    """Train the GPU recipe a fixed number of epochs per size; write compile s, img/s, val accuracy, memory."""
+    from .gpu_check import run_gpu_check
+
+    report = run_gpu_check(data, out, [_parse_size(s) for s in sizes], epochs=epochs, batch_size=batch_size,
+                           devices=devices, precision=precision, work_dir=work_dir, weights=weights, backbone=backbone)
+    click.echo(f"gpu check written to {out} ({report['seconds']} s)")
 
 
 if __name__ == "__main__":

@@ -27,15 +27,17 @@ import numpy as np
 from tqdm import tqdm
 
 from fashion import HEADS
-from fashion.data.labels import encode
 
-from .arrays import decode_images, split_frame
+from .errors import ResumeMismatch
 from .finetune import accuracy_per_head, standard_callbacks
 from .model import build_model, compile_model, set_trainable_from
+from .recipe import Part, Recipe, TrainData, TrainResult, decode_part
 
 
 @dataclass
 class CpuRecipeConfig:
+    """Options of the CPU recipe (stored in the bundle's training record)."""
+
     height: int = 128
     width: int = 96
     cut_layer: str = "block5c_add"  # the tiny test backbone uses "stem_activation"
@@ -50,36 +52,48 @@ class CpuRecipeConfig:
     class_weight_power: float = 0.5
     patience: int = 3
     seed: int = 0
+    backbone: str = "efficientnetb0"
 
 
 def _upper_model(model, cut_layer: str):
     return keras.Model(model.get_layer(cut_layer).output, model.output)
 
 
-def cache_activations(model, cut_layer: str, paths: list[str], height: int, width: int, cache_file: Path,
-                      flip: bool = False, chunk: int = 512) -> np.ndarray:
-    """Activations of ``cut_layer`` for ``paths`` (float16), cached in ``cache_file`` chunk by chunk (resumable)."""
+def cache_activations(model, cut_layer: str, part: Part, height: int, width: int, cache_file: Path,
+                      flip: bool = False, chunk: int = 512) -> tuple[np.ndarray, set[int]]:
+    """Activations of ``cut_layer`` for the part's images (float16), cached in ``cache_file`` chunk by chunk.
+
+    Resumable: a killed run continues after the last finished chunk. Unreadable images get the
+    activations of a blank (white) image and are returned as skipped ids, so their labels are masked.
+    """
 
     lower = keras.Model(model.input, model.get_layer(cut_layer).output)
-    shape = (len(paths),) + tuple(lower.output.shape[1:])
+    shape = (len(part),) + tuple(lower.output.shape[1:])
     progress_file = cache_file.with_suffix(".done")
+    skipped_file = cache_file.with_suffix(".skipped.json")
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     mode = "r+" if cache_file.exists() and progress_file.exists() else "w+"
     cache = np.lib.format.open_memmap(cache_file, mode=mode, dtype=np.float16, shape=shape)
     done = int(progress_file.read_text()) if mode == "r+" else 0
-    bar = tqdm(total=len(paths), initial=done, desc=f"caching {cache_file.stem}", unit="img")
-    for start in range(done, len(paths), chunk):
-        images = decode_images(paths[start:start + chunk], height, width, workers=1, progress=False)
+    skipped = set(json.loads(skipped_file.read_text())) if mode == "r+" and skipped_file.exists() else set()
+    bar = tqdm(total=len(part), initial=done, desc=f"caching {cache_file.stem}", unit="img")
+    for start in range(done, len(part), chunk):
+        rows = np.arange(start, min(start + chunk, len(part)))
+        decoded = decode_part(part.take(rows), height, width, workers=2, allow_empty=True)
+        images = np.full((len(rows), height, width, 3), 255, np.uint8)
+        images[np.isin(part.ids[rows], decoded.ids)] = decoded.images
+        skipped.update(i for i, _ in decoded.skipped)
         if flip:
             images = images[:, :, ::-1]
         for s in range(0, len(images), 64):
             out = lower(images[s:s + 64].astype(np.float32), training=False)
             cache[start + s:start + s + len(out)] = keras.ops.convert_to_numpy(out).astype(np.float16)
         cache.flush()
+        skipped_file.write_text(json.dumps(sorted(skipped)))
         progress_file.write_text(str(start + len(images)))
         bar.update(len(images))
     bar.close()
-    return cache
+    return cache, skipped
 
 
 def class_weights(labels: np.ndarray, num_classes: int, power: float) -> np.ndarray:
@@ -151,70 +165,93 @@ class CachedBatches(keras.utils.PyDataset):
         self.rng.shuffle(self.order)
 
 
-def run_cpu_recipe(frame, vocabularies: dict[str, list[str]], weights: str, out_dir: str | Path,
-                   config: CpuRecipeConfig, cache_dir: str | Path, resume: bool = False, backbone="efficientnetb0"):
-    """Train with the CPU recipe; returns the trained Keras model (best on mean validation accuracy)."""
+class CpuRecipe(Recipe):
+    """Cached activations, then the heads, then everything above ``cut_layer``; resumable stage by stage."""
 
-    out_dir, cache_dir = Path(out_dir), Path(cache_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state_file = out_dir / "state.json"
-    state = json.loads(state_file.read_text()) if resume and state_file.exists() else {"config": asdict(config)}
-    if resume and state.get("config") and state["config"] != asdict(config):
-        raise ValueError(f"{state_file}: --resume with a different configuration; start a new --out or drop --resume")
+    name = "cpu"
 
-    def save_state(**updates):
-        state.update(updates)
-        state_file.write_text(json.dumps(state, indent=2))
+    def __init__(self, config: CpuRecipeConfig | None = None, weights: str | None = None,
+                 cache_dir: str | Path = "cache", resume: bool = False):
+        self.config = config or CpuRecipeConfig()
+        self.weights, self.cache_dir, self.resume = weights, Path(cache_dir), resume
 
-    num_classes = {h: len(vocabularies[h]) for h in HEADS}
-    keras.utils.set_random_seed(config.seed)
-    model = build_model(num_classes, config.height, config.width, weights=weights, dropout=config.dropout,
-                        backbone=backbone)
-    splits = {name: split_frame(frame, name) for name in ("train", "val")}
-    labels = {name: encode(part, vocabularies) for name, part in splits.items()}
-    tag = f"{backbone}_{config.height}x{config.width}_{config.cut_layer}"
-    acts = {name: cache_activations(model, config.cut_layer, list(part["path"]), config.height, config.width,
-                                    cache_dir / f"{tag}_{name}.npy") for name, part in splits.items()}
-    mirrored = cache_activations(model, config.cut_layer, list(splits["train"]["path"]), config.height,
-                                 config.width, cache_dir / f"{tag}_train_mirrored.npy", flip=True)
+    def fit(self, train_data: TrainData, run_dir: Path) -> TrainResult:
+        config, out_dir = self.config, Path(run_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        state_file = out_dir / "state.json"
+        state = json.loads(state_file.read_text()) if self.resume and state_file.exists() else {"config": asdict(config)}
+        if self.resume and state.get("config") and state["config"] != asdict(config):
+            raise ResumeMismatch(f"{state_file}: --resume with a different configuration; "
+                                 "start a new --work-dir or drop --resume")
 
-    if not state.get("phase1_done"):
-        t0 = time.time()
-        features = {name: pooled_features(model, config.cut_layer, acts[name]) for name in acts}
-        phase1 = train_heads(model, features, labels, config, num_classes, out_dir)
-        model.save_weights(str(out_dir / "phase1.weights.h5"))
-        save_state(phase1_done=True, phase1_val_accuracy=phase1, phase1_seconds=round(time.time() - t0, 1))
-    else:
-        model.load_weights(str(out_dir / "phase1.weights.h5"))
+        def save_state(**updates):
+            state.update(updates)
+            state_file.write_text(json.dumps(state, indent=2))
 
-    set_trainable_from(model, _first_layer_after(model, config.cut_layer))
-    upper = _upper_model(model, config.cut_layer)
-    batches = CachedBatches(acts["train"], mirrored, labels["train"],
-                             _sample_weights(labels["train"], config, num_classes), config.batch_size, config.seed)
-    steps = config.epochs * len(batches)
-    compile_model(upper, keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.02),
-                  config.label_smoothing)
-    initial_epoch = int(state.get("phase2_epochs_done", 0))
-    upper.optimizer.build(upper.trainable_variables)  # so checkpoints restore Adam's moments too
-    if initial_epoch:
-        upper.load_weights(str(out_dir / "phase2" / "last.weights.h5"))
-        upper.optimizer.iterations.assign(initial_epoch * len(batches))
+        started = time.time()
+        num_classes = train_data.num_classes
+        keras.utils.set_random_seed(config.seed)
+        model = build_model(num_classes, config.height, config.width, weights=self.weights, dropout=config.dropout,
+                            backbone=config.backbone)
+        parts = {"train": train_data.train, "val": train_data.val}
+        tag = f"{config.backbone}_{config.height}x{config.width}_{config.cut_layer}"
+        acts, labels = {}, {}
+        for name, part in parts.items():
+            acts[name], skipped = cache_activations(model, config.cut_layer, part, config.height, config.width,
+                                                    self.cache_dir / f"{tag}_{name}.npy")
+            labels[name] = _mask(part, skipped)
+        mirrored, _ = cache_activations(model, config.cut_layer, parts["train"], config.height, config.width,
+                                        self.cache_dir / f"{tag}_train_mirrored.npy", flip=True)
 
-    class Progress(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            save_state(phase2_epochs_done=epoch + 1)
+        if not state.get("phase1_done"):
+            t0 = time.time()
+            features = {name: pooled_features(model, config.cut_layer, acts[name]) for name in acts}
+            phase1 = train_heads(model, features, labels, config, num_classes, out_dir)
+            model.save_weights(str(out_dir / "phase1.weights.h5"))
+            save_state(phase1_done=True, phase1_val_accuracy=phase1, phase1_seconds=round(time.time() - t0, 1))
+        else:
+            model.load_weights(str(out_dir / "phase1.weights.h5"))
 
-    if initial_epoch < config.epochs:
-        val_x = acts["val"].astype(np.float32)
-        callbacks = standard_callbacks(out_dir / "phase2", patience=config.patience) + [Progress()]
-        upper.fit(batches, validation_data=(val_x, labels["val"]), epochs=config.epochs,
-                  initial_epoch=initial_epoch, verbose=2, callbacks=callbacks)
-    best = out_dir / "phase2" / "best.weights.h5"
-    if best.exists():
-        upper.load_weights(str(best))
-    probs = upper.predict(acts["val"].astype(np.float32), batch_size=256, verbose=0)
-    save_state(phase2_done=True, val_accuracy=accuracy_per_head(probs, labels["val"]))
-    return model
+        set_trainable_from(model, _first_layer_after(model, config.cut_layer))
+        upper = _upper_model(model, config.cut_layer)
+        batches = CachedBatches(acts["train"], mirrored, labels["train"],
+                                _sample_weights(labels["train"], config, num_classes), config.batch_size, config.seed)
+        steps = config.epochs * len(batches)
+        compile_model(upper, keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.02),
+                      config.label_smoothing)
+        initial_epoch = int(state.get("phase2_epochs_done", 0))
+        upper.optimizer.build(upper.trainable_variables)
+        if initial_epoch:
+            upper.load_weights(str(out_dir / "phase2" / "last.weights.h5"))
+            upper.optimizer.iterations.assign(initial_epoch * len(batches))
+
+        class Progress(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                save_state(phase2_epochs_done=epoch + 1)
+
+        if initial_epoch < config.epochs:
+            val_x = acts["val"].astype(np.float32)
+            callbacks = standard_callbacks(out_dir / "phase2", patience=config.patience) + [Progress()]
+            upper.fit(batches, validation_data=(val_x, labels["val"]), epochs=config.epochs,
+                      initial_epoch=initial_epoch, verbose=2, callbacks=callbacks)
+        best = out_dir / "phase2" / "best.weights.h5"
+        if best.exists():
+            upper.load_weights(str(best))
+        probs = upper.predict(acts["val"].astype(np.float32), batch_size=256, verbose=0)
+        probs = {h: np.asarray(probs[h], dtype=np.float32) for h in HEADS}
+        save_state(phase2_done=True, val_accuracy=accuracy_per_head(probs, labels["val"]))
+        training = {"recipe": self.name, **asdict(config),
+                    "weights": Path(self.weights).name if self.weights else None,
+                    "seconds": round(time.time() - started, 1)}
+        return TrainResult(model, training, probs, labels["val"], out_dir)
+
+
+def _mask(part: Part, skipped: set[int]) -> dict[str, np.ndarray]:
+    """The part's labels with unreadable images' labels set to -1 (ignored by the loss and the scores)."""
+    if not skipped:
+        return part.labels
+    bad = np.isin(part.ids, sorted(skipped))
+    return {h: np.where(bad, -1, v).astype(v.dtype) for h, v in part.labels.items()}
 
 
 def _first_layer_after(model, cut_layer: str) -> str:

@@ -17,16 +17,18 @@ from fashion import HEADS
 from fashion.data.labels import encode
 from fashion.metrics.accuracy import head_scores
 
+from .pipeline import predict_padded
+from .recipe import Decoded, Part, decode_part
+
 CONFUSION_HEADS = ("gender", "masterCategory", "season", "subCategory")
 TOP_CONFUSION_HEADS = ("articleType", "baseColour")
 
 
-def predict_keras(model, paths: list[str], height: int, width: int, batch_size: int = 128) -> dict[str, np.ndarray]:
-    from .arrays import decode_images
-    from .finetune import predict_arrays
-
-    images = decode_images(paths, height, width, workers=2, desc="decoding")
-    return predict_arrays(model, images, batch_size)
+def predict_keras(model, part: Part, batch_size: int = 128) -> tuple[dict[str, np.ndarray], Decoded]:
+    """Decode the part at the model's input size (threads) and run it through the compiled predict step."""
+    height, width = (int(d) for d in model.input_shape[1:3])
+    decoded = decode_part(part, height, width)
+    return predict_padded(model, decoded.images, batch_size), decoded
 
 
 def score(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, dict]:
@@ -106,13 +108,26 @@ def evaluate_frame(model, frame: pd.DataFrame, vocab: dict[str, list[str]], out_
                    name: str = "test", hierarchy: list | None = None) -> dict:
     """Score ``model`` on ``frame`` (rows with id, path and the six heads); write reports to ``out_dir``.
 
-    With ``hierarchy`` (the bundle's known category combinations) the metrics also show what
-    hierarchy-consistent decoding would change.
+    Unreadable images are skipped and counted in the metrics (``skipped``).
     """
-    height, width = (int(d) for d in model.input_shape[1:3])
-    probs = predict_keras(model, list(frame["path"]), height, width)
-    labels = encode(frame, vocab)
-    metrics = {"split": name, "images": len(frame), "heads": score(probs, labels)}
+    part = Part(frame["id"].to_numpy(np.int64), [str(p) for p in frame["path"]], encode(frame, vocab))
+    probs, decoded = predict_keras(model, part)
+    paths = [part.paths[i] for i in np.flatnonzero(np.isin(part.ids, decoded.ids))]
+    metrics = evaluate_predictions(probs, decoded.labels, vocab, name, hierarchy, out_dir, paths)
+    if decoded.skipped:
+        metrics["skipped"] = [{"id": i, "reason": r} for i, r in decoded.skipped]
+    return metrics
+
+
+def evaluate_predictions(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray], vocab: dict[str, list[str]],
+                         name: str, hierarchy: list | None = None, out_dir: str | Path | None = None,
+                         paths: list[str] | None = None) -> dict:
+    """Metrics for predictions already made (a recipe's validation pass): nothing is decoded or run again.
+
+    With ``hierarchy`` (the bundle's known category combinations) the metrics also show what
+    hierarchy-consistent decoding would change. ``out_dir`` (with ``paths``) adds the report files.
+    """
+    metrics: dict = {"split": name, "images": int(len(next(iter(labels.values())))), "heads": score(probs, labels)}
     if hierarchy:
         from fashion.runtime.hierarchy import HierarchyDecoder, consistency_effect
 
@@ -126,7 +141,8 @@ def evaluate_frame(model, frame: pd.DataFrame, vocab: dict[str, list[str]], out_
     for head in CONFUSION_HEADS:
         plot_confusion(labels[head], predicted[head], vocab[head], out / f"confusion_{head}.png",
                        f"{head} ({name}, top classes)" if head == "subCategory" else f"{head} ({name})")
-    plot_sample_grid(list(frame["path"]), probs, labels, vocab, out / "sample_predictions.png")
+    if paths is not None:
+        plot_sample_grid(paths, probs, labels, vocab, out / "sample_predictions.png")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 

@@ -1,88 +1,523 @@
 """GPU recipe: full fine-tune (BatchNormalization frozen), mixed precision, one or more input sizes.
 
-Runs under any Keras backend; on a GPU machine without TensorFlow use KERAS_BACKEND=jax (or torch).
-For each size: 2 epochs on the heads, then the whole network with a cosine learning rate,
-early stopping on validation loss, checkpoints, a CSV log, and validation accuracy per head.
+Runs under any Keras backend; on a GPU machine without TensorFlow use ``KERAS_BACKEND=jax``.
+For each size: the whole network trains with a cosine learning rate (over ``epochs``, or over
+``seconds_per_size`` of *training* time), early stopping on mean validation accuracy, checkpoints
+(weights and optimizer state, for ``resume``), a CSV log, and per-epoch timings.
+
+What keeps an accelerator busy with training rather than compiling:
+
+* the same model object (``pipeline.training_model``) trains, validates and predicts, and every
+  batch has one shape (the last is padded), so XLA compiles each step once per size;
+* the wall-clock schedule starts after the first step, so compilation and autotuning never eat
+  the warm-up (``TimeCosine``); compile seconds and steady img/s are measured and recorded;
+* JAX's persistent compilation cache lives in the run directory, so a resumed or repeated run
+  does not compile again;
+* images cross to the device as uint8 and are augmented inside the compiled step; decoding uses
+  threads (never a fork after JAX has started);
+* ``devices > 1`` trains data-parallel (``keras.distribution.DataParallel``; the global batch is
+  split across the devices).
 """
 
 from __future__ import annotations
 
 import json
-import os
+import math
 import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import keras
 import numpy as np
 
-from fashion import HEADS
+from .errors import ResumeMismatch, TrainError
+from .pipeline import ArrayBatches, AugmentSpec, predict_padded, training_model
+from .recipe import Recipe, TrainData, TrainResult
+
+STATE_FILE = "state.json"
 
 
-def run_gpu_recipe(data_dir: str, split_file: str, labels_file: str, weights: str, sizes: list[tuple[int, int]],
-                   out_dir: str, epochs: int = 12, batch_size: int = 128, learning_rate: float = 3e-4,
-                   label_smoothing: float = 0.1, seconds_per_size: list[float] | None = None,
-                   mixed_precision: bool = True, workers: int | None = None, backbone: str = "efficientnetb0") -> dict:
-    """Fine-tune the whole network at each size.
+@dataclass
+class GpuRecipeConfig:
+    """Options of the GPU recipe (stored in the bundle's training record)."""
 
-    With ``seconds_per_size`` the learning rate follows a cosine over that wall-clock window
-    (TimeCosine) instead of a fixed number of epochs: the schedule completes on any machine.
+    sizes: list[tuple[int, int]] = field(default_factory=lambda: [(128, 96)])
+    epochs: int = 12
+    batch_size: int = 128  # global batch; split across devices
+    learning_rate: float = 3e-4
+    label_smoothing: float = 0.1
+    seconds_per_size: float | None = None  # training seconds per size (compilation excluded); None: epochs
+    mixed_precision: str = "auto"  # "auto" (bfloat16 on a GPU/TPU), "on", "off"
+    devices: str = "1"  # a count or "all"
+    backbone: str = "efficientnetb0"
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
+    patience: int = 4
+    seed: int = 0
+    compile_cache: bool = True
+    max_epochs_timed: int = 1000  # cap on epochs when seconds_per_size drives the schedule
+
+    def record(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["sizes"] = [f"{h}x{w}" for h, w in self.sizes]
+        return out
+
+
+class TimeCosine(keras.callbacks.Callback):
+    """Cosine learning rate over a window of training seconds, with linear warm-up; stops at the window's end.
+
+    The clock starts when the first training step has *finished*: the first step carries the XLA
+    compilation and autotuning (minutes on a GPU), which must not use up the warm-up. Every step
+    before the clock starts runs at the warm-up start value. Validation passes (whose first one
+    compiles too) are not counted either. ``already`` is training time a resumed run had used. The
+    learning rate is pushed to the optimizer only when it moved by more than ``resolution`` of the
+    base value: on JAX every push synchronises the model state.
     """
-    import keras
 
-    from fashion.data.dataset import load_dataset
-    from fashion.data.labels import encode
-    from fashion.data.split import attach_split, read_split
+    def __init__(self, base_lr: float, seconds: float, warmup_fraction: float = 0.08, floor: float = 0.02,
+                 already: float = 0.0, resolution: float = 0.002, clock=time.monotonic):
+        super().__init__()
+        if seconds <= 0:
+            raise TrainError(f"--gpu-seconds must be positive, not {seconds}")
+        self.base_lr, self.seconds, self.warmup, self.floor = base_lr, seconds, warmup_fraction, floor
+        self.already, self.resolution, self.clock = already, resolution, clock
+        self.start: float | None = None  # clock value when counting (re)started
+        self.counted = already  # training seconds counted before ``start``
+        self.applied: float | None = None
+        self.first_rates: list[float] = []  # the rate of each of the first steps (for tests and logs)
 
-    from .arrays import decode_images, split_frame
-    from .finetune import (
-        ArrayBatches,
-        TimeCosine,
-        accuracy_per_head,
-        cosine_schedule,
-        predict_arrays,
-        standard_callbacks,
-    )
-    from .model import build_model, compile_model, set_trainable_from
+    def rate(self, progress: float) -> float:
+        if progress < self.warmup:
+            return self.base_lr * (0.1 + 0.9 * progress / self.warmup)
+        cosine = 0.5 * (1 + math.cos(math.pi * (progress - self.warmup) / (1 - self.warmup)))
+        return self.base_lr * (self.floor + (1 - self.floor) * cosine)
 
-    start = time.time()
-    if mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    vocab = json.loads(Path(labels_file).read_text())
-    frame, report = load_dataset(data_dir)
-    print(report.summary(), flush=True)
-    frame = attach_split(frame, read_split(split_file))
-    train, val = split_frame(frame, "train"), split_frame(frame, "val")
-    y_train, y_val = encode(train, vocab), encode(val, vocab)
-    num_classes = {h: len(vocab[h]) for h in HEADS}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    results = {"backend": keras.backend.backend(), "train_images": len(train), "val_images": len(val), "sizes": {}}
+    def trained_seconds(self) -> float:
+        return self.counted + (self.clock() - self.start if self.start is not None else 0.0)
 
-    for position, (height, width) in enumerate(sizes):
-        tag = f"{height}x{width}"
-        run_dir = out / tag
-        t0 = time.time()
-        x_train = decode_images(list(train["path"]), height, width, workers, desc=f"train {tag}")
-        x_val = decode_images(list(val["path"]), height, width, workers, desc=f"val {tag}")
-        model = build_model(num_classes, height, width, weights=weights, backbone=backbone)
-        batches = ArrayBatches(x_train, y_train, batch_size, augment=True, shuffle=True, workers=8,
-                               use_multiprocessing=False)
-        val_batches = ArrayBatches(x_val, y_val, 512)
+    def progress(self) -> float:
+        return min(1.0, self.trained_seconds() / self.seconds)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        progress = self.progress()
+        lr = self.rate(progress)
+        if self.applied is None or abs(lr - self.applied) > self.resolution * self.base_lr:
+            self.model.optimizer.learning_rate = lr
+            self.applied = lr
+        if len(self.first_rates) < 8:
+            self.first_rates.append(float(self.applied))
+        if progress >= 1.0:
+            self._model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.start is None:  # the first step (and its compilation) is over: start counting
+            self.start = self.clock()
+
+    def on_test_begin(self, logs=None):
+        if self.start is not None:
+            self.counted += self.clock() - self.start
+            self.start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.start is None and self.first_rates:
+            self.start = self.clock()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["lr"] = float(self.applied or 0.0)
+            logs["train_seconds"] = round(self.trained_seconds(), 3)
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Per epoch: seconds waiting for data vs seconds in train steps, images/s; compile time of the first step.
+
+    Keras hands logs to a non-async callback as Python numbers, which waits for the device, so
+    ``batch_begin -> batch_end`` is the step's device time and ``batch_end -> next batch_begin`` is
+    the time spent getting the next batch (data wait).
+    """
+
+    def __init__(self, batch_size: int):
+        super().__init__()
+        self.batch_size = batch_size
+        self.epochs: list[dict[str, float]] = []
+        self.first_step: float | None = None
+        self.validation: list[float] = []
+        self._last_end: float | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = {"epoch": epoch + 1, "steps": 0, "step_seconds": 0.0, "data_wait_seconds": 0.0}
+        self._last_end = time.perf_counter()
+        self._steps: list[float] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        now = time.perf_counter()
+        self._epoch["data_wait_seconds"] += now - (self._last_end or now)
+        self._begin = now
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        duration = now - self._begin
+        self._last_end = now
+        if self.first_step is None:
+            self.first_step = duration  # compile + autotune + one step
+            return
+        self._epoch["steps"] += 1
+        self._epoch["step_seconds"] += duration
+        self._steps.append(duration)
+
+    def on_test_begin(self, logs=None):
+        self._test_begin = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.validation.append(time.perf_counter() - self._test_begin)
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = dict(self._epoch)
+        busy = record["step_seconds"] + record["data_wait_seconds"]
+        record["img_per_s"] = round(record["steps"] * self.batch_size / busy, 1) if busy > 0 else None
+        record["median_step_ms"] = round(1000 * float(np.median(self._steps)), 2) if self._steps else None
+        record["step_seconds"] = round(record["step_seconds"], 3)
+        record["data_wait_seconds"] = round(record["data_wait_seconds"], 3)
+        self.epochs.append(record)
+        if logs is not None:
+            logs["img_per_s"] = record["img_per_s"] or 0.0
+            logs["data_wait_s"] = record["data_wait_seconds"]
+
+    def summary(self) -> dict[str, Any]:
+        steps = sum(e["steps"] for e in self.epochs)
+        busy = sum(e["step_seconds"] + e["data_wait_seconds"] for e in self.epochs)
+        step_medians = [e["median_step_ms"] for e in self.epochs if e["median_step_ms"] is not None]
+        steady_step = float(np.median(step_medians)) / 1000 if step_medians else 0.0
+        val_compile = self.validation[0] - float(np.median(self.validation[1:])) if len(self.validation) > 1 \
+            else None
+        return {
+            "compile_seconds": round(max(0.0, (self.first_step or 0.0) - steady_step), 2),
+            "first_step_seconds": round(self.first_step or 0.0, 3),
+            "validation_compile_seconds": round(max(0.0, val_compile), 2) if val_compile is not None else None,
+            "steady_img_per_s": round(steps * self.batch_size / busy, 1) if busy > 0 else None,
+            "data_wait_fraction": round(sum(e["data_wait_seconds"] for e in self.epochs) / busy, 4)
+            if busy > 0 else None,
+            "epochs": self.epochs,
+        }
+
+
+
+class GpuRecipe(Recipe):
+    """Full fine-tune at each size in ``config.sizes``; the bundle gets the first size's model."""
+
+    name = "gpu"
+
+    def __init__(self, config: GpuRecipeConfig | None = None, weights: str | None = None, resume: bool = False,
+                 callbacks: Sequence[Any] = ()):
+        self.config = config or GpuRecipeConfig()
+        self.weights = weights
+        self.resume = resume
+        self.extra_callbacks = list(callbacks)  # e.g. tests observing the steps
+        self.timers: dict[str, Any] = {}
+        self.schedules: dict[str, Any] = {}
+        self.resumed_from: dict[str, dict[str, int]] = {}  # size -> epoch and optimizer step a resume started at
+
+    def fit(self, train_data: TrainData, run_dir: Path) -> TrainResult:
+        config = self.config
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        state = _RunState(run_dir / STATE_FILE, self._state_config(), self.resume)
+        backend = keras.backend.backend()
+        if config.compile_cache and backend == "jax":
+            enable_compilation_cache(run_dir / "jax_cache")
+        devices = select_devices(config.devices, config.batch_size)
+        policy = precision_policy(config.mixed_precision)
+        print(f"GPU recipe on Keras {keras.__version__} / {backend}: {len(devices)} device(s) {devices}, "
+              f"policy {policy}", flush=True)
+        started = time.time()
+        previous_policy = keras.mixed_precision.dtype_policy().name
+        sizes: dict[str, Any] = {}
+        first: tuple[Any, Any] | None = None
+        try:
+            if len(devices) > 1:
+                keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+            keras.mixed_precision.set_global_policy(policy)
+            for height, width in config.sizes:
+                tag = f"{height}x{width}"
+                model, wrapper, sizes[tag], probs = self._fit_size(train_data, run_dir, height, width, state)
+                print(f"{tag}: compile {sizes[tag]['compile_seconds']} s, steady "
+                      f"{sizes[tag]['steady_img_per_s']} img/s, val accuracy "
+                      f"{json.dumps(sizes[tag]['val_accuracy'])}", flush=True)
+                if first is None:
+                    first = (model, probs)
+                _write_results(run_dir, backend, devices, policy, train_data, sizes, started)
+        finally:
+            keras.mixed_precision.set_global_policy(previous_policy)
+            if len(devices) > 1:
+                keras.distribution.set_distribution(None)
+        assert first is not None
+        model, probs = first
+        height, width = config.sizes[0]
+        bundle_model = float32_copy(model, train_data.num_classes, height, width, config.backbone)
+        val = train_data.decoded("val", height, width)
+        training = {"recipe": self.name, **config.record(), "backend": backend, "devices": len(devices),
+                    "policy": policy, "weights": Path(self.weights).name if self.weights else None,
+                    "results": {"sizes": sizes, "seconds": round(time.time() - started, 1)}}
+        return TrainResult(bundle_model, training, probs, val.labels, run_dir)
+
+    def _state_config(self) -> dict[str, Any]:
+        record = self.config.record()
+        record.pop("compile_cache", None)
+        return record
+
+    def _fit_size(self, data: TrainData, run_dir: Path, height: int, width: int, state: _RunState):
+        from .finetune import accuracy_per_head, cosine_schedule, read_log
+        from .model import build_model, compile_model, set_trainable_from
+
+        config, tag = self.config, f"{height}x{width}"
+        size_dir = run_dir / tag
+        size_dir.mkdir(parents=True, exist_ok=True)
+        train, val = data.decoded("train", height, width), data.decoded("val", height, width)
+        for name, part in (("train", train), ("val", val)):
+            if part.skipped:
+                print(f"{tag} {name}: skipped {len(part.skipped)} unreadable images, e.g. {part.skipped[0]}", flush=True)
+        keras.utils.set_random_seed(config.seed)
+        model = build_model(data.num_classes, height, width, weights=self.weights, backbone=config.backbone)
         set_trainable_from(model, "stem_conv")  # everything but BatchNormalization
-        if seconds_per_size:
-            compile_model(model, learning_rate, label_smoothing)
-            callbacks = standard_callbacks(run_dir, patience=100) + [TimeCosine(learning_rate, seconds_per_size[position])]
-            max_epochs = 1000
+        wrapper = training_model(model, config.augment, seed=config.seed)
+        batches = ArrayBatches(train.images, train.labels, config.batch_size, shuffle=True, seed=config.seed)
+        val_batches = ArrayBatches(val.images, val.labels, config.batch_size)
+        progress = state.size(tag)
+        timed = config.seconds_per_size is not None
+        if timed:
+            compile_model(wrapper, config.learning_rate, config.label_smoothing)
+            max_epochs = config.max_epochs_timed
         else:
-            steps = epochs * len(batches)
-            compile_model(model, cosine_schedule(learning_rate, steps, warmup_steps=len(batches) // 2), label_smoothing)
-            callbacks, max_epochs = standard_callbacks(run_dir), epochs
-        history = model.fit(batches, validation_data=val_batches, epochs=max_epochs, verbose=2, callbacks=callbacks)
-        model.save_weights(str(run_dir / "final.weights.h5"))
-        accuracy = accuracy_per_head(predict_arrays(model, x_val), y_val)
-        results["sizes"][tag] = {"val_accuracy": accuracy, "epochs_run": len(history.history["loss"]),
-                                 "seconds": round(time.time() - t0, 1)}
-        print(tag, json.dumps(results["sizes"][tag]), flush=True)
-        (out / "results.json").write_text(json.dumps(results, indent=2))
-    results["seconds"] = round(time.time() - start, 1)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    return results
+            steps = config.epochs * len(batches)
+            compile_model(wrapper, cosine_schedule(config.learning_rate, steps, warmup_steps=len(batches) // 2),
+                          config.label_smoothing)
+            max_epochs = config.epochs
+        wrapper.optimizer.build(wrapper.trainable_variables)  # so a checkpoint restores Adam's moments too
+        initial_epoch = 0
+        if not progress:  # a fresh size: logs of an earlier run in this directory do not continue
+            (size_dir / "log.csv").unlink(missing_ok=True)
+        if progress.get("epochs_done"):
+            initial_epoch = int(progress["epochs_done"])
+            load_weights_npz(wrapper, size_dir / "resume.weights.npz")
+            load_optimizer_state(wrapper.optimizer, size_dir / "resume.optimizer.npz")
+            batches.set_epoch(initial_epoch)
+            step = int(keras.ops.convert_to_numpy(wrapper.optimizer.iterations))
+            self.resumed_from[tag] = {"epoch": initial_epoch, "optimizer_step": step}
+            print(f"{tag}: resuming after epoch {initial_epoch} (optimizer step {step})", flush=True)
+        timer = StepTimer(config.batch_size)
+        callbacks: list[keras.callbacks.Callback] = []
+        if timed:
+            schedule = TimeCosine(config.learning_rate, config.seconds_per_size,
+                                  already=float(progress.get("train_seconds", 0.0)))
+            callbacks.append(schedule)
+            self.schedules[tag] = schedule
+        callbacks += [timer, *selection_callbacks(size_dir, config.patience), _Checkpoint(size_dir, state, tag),
+                      *self.extra_callbacks]
+        self.timers[tag] = timer
+        finished = bool(progress.get("done"))
+        if not finished:
+            if initial_epoch < max_epochs:
+                wrapper.fit(batches, validation_data=val_batches, epochs=max_epochs, initial_epoch=initial_epoch,
+                            verbose=2, callbacks=callbacks)
+            save_weights_npz(wrapper, size_dir / "final.weights.npz")
+            state.update_size(tag, done=True)
+        else:
+            load_weights_npz(wrapper, size_dir / "final.weights.npz")
+        probs = predict_padded(wrapper, val.images, config.batch_size)
+        timing = timer.summary() if not finished else progress.get("timing", {})
+        state.update_size(tag, timing=timing)
+        result = {
+            "val_accuracy": accuracy_per_head(probs, val.labels),
+            "epochs_run": len(read_log(size_dir / "log.csv")),
+            "per_epoch": read_log(size_dir / "log.csv"),
+            "train_images": int(len(train.images)), "val_images": int(len(val.images)),
+            "skipped": {"train": train.skipped[:20], "val": val.skipped[:20]},
+            **{k: v for k, v in timing.items()},
+        }
+        if timed:
+            result["schedule"] = {"train_seconds": round(self.schedules[tag].trained_seconds(), 2),
+                                  "first_rates": self.schedules[tag].first_rates[:3]}
+        return model, wrapper, result, probs
+
+
+class _Checkpoint(keras.callbacks.Callback):
+    """Saves weights, optimizer state and progress after every epoch (in that order) for ``resume``."""
+
+    def __init__(self, size_dir: Path, state: _RunState, tag: str):
+        super().__init__()
+        self.size_dir, self.state, self.tag = size_dir, state, tag
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_weights_npz(self.model, self.size_dir / "resume.weights.npz")
+        save_optimizer_state(self.model.optimizer, self.size_dir / "resume.optimizer.npz")
+        update: dict[str, Any] = {"epochs_done": epoch + 1}
+        if logs and "train_seconds" in logs:
+            update["train_seconds"] = float(logs["train_seconds"])
+        self.state.update_size(self.tag, **update)
+
+
+
+class _RunState:
+    """``state.json``: the configuration and each size's progress; ``resume`` refuses another configuration."""
+
+    def __init__(self, path: Path, config: dict[str, Any], resume: bool):
+        self.path = path
+        if resume and path.exists():
+            self.data = json.loads(path.read_text())
+            if self.data.get("config") != json.loads(json.dumps(config)):
+                raise ResumeMismatch(f"{path}: --resume with a different configuration; "
+                                     "start a new --work-dir or drop --resume")
+        else:
+            self.data = {"config": config, "sizes": {}}
+            self._write()
+
+    def size(self, tag: str) -> dict[str, Any]:
+        return dict(self.data["sizes"].get(tag, {}))
+
+    def update_size(self, tag: str, **values: Any) -> None:
+        self.data["sizes"].setdefault(tag, {}).update(values)
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=_jsonable))
+        tmp.replace(self.path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _write_results(run_dir: Path, backend: str, devices: list[str], policy: str, data: TrainData,
+                   sizes: dict[str, Any], started: float) -> None:
+    results = {"backend": backend, "devices": devices, "policy": policy, "train_images": len(data.train),
+               "val_images": len(data.val), "sizes": sizes, "seconds": round(time.time() - started, 1)}
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable) + "\n")
+
+
+def selection_callbacks(size_dir: Path, patience: int) -> list[keras.callbacks.Callback]:
+    """Mean validation accuracy, early stopping that keeps the best epoch's weights (in memory), a CSV log.
+
+    No HDF5 checkpoints here: the GPU image need not have h5py; ``_Checkpoint`` writes .npz files.
+    """
+    from .finetune import MeanValAccuracy
+
+    return [MeanValAccuracy(),
+            keras.callbacks.EarlyStopping(monitor="val_mean_acc", mode="max", patience=patience,
+                                          restore_best_weights=True),
+            keras.callbacks.CSVLogger(str(size_dir / "log.csv"), append=True)]
+
+
+def save_weights_npz(model, path: Path) -> None:
+    """Every variable of ``model`` by its path, as a plain .npz (no pickle, no h5py), written atomically."""
+    arrays = {v.path: np.asarray(v.numpy()) for v in model.weights}
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_weights_npz(model, path: Path) -> None:
+    if not path.is_file():
+        raise TrainError(f"{path}: checkpoint missing; start a new --work-dir or drop --resume")
+    with np.load(path, allow_pickle=False) as saved:
+        missing = [v.path for v in model.weights if v.path not in saved.files]
+        if missing:
+            raise TrainError(f"{path}: no values for {len(missing)} variables (e.g. {missing[0]}); "
+                             "start a new --work-dir")
+        for variable in model.weights:
+            variable.assign(saved[variable.path])
+
+
+def save_optimizer_state(optimizer, path: Path) -> None:
+    """Optimizer variables (iterations, learning rate, Adam moments) as a plain .npz keyed by position."""
+    arrays = {f"{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_optimizer_state(optimizer, path: Path) -> None:
+    with np.load(path, allow_pickle=False) as saved:
+        if len(saved.files) != len(optimizer.variables):
+            raise TrainError(f"{path}: {len(saved.files)} optimizer variables saved, the model has "
+                             f"{len(optimizer.variables)}; start a new --work-dir")
+        for i, variable in enumerate(optimizer.variables):
+            variable.assign(saved[f"{i:05d}"])
+
+
+def enable_compilation_cache(cache_dir: Path) -> None:
+    """JAX's persistent compilation cache in the run directory: a resumed or repeated run skips compiling."""
+    import jax
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    if jax.config.jax_compilation_cache_dir != str(cache_dir):
+        jax.config.update("jax_compilation_cache_dir", str(cache_dir))
+        try:  # the cache binds its directory on first use; a second run in one process must rebind it
+            from jax._src import compilation_cache
+
+            compilation_cache.reset_cache()
+        except (ImportError, AttributeError):  # pragma: no cover - private API moved: keep the first directory
+            pass
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def select_devices(requested: str | int, batch_size: int) -> list[str]:
+    """Device names to train on: ``requested`` is a count or "all"; several need the JAX backend."""
+    text = str(requested).strip().lower()
+    try:
+        available = keras.distribution.list_devices()
+    except Exception:  # backends without the distribution API (TensorFlow here) train on their default device
+        available = ["default"]
+    accelerators = [d for d in available if not d.lower().startswith("cpu")] or available
+    if text == "all":
+        count = len(accelerators)
+    else:
+        try:
+            count = int(text)
+        except ValueError:
+            raise TrainError(f"--devices {requested!r}: expected a number or 'all'") from None
+    if count < 1:
+        raise TrainError(f"--devices {requested!r}: must be at least 1")
+    if count > len(accelerators):
+        raise TrainError(f"--devices {count}: only {len(accelerators)} device(s) here ({', '.join(accelerators)})")
+    if count > 1:
+        if keras.backend.backend() != "jax":
+            raise TrainError(f"--devices {count} needs KERAS_BACKEND=jax (this run uses {keras.backend.backend()})")
+        if batch_size % count:
+            raise TrainError(f"--batch-size {batch_size} does not split evenly over {count} devices")
+    return accelerators[:count]
+
+
+def precision_policy(mode: str) -> str:
+    """``auto``: mixed bfloat16 on an accelerator, float32 on a CPU (bfloat16 is slow there)."""
+    if mode == "on":
+        return "mixed_bfloat16"
+    if mode == "off":
+        return "float32"
+    if mode != "auto":
+        raise TrainError(f"mixed precision must be auto, on or off, not {mode!r}")
+    try:
+        devices = keras.distribution.list_devices()
+    except Exception:
+        devices = []
+    return "mixed_bfloat16" if any(not d.lower().startswith("cpu") for d in devices) else "float32"
+
+
+def float32_copy(model, num_classes: dict[str, int], height: int, width: int, backbone: str):
+    """The trained classifier rebuilt under float32 with the same weights, for the bundle (no compilation)."""
+    from .model import build_model
+
+    previous = keras.mixed_precision.dtype_policy().name
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = build_model(num_classes, height, width, weights=None, backbone=backbone)
+        copy.set_weights([np.asarray(w, dtype=np.float32) for w in model.get_weights()])
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    return copy
+
+
+__all__ = ["GpuRecipe", "GpuRecipeConfig", "StepTimer", "TimeCosine"]

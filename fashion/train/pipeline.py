@@ -1,126 +1,168 @@
-"""tf.data input pipeline: image paths + encoded labels -> batches the six-head model trains on.
+"""The one input pipeline and the one augmentation definition of training (any Keras backend).
 
-Decoding goes through the shared ``fashion.runtime.preprocess.preprocess`` (inside
-``tf.numpy_function``), so training sees exactly the tensor the runtime builds from the same file:
-RGB from any mode, white padding to the model's aspect ratio, bilinear resize, raw 0-255 float32 NHWC.
+    decoded uint8 NHWC arrays (host) -> fixed-size batches (uint8, padded) -> device:
+        cast to float32 -> [label-preserving augmentation, training only] -> classifier
 
-    paths -> parallel decode (AUTOTUNE) -> cache (uint8) -> [shuffle] -> batch -> float32
-          -> [augment hook] -> prefetch
+Batches stay uint8 on the host (4x less to copy than float32) and every batch has the same shape:
+the last one is padded with blank images whose labels are -1, which the masked loss and
+``MaskedAccuracy`` ignore. One shape per size means XLA compiles the train, validation and
+prediction steps once each. Augmentation runs inside the compiled step (``LabelPreservingAugment``
+is a Keras layer built from ``keras.ops`` and ``keras.random``), so on a GPU the host only slices
+arrays and never limits throughput.
 
-Labels are ``{head: int32}`` with -1 where a label is missing; the masked loss ignores those, so a
-row still trains the heads it has.
+Augmentations keep every label true: horizontal flip (garments mean the same mirrored), small
+shift and zoom (in and out) with the white studio background as fill, mild brightness and contrast.
+Deliberately no hue or saturation change (baseColour is a label) and no vertical flip or rotation
+(orientation separates some classes).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
 
+import keras
 import numpy as np
-import pandas as pd
-import tensorflow as tf
 
-from fashion.data.labels import encode
-from fashion.runtime.preprocess import PAD_VALUE, preprocess
-
-AUTOTUNE = tf.data.AUTOTUNE
-Augment = Callable[[tf.Tensor], tf.Tensor]
+from fashion import HEADS
+from fashion.data.paths import MISSING
+from fashion.runtime.preprocess import PAD_VALUE
 
 
-def decode_fn(height: int, width: int) -> Callable[[tf.Tensor], tf.Tensor]:
-    """A tf function path -> uint8 (height, width, 3) tensor using the shared preprocessing."""
+@dataclass(frozen=True)
+class AugmentSpec:
+    """Ranges of the label-preserving augmentation (the only definition in the project)."""
 
-    def _numpy_decode(path: bytes) -> np.ndarray:
-        return preprocess(path.decode("utf-8"), height, width)
+    flip: bool = True
+    max_shift: float = 0.08  # fraction of height/width, each direction
+    max_zoom: float = 0.1  # zoom factor drawn from [1 - max_zoom, 1 + max_zoom]
+    max_brightness: float = 12.0  # added to 0-255 pixel values
+    max_contrast: float = 0.1  # contrast factor drawn from [1 - max_contrast, 1 + max_contrast]
 
-    def decode(path: tf.Tensor) -> tf.Tensor:
-        image = tf.numpy_function(_numpy_decode, [path], tf.uint8, stateful=False)
-        image.set_shape((height, width, 3))
-        return image
-
-    return decode
+    @classmethod
+    def off(cls) -> AugmentSpec:
+        return cls(flip=False, max_shift=0.0, max_zoom=0.0, max_brightness=0.0, max_contrast=0.0)
 
 
-def label_preserving_augment(seed: int | None = None, flip: bool = True, max_shift: float = 0.08,
-                             max_zoom: float = 0.1, max_brightness: float = 12.0,
-                             max_contrast: float = 0.1) -> Augment:
-    """Augmentation that keeps every label true, for a float32 NHWC 0-255 batch.
+@keras.saving.register_keras_serializable(package="fashion")
+class LabelPreservingAugment(keras.layers.Layer):
+    """uint8 (or float) NHWC 0-255 -> float32; augments only when ``training`` is true.
 
-    Horizontal flip (garments mean the same mirrored), small shift and zoom with the white studio
-    background as fill, mild brightness and contrast. Deliberately no hue or saturation change
-    (baseColour is a label) and no vertical flip or rotation (orientation separates some classes).
+    Runs in float32 whatever the global dtype policy, so the augmentation is identical under
+    mixed precision.
     """
-    generator = tf.random.Generator.from_seed(seed) if seed is not None else tf.random.Generator.from_non_deterministic_state()
 
-    def augment(images: tf.Tensor) -> tf.Tensor:
-        shape = tf.shape(images)
+    def __init__(self, spec: AugmentSpec | dict | None = None, seed: int | None = None, **kwargs: Any):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.spec = spec if isinstance(spec, AugmentSpec) else AugmentSpec(**(spec or {}))
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        ops = keras.ops
+        images = ops.cast(images, "float32")
+        if not training:
+            return images
+        spec, seed = self.spec, self.seed_generator
+        shape = ops.shape(images)
         n = shape[0]
-        height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-        if flip:
-            mirrored = generator.uniform((n, 1, 1, 1)) < 0.5
-            images = tf.where(mirrored, tf.reverse(images, axis=[2]), images)
-        if max_shift or max_zoom:
-            # Output pixel (x, y) samples input (x / zoom + offset): zoom > 1 crops in, < 1 shows more white.
-            zoom = generator.uniform((n,), 1.0 - max_zoom, 1.0 + max_zoom)
-            shift_x = generator.uniform((n,), -max_shift, max_shift) * width
-            shift_y = generator.uniform((n,), -max_shift, max_shift) * height
+        if spec.flip:
+            mirrored = keras.random.uniform((n, 1, 1, 1), seed=seed) < 0.5
+            images = ops.where(mirrored, ops.flip(images, axis=2), images)
+        if spec.max_shift or spec.max_zoom:
+            height, width = float(images.shape[1]), float(images.shape[2])
+            zoom = keras.random.uniform((n,), 1.0 - spec.max_zoom, 1.0 + spec.max_zoom, seed=seed)
+            shift_x = keras.random.uniform((n,), -spec.max_shift, spec.max_shift, seed=seed) * width
+            shift_y = keras.random.uniform((n,), -spec.max_shift, spec.max_shift, seed=seed) * height
             cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
-            zeros = tf.zeros((n,))
-            transforms = tf.stack([1.0 / zoom, zeros, cx - cx / zoom + shift_x,
-                                   zeros, 1.0 / zoom, cy - cy / zoom + shift_y, zeros, zeros], axis=1)
-            images = tf.raw_ops.ImageProjectiveTransformV3(
-                images=images, transforms=transforms, output_shape=shape[1:3],
-                fill_value=float(PAD_VALUE), interpolation="BILINEAR", fill_mode="CONSTANT")
-        if max_brightness or max_contrast:
-            contrast = generator.uniform((n, 1, 1, 1), 1.0 - max_contrast, 1.0 + max_contrast)
-            brightness = generator.uniform((n, 1, 1, 1), -max_brightness, max_brightness)
+            zeros = ops.zeros_like(zoom)
+            # Output pixel (x, y) samples input (x / zoom + offset): zoom > 1 crops in, < 1 shows more white.
+            transforms = ops.stack([1.0 / zoom, zeros, cx - cx / zoom + shift_x,
+                                    zeros, 1.0 / zoom, cy - cy / zoom + shift_y, zeros, zeros], axis=1)
+            images = ops.image.affine_transform(images, transforms, interpolation="bilinear", fill_mode="constant",
+                                                fill_value=float(PAD_VALUE), data_format="channels_last")
+        if spec.max_brightness or spec.max_contrast:
+            contrast = keras.random.uniform((n, 1, 1, 1), 1.0 - spec.max_contrast, 1.0 + spec.max_contrast, seed=seed)
+            brightness = keras.random.uniform((n, 1, 1, 1), -spec.max_brightness, spec.max_brightness, seed=seed)
             images = (images - 128.0) * contrast + 128.0 + brightness
-        return tf.clip_by_value(images, 0.0, 255.0)
+        return ops.clip(images, 0.0, 255.0)
 
-    return augment
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "spec": asdict(self.spec), "seed": self.seed}
 
 
-def make_dataset(paths: Sequence[str], labels: Mapping[str, np.ndarray] | None, height: int, width: int,
-                 batch_size: int = 32, shuffle: bool = False, augment: Augment | None = None,
-                 cache: bool | str = True, seed: int | None = None, shuffle_buffer: int = 8192,
-                 drop_remainder: bool = False) -> tf.data.Dataset:
-    """Batches of (float32 NHWC images, {head: int32 labels}) or just images when ``labels`` is None.
+def training_model(model: keras.Model, spec: AugmentSpec | None = None, seed: int | None = None) -> keras.Model:
+    """``model`` behind a uint8 input and the augmentation layer; shares ``model``'s weights.
 
-    ``cache``: True keeps decoded uint8 images in memory (40k images at 128x96 are ~1.5 GB), a string
-    caches to that file prefix, False decodes every epoch. Without ``shuffle`` the order is ``paths``.
+    The same wrapper object trains, validates and predicts (augmentation is off outside training),
+    so each of its steps is compiled once per input shape.
     """
-    paths = [str(p) for p in paths]
-    if labels is not None:
-        labels = {head: np.asarray(values, dtype=np.int32) for head, values in labels.items()}
-        for head, values in labels.items():
-            if len(values) != len(paths):
-                raise ValueError(f"labels[{head!r}] has {len(values)} entries for {len(paths)} paths")
-    decode = decode_fn(height, width)
-
-    if labels is None:
-        dataset = tf.data.Dataset.from_tensor_slices(paths).map(decode, num_parallel_calls=AUTOTUNE)
-    else:
-        dataset = tf.data.Dataset.from_tensor_slices((paths, labels)).map(
-            lambda path, label: (decode(path), label), num_parallel_calls=AUTOTUNE)
-    if cache:
-        dataset = dataset.cache(cache if isinstance(cache, str) else "")
-    if shuffle:
-        dataset = dataset.shuffle(min(shuffle_buffer, max(len(paths), 1)), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-
-    augment = augment or (lambda images: images)
-    if labels is None:
-        dataset = dataset.map(lambda images: augment(tf.cast(images, tf.float32)), num_parallel_calls=AUTOTUNE)
-    else:
-        dataset = dataset.map(lambda images, label: (augment(tf.cast(images, tf.float32)), label),
-                              num_parallel_calls=AUTOTUNE)
-    return dataset.prefetch(AUTOTUNE)
+    height, width, channels = (int(d) for d in model.input_shape[1:])
+    inputs = keras.Input((height, width, channels), dtype="uint8", name="image_uint8")
+    x = LabelPreservingAugment(spec or AugmentSpec(), seed=seed, name="augment")(inputs)
+    return keras.Model(inputs, model(x), name="train_wrapper")
 
 
-def dataset_from_frame(frame: pd.DataFrame, vocabularies: Mapping[str, list[str]], height: int, width: int,
-                       training: bool = False, seed: int | None = None, **kwargs) -> tf.data.Dataset:
-    """The pipeline for a loaded dataset frame (``path`` + head columns); training adds shuffle and augmentation."""
-    labels = encode(frame, dict(vocabularies))
-    if training:
-        kwargs.setdefault("shuffle", True)
-        kwargs.setdefault("augment", label_preserving_augment(seed=seed))
-    return make_dataset(list(frame["path"]), labels, height, width, seed=seed, **kwargs)
+class ArrayBatches(keras.utils.PyDataset):
+    """Fixed-size (uint8 images, {head: int32 labels}) batches; the last batch is padded with label -1.
+
+    ``shuffle`` draws a new order every epoch from ``seed`` (deterministic, so a resumed run sees the
+    same sequence). Padding instead of a short last batch keeps one shape per size (one compilation).
+    """
+
+    def __init__(self, images: np.ndarray, labels: dict[str, np.ndarray], batch_size: int, shuffle: bool = False,
+                 seed: int = 0, **kwargs: Any):
+        super().__init__(**kwargs)
+        if len(images) == 0:
+            raise ValueError("no images to batch")
+        self.images, self.labels, self.batch_size, self.shuffle = images, labels, batch_size, shuffle
+        self.seed, self.epoch = seed, 0
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.images))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        idx = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        return pad_batch(self.images[idx], {h: v[idx] for h, v in self.labels.items()}, self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reorder for ``epoch`` (called by the recipe at each epoch start, also when resuming)."""
+        self.epoch = epoch
+        self.order = self._order()
+
+    def on_epoch_end(self) -> None:
+        self.set_epoch(self.epoch + 1)
+
+
+def pad_batch(images: np.ndarray, labels: dict[str, np.ndarray] | None, size: int):
+    """Pad ``images`` (and ``labels`` with -1) up to ``size`` rows."""
+    missing = size - len(images)
+    if missing > 0:
+        images = np.concatenate([images, np.full((missing,) + images.shape[1:], PAD_VALUE, images.dtype)])
+        if labels is not None:
+            labels = {h: np.concatenate([v, np.full(missing, MISSING, v.dtype)]) for h, v in labels.items()}
+    return images if labels is None else (images, labels)
+
+
+def predict_padded(model: keras.Model, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+    """Softmax outputs per head through the model's compiled predict step, one batch shape throughout."""
+    outputs: dict[str, list[np.ndarray]] = {head: [] for head in HEADS}
+    as_uint8 = str(model.inputs[0].dtype) == "uint8"  # the training wrapper takes uint8; a bundle model float32
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        batch = pad_batch(chunk, None, batch_size)
+        batch = model.predict_on_batch(batch if as_uint8 else batch.astype(np.float32))
+        for head in HEADS:
+            outputs[head].append(np.asarray(batch[head], dtype=np.float32)[:len(chunk)])
+    return {head: np.concatenate(chunks) for head, chunks in outputs.items()}

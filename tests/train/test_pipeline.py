@@ -1,112 +1,117 @@
-"""The tf.data pipeline yields the runtime's exact preprocessing, keeps -1 labels and augments sanely."""
+"""The one input pipeline: fixed-shape padded batches, the label-preserving augmentation layer, padded prediction."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
 
 from fashion import HEADS  # noqa: E402
-from fashion.data.dataset import load_dataset  # noqa: E402
-from fashion.data.labels import MISSING, build_vocabularies, encode  # noqa: E402
 from fashion.runtime.preprocess import preprocess  # noqa: E402
-from fashion.train.pipeline import dataset_from_frame, label_preserving_augment, make_dataset  # noqa: E402
+from fashion.train.pipeline import (  # noqa: E402
+    ArrayBatches,
+    AugmentSpec,
+    LabelPreservingAugment,
+    pad_batch,
+    predict_padded,
+    training_model,
+)
 
-HEIGHT, WIDTH = 128, 96
+HEIGHT, WIDTH = 32, 24
 
 
 @pytest.fixture(scope="module")
-def sample_frame(sample_dir):
-    frame, _ = load_dataset(sample_dir)
-    with_gaps = frame[frame[list(HEADS)].isna().any(axis=1)]
-    grayscale = frame[[_mode(p) == "L" for p in frame["path"]]]
-    assert len(with_gaps) and len(grayscale), "the sample carries empty labels and grayscale images"
-    picked = frame.iloc[::40]
-    return pd.concat([picked, with_gaps, grayscale.head(2)]).drop_duplicates("id").reset_index(drop=True)
+def clean(sample_dir):
+    paths = sorted((sample_dir / "images").glob("*.jpg"))[:8]
+    return np.stack([preprocess(p, HEIGHT, WIDTH) for p in paths])
 
 
-def _mode(path: str) -> str:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.mode
+def _augment(spec: AugmentSpec, images: np.ndarray, seed: int) -> np.ndarray:
+    layer = LabelPreservingAugment(spec, seed=seed)
+    return keras.ops.convert_to_numpy(layer(images, training=True))
 
 
-def test_pipeline_matches_runtime_preprocessing_and_keeps_missing_labels(sample_frame):
-    vocabularies = build_vocabularies(sample_frame)
-    encoded = encode(sample_frame, vocabularies)
-    dataset = make_dataset(list(sample_frame["path"]), encoded, HEIGHT, WIDTH, batch_size=5)
-    assert dataset.element_spec[0].shape.as_list() == [None, HEIGHT, WIDTH, 3]
-    images, labels = [], {head: [] for head in HEADS}
-    for batch_images, batch_labels in dataset:
-        assert batch_images.dtype == tf.float32
-        images.append(batch_images.numpy())
-        for head in HEADS:
-            labels[head].append(batch_labels[head].numpy())
-    images = np.concatenate(images)
-    expected = np.stack([preprocess(p, HEIGHT, WIDTH) for p in sample_frame["path"]]).astype(np.float32)
-    assert images.shape == (len(sample_frame), HEIGHT, WIDTH, 3)
-    assert np.abs(images - expected).max() <= 1.0
-    assert images.min() >= 0 and images.max() <= 255
-    for head in HEADS:
-        np.testing.assert_array_equal(np.concatenate(labels[head]), encoded[head])
-    assert (np.concatenate(labels["baseColour"]) == MISSING).any() or (np.concatenate(labels["season"]) == MISSING).any()
+def test_outside_training_the_layer_only_casts(clean):
+    out = LabelPreservingAugment(AugmentSpec(), seed=0)(clean, training=False)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(out), clean.astype(np.float32))
 
 
-def test_pipeline_without_labels_and_cache_twice(sample_frame, tmp_path):
-    paths = list(sample_frame["path"][:4])
-    dataset = make_dataset(paths, None, HEIGHT, WIDTH, batch_size=4, cache=str(tmp_path / "cache"))
-    first = next(iter(dataset)).numpy()
-    second = next(iter(dataset)).numpy()  # served from the file cache
-    np.testing.assert_array_equal(first, second)
-    np.testing.assert_array_equal(first[0], preprocess(paths[0], HEIGHT, WIDTH).astype(np.float32))
+def test_flip_is_a_mirror_and_some_images_flip(clean):
+    out = _augment(AugmentSpec(max_shift=0, max_zoom=0, max_brightness=0, max_contrast=0), clean, seed=1)
+    mirrored = [np.array_equal(o, c[:, ::-1]) for o, c in zip(out, clean.astype(np.float32))]
+    same = [np.array_equal(o, c) for o, c in zip(out, clean.astype(np.float32))]
+    assert all(m or s for m, s in zip(mirrored, same))
+    assert any(mirrored) and not all(same)
 
 
-def test_training_pipeline_shuffles_and_augments_within_range(sample_frame):
-    vocabularies = build_vocabularies(sample_frame)
-    dataset = dataset_from_frame(sample_frame, vocabularies, HEIGHT, WIDTH, training=True, seed=7,
-                                 batch_size=len(sample_frame))
-    images, labels = next(iter(dataset))
-    images = images.numpy()
-    assert images.shape == (len(sample_frame), HEIGHT, WIDTH, 3) and images.dtype == np.float32
-    assert images.min() >= 0 and images.max() <= 255
-    clean = np.stack([preprocess(p, HEIGHT, WIDTH) for p in sample_frame["path"]]).astype(np.float32)
-    assert not np.allclose(np.sort(images.reshape(len(images), -1).mean(1)),
-                           np.sort(clean.reshape(len(clean), -1).mean(1))), "augmentation changed the images"
-    # Shuffled rows still carry their own labels: the multiset of label tuples is unchanged.
-    encoded = encode(sample_frame, vocabularies)
-    got = sorted(zip(*(labels[h].numpy().tolist() for h in HEADS)))
-    want = sorted(zip(*(encoded[h].tolist() for h in HEADS)))
-    assert got == want
-
-
-def test_augment_fills_with_white_and_flip_is_a_mirror(sample_frame):
-    clean = np.stack([preprocess(p, HEIGHT, WIDTH) for p in sample_frame["path"][:8]]).astype(np.float32)
-    batch = tf.constant(clean)
-
-    flipped = label_preserving_augment(seed=1, max_shift=0, max_zoom=0, max_brightness=0, max_contrast=0)(batch).numpy()
-    for original, out in zip(clean, flipped):
-        assert np.array_equal(out, original) or np.array_equal(out, original[:, ::-1])
-    assert any(not np.array_equal(out, original) for original, out in zip(clean, flipped))
-
-    # Shifts and zooms pull in the white studio background, never black; the centre stays the product.
-    move = label_preserving_augment(seed=2, flip=False, max_shift=0.1, max_zoom=0.1, max_brightness=0,
-                                    max_contrast=0)
-    black = tf.zeros((16, HEIGHT, WIDTH, 3))
-    out = move(black).numpy()
+def test_shift_and_zoom_fill_with_white_keep_the_centre_and_the_hue():
+    black = np.zeros((16, HEIGHT, WIDTH, 3), np.uint8)
+    out = _augment(AugmentSpec(flip=False, max_shift=0.1, max_zoom=0.1, max_brightness=0, max_contrast=0), black, 2)
     assert out.shape == black.shape
-    assert (out == 255).any(axis=(1, 2, 3)).all(), "every moved image shows white fill"
-    assert np.all(out[:, HEIGHT // 2, WIDTH // 2] == 0)
-    r, g, b = out[..., 0], out[..., 1], out[..., 2]
-    assert np.array_equal(r, g) and np.array_equal(g, b), "no hue change: grey stays grey"
-
-    tone = label_preserving_augment(seed=3, flip=False, max_shift=0, max_zoom=0)(batch).numpy()
-    assert tone.min() >= 0 and tone.max() <= 255
-    assert np.abs(tone - clean).max() <= 12 + 0.1 * 128 + 1e-3, "brightness/contrast stay mild"
+    assert (out == 255).any(axis=(1, 2, 3)).mean() > 0.5, "moved images show white fill (never black)"
+    assert np.all(out[:, HEIGHT // 2, WIDTH // 2] == 0), "the centre stays the product"
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2]), "grey stays grey"
 
 
-def test_labels_must_match_paths(sample_frame):
-    with pytest.raises(ValueError, match="entries"):
-        make_dataset(list(sample_frame["path"]), {"gender": np.zeros(2, np.int32)}, HEIGHT, WIDTH)
+def test_zoom_goes_both_ways_within_its_range():
+    """One zoom definition: factors in [1 - max_zoom, 1 + max_zoom] (in shows less white, out shows more)."""
+    square = np.zeros((64, HEIGHT, WIDTH, 3), np.uint8)
+    out = _augment(AugmentSpec(flip=False, max_shift=0, max_zoom=0.2, max_brightness=0, max_contrast=0), square, 3)
+    white = (out[..., 0] > 127).mean(axis=(1, 2))
+    assert (white == 0).any(), "zooming in keeps the frame filled"
+    assert (white > 0).any(), "zooming out shows background"
+    assert white.max() < 1 - 1 / 1.2 ** 2 + 0.1
+
+
+def test_brightness_and_contrast_stay_mild(clean):
+    out = _augment(AugmentSpec(flip=False, max_shift=0, max_zoom=0), clean, seed=4)
+    assert out.min() >= 0 and out.max() <= 255
+    assert np.abs(out - clean).max() <= 12 + 0.1 * 128 + 1e-3
+    assert not np.allclose(out, clean)
+
+
+def test_batches_have_one_shape_and_pad_with_missing_labels():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1).repeat(3, axis=3)
+    labels = {head: np.arange(10, dtype=np.int32) for head in HEADS}
+    batches = ArrayBatches(images, labels, batch_size=4, shuffle=True, seed=5)
+    assert len(batches) == 3
+    seen = []
+    for index in range(len(batches)):
+        x, y = batches[index]
+        assert x.shape == (4, 1, 1, 3) and x.dtype == np.uint8
+        real = y["gender"] >= 0
+        assert all(np.array_equal(y[h], y["gender"]) for h in HEADS), "rows keep their own labels"
+        np.testing.assert_array_equal(x[real, 0, 0, 0], y["gender"][real])
+        seen += list(y["gender"][real])
+    assert sorted(seen) == list(range(10)), "every image once per epoch, padding never counted"
+    first_order = batches.order.copy()
+    batches.on_epoch_end()
+    assert not np.array_equal(first_order, batches.order), "a new order each epoch"
+    batches.set_epoch(0)
+    np.testing.assert_array_equal(first_order, batches.order)  # a resumed run replays the same order
+
+
+def test_pad_batch_only_pads():
+    images = np.zeros((3, 2, 2, 3), np.uint8)
+    padded, labels = pad_batch(images, {"gender": np.array([0, 1, 2], np.int32)}, 5)
+    assert padded.shape == (5, 2, 2, 3)
+    np.testing.assert_array_equal(labels["gender"], [0, 1, 2, -1, -1])
+    assert pad_batch(images, None, 3) is images
+
+
+def test_wrapper_shares_weights_and_padded_prediction_equals_a_direct_call(clean):
+    from fashion.train.model import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model({h: 3 for h in HEADS}, HEIGHT, WIDTH, backbone="tiny")
+    wrapper = training_model(model, AugmentSpec(), seed=0)
+    assert {v.path for v in model.trainable_weights} <= {v.path for v in wrapper.trainable_weights}
+    probs = predict_padded(wrapper, clean[:5], batch_size=4)  # 5 images: one full batch and one padded
+    direct = model(clean[:5].astype(np.float32), training=False)
+    for head in HEADS:
+        assert probs[head].shape == (5, 3)
+        np.testing.assert_allclose(probs[head], keras.ops.convert_to_numpy(direct[head]), atol=1e-5)
+    float_probs = predict_padded(model, clean[:5], batch_size=4)
+    np.testing.assert_allclose(float_probs["gender"], probs["gender"], atol=1e-5)

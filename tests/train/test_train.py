@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ def sample_split(tmp_path_factory, sample_dir) -> Path:
 
 
 def _fit_command(sample_dir, split, out, work, cache, epochs, extra=()):
+    """The CPU recipe through the CLI (the GPU recipe's CLI path is tested under JAX in test_gpu_jax.py)."""
     return [sys.executable, "-m", "fashion.train.cli", "fit", "--data", str(sample_dir), "--split", str(split),
             "--out", str(out), "--work-dir", str(work), "--cache-dir", str(cache), "--backbone", "tiny",
             "--size", "32x24", "--epochs", str(epochs), "--batch-size", "16", *extra]
@@ -80,7 +80,6 @@ def test_fit_writes_a_bundle_that_reloads_and_predicts_identically(sample_dir, s
     from fashion.runtime.bundle import load_manifest
     from fashion.runtime.preprocess import preprocess, to_batch
     from fashion.train.bundle_io import load_keras_model
-    from fashion.train.model import build_model
 
     bundle = load_manifest(out)
     model = load_keras_model(out)
@@ -122,20 +121,44 @@ def test_killed_run_resumes_from_its_checkpoint(sample_dir, sample_split, tmp_pa
 
 
 def test_gpu_recipe_runs_a_time_boxed_fine_tune(sample_dir, sample_split, tmp_path):
-    """The GPU recipe's code path (augmented array batches, time-based cosine, checkpoints) on the CPU."""
-    from fashion.data.dataset import load_dataset
-    from fashion.data.labels import build_vocabularies
-    from fashion.train.gpu_recipe import run_gpu_recipe
+    """The GPU recipe through the Recipe seam on the CPU: time-boxed cosine, one compiled model, a float32 result."""
+    from fashion.train.cli import build_train_data
+    from fashion.train.gpu_recipe import GpuRecipe, GpuRecipeConfig
+    from fashion.train.recipe import TrainResult
 
-    frame, _ = load_dataset(sample_dir)
-    labels_file = tmp_path / "labels.json"
-    labels_file.write_text(json.dumps(build_vocabularies(frame)))
-    results = run_gpu_recipe(str(sample_dir), str(sample_split), str(labels_file), None, [(32, 24)],
-                             str(tmp_path / "out"), batch_size=32, seconds_per_size=[4.0], mixed_precision=False,
-                             workers=1, backbone="tiny")
-    run = results["sizes"]["32x24"]
-    assert run["epochs_run"] >= 1
+    data = build_train_data(str(sample_dir), str(sample_split))
+    recipe = GpuRecipe(GpuRecipeConfig(sizes=[(32, 24)], batch_size=32, seconds_per_size=3.0, backbone="tiny"))
+    result = recipe.fit(data, tmp_path / "out")
+    assert isinstance(result, TrainResult)
+    run = result.training["results"]["sizes"]["32x24"]
+    assert run["epochs_run"] >= 1 and len(run["per_epoch"]) == run["epochs_run"]
     assert set(run["val_accuracy"]) == set(HEADS)
     assert all(0.0 <= value <= 1.0 for value in run["val_accuracy"].values())
-    assert (tmp_path / "out" / "32x24" / "final.weights.h5").exists()
+    assert run["compile_seconds"] >= 0 and run["steady_img_per_s"] > 0 and 0 <= run["data_wait_fraction"] <= 1
+    assert run["schedule"]["first_rates"][0] == pytest.approx(0.1 * 3e-4)
+    assert result.training["backbone"] == "tiny" and result.training["weights"] is None
+    # The bundle model is float32 with the classifier's contract; the scores come from the trained model.
+    assert result.model.input_shape[1:] == (32, 24, 3)
+    assert all(w.dtype == "float32" for w in result.model.weights)
+    assert {h: p.shape[0] for h, p in result.val_probs.items()} == {h: len(data.val) for h in HEADS}
+    for head in HEADS:
+        assert np.array_equal(result.val_labels[head], data.val.labels[head])
+    assert (tmp_path / "out" / "32x24" / "final.weights.npz").exists()
     assert (tmp_path / "out" / "32x24" / "log.csv").exists()
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["sizes"]["32x24"]["compile_seconds"] == run["compile_seconds"]
+
+
+def test_fit_refuses_bad_options_with_a_message_and_exit_2(sample_dir, sample_split, tmp_path):
+    from click.testing import CliRunner
+
+    from fashion.train.cli import main
+
+    runner = CliRunner()
+    base = ["fit", "--data", str(sample_dir), "--split", str(sample_split), "--out", str(tmp_path / "b"),
+            "--backbone", "tiny"]
+    result = runner.invoke(main, base + ["--recipe", "cpu", "--size", "32x24", "--size", "64x48"])
+    assert result.exit_code == 2 and "Error: the CPU recipe trains one --size" in result.output
+    result = runner.invoke(main, base + ["--recipe", "gpu", "--devices", "3", "--size", "32x24"])
+    assert result.exit_code == 2 and "Error: --devices 3" in result.output
+    assert runner.invoke(main, ["fit", "-h"]).exit_code == 0
