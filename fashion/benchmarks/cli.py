@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
 
@@ -61,9 +62,15 @@ def _backends(ctx, param, value: str) -> list[str]:
 @click.option("--photos", is_flag=True,
               help="Instead: end-to-end predict(path) on real photos upscaled to 1080x1440, 2400x3200, 4000x3000 "
                    "(JPEG/PNG/WebP) and predict_batch images/s, fast decode path and parallel decoding vs not.")
+@click.option("--ab", "ab_variants", multiple=True, metavar="NAME=FILE.onnx[@disable]",
+              help="Instead: compare the bundle's FP32 graph with these variants of it in one process, taking "
+                   "turns (cold start, batch-1 p50, throughput at --batch-sizes, output difference), as ratios. "
+                   "Repeatable; @disable opens a file saved already optimised with graph optimisation off.")
+@click.option("--ab-rounds", default=5, show_default=True, type=click.IntRange(1),
+              help="Cold starts per variant with --ab.")
 @click.pass_context
 def main(ctx, bundle, data, split, split_file, backends, batch_sizes, warmup, iters, threads, limit, json_path,
-         plot_prefix, markdown_path, min_accuracy, quiet, photos):
+         plot_prefix, markdown_path, min_accuracy, quiet, photos, ab_variants, ab_rounds):
     """Benchmark every artifact of BUNDLE: latency, throughput, cold start, memory and per-head accuracy.
 
     Each row runs in its own fresh process with the same threads, images and iteration counts;
@@ -80,6 +87,9 @@ def main(ctx, bundle, data, split, split_file, backends, batch_sizes, warmup, it
 
         sys.exit(run_photo_bench_cli(bundle, data, split, split_file, threads, json_path, markdown_path, log))
     split_explicit = ctx.get_parameter_source("split") == click.core.ParameterSource.COMMANDLINE
+    if ab_variants:
+        sys.exit(_run_ab(bundle, data, split, split_file, split_explicit, batch_sizes, iters, threads, limit,
+                         ab_variants, ab_rounds, json_path, markdown_path, quiet, log))
     config = BenchConfig(bundle=bundle, data=data, split=split, split_file=split_file, split_explicit=split_explicit,
                          backends=backends,
                          batch_sizes=batch_sizes, warmup=warmup, iters=iters, threads=threads, limit=limit)
@@ -111,6 +121,35 @@ def main(ctx, bundle, data, split, split_file, backends, batch_sizes, warmup, it
     for failure in failures:
         click.echo(f"accuracy gate: {failure}", err=True)
     sys.exit(1 if failures or failed_rows else 0)
+
+
+def _run_ab(bundle, data, split, split_file, split_explicit, batch_sizes, iters, threads, limit, ab_variants,
+            ab_rounds, json_path, markdown_path, quiet, log) -> int:
+    """--ab: the bundle's FP32 graph vs variants of it, in this one process (see ab.py)."""
+    from fashion.runtime.bundle import load_manifest
+
+    from . import system
+    from .ab import compare_graphs, parse_variants, render_markdown
+    from .bench import BenchConfig, load_images
+    from .report import write_json
+
+    try:
+        variants = parse_variants(list(ab_variants))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ab") from None
+    loaded = load_manifest(bundle)
+    config = BenchConfig(bundle=bundle, data=data, split=split, split_file=split_file, split_explicit=split_explicit,
+                         limit=limit or 64)
+    images, source = load_images(loaded, config, progress=not quiet)
+    result = compare_graphs(loaded, variants, np.asarray(images.images[: config.limit], dtype=np.float32),
+                            threads or system.available_cores(), batch_sizes, iters=iters, rounds=ab_rounds, log=log)
+    result["data"] = source
+    click.echo(render_markdown(result))
+    if json_path:
+        write_json(result, json_path)
+    if markdown_path:
+        Path(markdown_path).write_text(render_markdown(result) + "\n", encoding="utf-8")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -201,3 +201,29 @@ def test_named_split_narrows_any_data_folder(tiny_bundle, sample_dir, tmp_path):
     data = json.loads(out.read_text())["data"]
     assert data["split"] == "val" and data["split_file"].endswith("fashion-product-images.csv")
     assert 0 < data["images"] == expected
+
+
+def test_ab_compares_graph_variants_in_one_process(tiny_bundle, sample_dir, tmp_path):
+    """--ab: the bundle's FP32 graph vs a variant (here: the graph after the export's exact rewrite)."""
+    import onnx
+
+    from fashion.export.graph import remove_noop_reshapes
+
+    variant = tmp_path / "variant.onnx"
+    model = onnx.load(str(tiny_bundle / "model_fp32.onnx"))
+    remove_noop_reshapes(model)
+    onnx.save(model, str(variant))
+    out = tmp_path / "ab.json"
+    result = CliRunner().invoke(main, [str(tiny_bundle), "--data", str(sample_dir), "--limit", "8", "--iters", "6",
+                                       "--batch-sizes", "1,4", "--threads", "1", "--ab-rounds", "2", "--quiet",
+                                       "--ab", f"rewritten={variant}", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    assert set(payload["variants"]) == {"bundle", "rewritten"} and payload["threads"] == 1
+    bundle_row, rewritten = payload["variants"]["bundle"], payload["variants"]["rewritten"]
+    assert bundle_row["p50_ratio"] == 1.0 and bundle_row["max_abs_diff_vs_bundle"] == 0.0
+    assert rewritten["p50_ms"] > 0 and rewritten["cpu_p50_ms"] >= 0 and set(rewritten["img_per_s"]) == {"1", "4"}
+    assert rewritten["max_abs_diff_vs_bundle"] < 1e-5 and rewritten["top1_agreement_vs_bundle"] == 1.0
+    assert "| rewritten |" in result.output
+    bad = CliRunner().invoke(main, [str(tiny_bundle), "--ab", "bundle=x.onnx"])
+    assert bad.exit_code == 2 and "NAME=FILE.onnx" in bad.output
