@@ -162,3 +162,25 @@ def test_fit_refuses_bad_options_with_a_message_and_exit_2(sample_dir, sample_sp
     result = runner.invoke(main, base + ["--recipe", "gpu", "--devices", "3", "--size", "32x24"])
     assert result.exit_code == 2 and "Error: --devices 3" in result.output
     assert runner.invoke(main, ["fit", "-h"]).exit_code == 0
+
+
+def test_cli_gpu_recipe_honours_the_backbone_and_records_timings(sample_dir, sample_split, tmp_path):
+    """``fit --recipe gpu --backbone tiny`` trains the tiny network (not EfficientNetB0) and writes its timings."""
+    from click.testing import CliRunner
+
+    from fashion.train.bundle_io import load_keras_model
+    from fashion.train.cli import main
+
+    out, work = tmp_path / "bundle", tmp_path / "work"
+    result = CliRunner().invoke(main, ["fit", "--data", str(sample_dir), "--split", str(sample_split), "--out", str(out),
+                                       "--work-dir", str(work), "--recipe", "gpu", "--backbone", "tiny",
+                                       "--size", "32x24", "--epochs", "1", "--batch-size", "32"])
+    assert result.exit_code == 0, result.output[-3000:]
+    training = json.loads((out / "bundle.json").read_text())["training"]
+    assert training["recipe"] == "gpu" and training["backbone"] == "tiny"
+    size = training["results"]["sizes"]["32x24"]
+    assert size["compile_seconds"] >= 0 and size["steady_img_per_s"] > 0 and size["epochs_run"] == 1
+    model = load_keras_model(out)
+    names = {layer.name for layer in model.layers}
+    assert "stem_conv" in names and not any(name.startswith("block") for name in names)
+    assert not (work / "labels.json").exists(), "the vocabulary is passed in memory, not through a file"
