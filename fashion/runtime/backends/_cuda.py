@@ -14,8 +14,9 @@ import numpy as np
 
 from ..errors import BackendUnavailableError
 
-INSTALL_HINT = ("install the GPU extra: pip install 'fashion-edge[gpu]' (tensorrt>=10, cuda-python) "
-                "on a machine with an NVIDIA GPU")
+INSTALL_HINT = (
+    "install the GPU extra: pip install 'fashion-edge[gpu]' (tensorrt>=10, cuda-python) on a machine with an NVIDIA GPU"
+)
 
 _cudart: Any = None
 
@@ -50,7 +51,7 @@ def device_count() -> int:
 
 
 def compute_capability(device: int = 0) -> str:
-    """"major.minor" of ``device``, e.g. "9.0" for an H100 (engines are tied to it)."""
+    """The compute capability "major.minor" of ``device``, e.g. "9.0" for an H100 (engines are tied to it)."""
     props = check(cudart().cudaGetDeviceProperties(device))
     return f"{props.major}.{props.minor}"
 

@@ -28,7 +28,9 @@ def _require_gpu_packages() -> None:
         try:
             import tensorrt
         except ImportError:
-            raise BackendUnavailableError(f"the tensorrt backend needs the 'tensorrt' package; {INSTALL_HINT}") from None
+            raise BackendUnavailableError(
+                f"the tensorrt backend needs the 'tensorrt' package; {INSTALL_HINT}"
+            ) from None
         trt = tensorrt
     _cuda.cudart()  # raises BackendUnavailableError naming cuda-python when it is missing
 
@@ -43,8 +45,9 @@ def tensorrt_version() -> str:
     return str(trt.__version__)
 
 
-def check_engine_compatibility(path: Path, artifact: dict[str, Any], compute_capability: str,
-                               tensorrt_version: str) -> None:
+def check_engine_compatibility(
+    path: Path, artifact: dict[str, Any], compute_capability: str, tensorrt_version: str
+) -> None:
     """Refuse an engine recorded as built for another GPU architecture or TensorRT version."""
     built_cc = artifact.get("compute_capability")
     built_trt = artifact.get("tensorrt_version") or artifact.get("tool_versions", {}).get("tensorrt")
@@ -81,12 +84,21 @@ class TensorRTBackend(Backend):
         self.max_batch = int(engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
         self.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
         self.stream = _cuda.create_stream()
+        self._runtime: Any = None  # the TensorRT runtime that deserialized the engine must outlive it
         self.buffers = _cuda.DeviceBuffers()
 
     @classmethod
-    def open(cls, path: Path, artifact: dict[str, Any], *, providers: list[str] | None = None,
-             threads: int | None = None, allow_fallback: bool = False, device: int = 0,
-             **_: Any) -> TensorRTBackend:
+    def open(
+        cls,
+        path: Path,
+        artifact: dict[str, Any],
+        *,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        allow_fallback: bool = False,
+        device: int = 0,
+        **_: Any,
+    ) -> TensorRTBackend:
         _require_gpu_packages()
         if not trt.__version__.startswith("10."):
             raise BackendUnavailableError(f"TensorRT {trt.__version__} found; this backend needs TensorRT 10")
@@ -101,14 +113,18 @@ class TensorRTBackend(Backend):
         runtime = trt.Runtime(logger)
         engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
         if engine is None:
-            raise BundleError(f"{path}: TensorRT {trt.__version__} could not deserialize this engine "
-                              f"(corrupt, or built for another GPU/TensorRT version)")
+            raise BundleError(
+                f"{path}: TensorRT {trt.__version__} could not deserialize this engine "
+                f"(corrupt, or built for another GPU/TensorRT version)"
+            )
         outputs = dict(artifact.get("outputs") or {})
         names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
         unknown = {head: name for head, name in outputs.items() if name not in names}
         if not outputs or unknown:
-            raise BundleError(f"{path}: manifest outputs {unknown or '(none recorded)'} are not tensors of this "
-                              f"engine (tensors: {sorted(names)})")
+            raise BundleError(
+                f"{path}: manifest outputs {unknown or '(none recorded)'} are not tensors of this "
+                f"engine (tensors: {sorted(names)})"
+            )
         feature_map = artifact.get("feature_map")
         backend = cls(engine, Path(path), outputs, feature_map if feature_map in names else None)
         backend._runtime = runtime  # the runtime must outlive the engine
@@ -145,8 +161,9 @@ class TensorRTBackend(Backend):
             if not self.feature_map_name:
                 raise BundleError(f"{self.path}: this engine has no feature_map output (needed for cam())")
             keys[FEATURE_MAP] = self.feature_map_name
-        chunks = [self._run(batch[i : i + self.max_batch], list(keys.values()))
-                  for i in range(0, len(batch), self.max_batch)]
+        chunks = [
+            self._run(batch[i : i + self.max_batch], list(keys.values())) for i in range(0, len(batch), self.max_batch)
+        ]
         return {key: np.concatenate([c[name] for c in chunks]).astype(np.float32) for key, name in keys.items()}
 
     def close(self) -> None:
