@@ -160,7 +160,7 @@ def fast_decode_check(
     for key, per_head in ranked.items():
         tops = {head: np.concatenate(parts) for head, parts in per_head.items()}
         rows[key] = {"heads": {head: head_scores(truth[head], tops[head]) for head in bundle.heads}, "_tops": tops}
-    result = _summarise(rows, pixel, sizes, gaps, bundle.heads)
+    result = _summarise(rows, pixel, sizes, gaps, bundle.heads, truth)
     result.update(
         bundle=str(bundle_dir),
         split=split,
@@ -182,6 +182,7 @@ def _summarise(
     sizes: list[tuple[int, int]],
     gaps: list[float],
     heads: list[str],
+    truth: dict[str, np.ndarray],
 ) -> dict[str, Any]:
     comparisons = []
     worst_by_gap: dict[str, float] = {}
@@ -200,6 +201,7 @@ def _summarise(
                 head: float(np.mean(exact["_tops"][head][:, 0] == fast["_tops"][head][:, 0])) for head in heads
             }
             worst_by_gap[name] = max(worst_by_gap.get(name, -1e9), max(drops.values()))
+            flips = {head: _flips(truth[head], exact["_tops"][head][:, 0], fast["_tops"][head][:, 0]) for head in heads}
             comparisons.append(
                 {
                     "size": size,
@@ -211,6 +213,7 @@ def _summarise(
                     "accuracy_fast": {h: fast["heads"][h]["accuracy"] for h in heads},
                     "drop_pp": drops,
                     "top1_agreement": agreement,
+                    "flips": flips,
                 }
             )
     accuracy = {key: {h: row["heads"][h] for h in heads} for key, row in rows.items()}
@@ -218,6 +221,19 @@ def _summarise(
         name: {"worst_drop_pp": round(worst, 4), "passes": worst <= MAX_DROP_PP} for name, worst in worst_by_gap.items()
     }
     return {"max_drop_pp": MAX_DROP_PP, "comparisons": comparisons, "verdict": verdict, "accuracy": accuracy}
+
+
+def _flips(truth: np.ndarray, exact: np.ndarray, fast: np.ndarray) -> dict[str, float]:
+    """Images the fast path gets wrong that the exact path got right (lost) and the reverse (gained), with the
+    two-sided exact McNemar p-value: whether the accuracy difference is more than the chance of flipping."""
+    from math import comb
+
+    valid = truth >= 0
+    lost = int(np.sum(valid & (exact == truth) & (fast != truth)))
+    gained = int(np.sum(valid & (exact != truth) & (fast == truth)))
+    n, k = lost + gained, min(lost, gained)
+    p_value = min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    return {"lost": lost, "gained": gained, "mcnemar_p": round(p_value, 4)}
 
 
 def render_fast_decode_markdown(result: dict[str, Any]) -> str:
@@ -239,13 +255,17 @@ def render_fast_decode_markdown(result: dict[str, Any]) -> str:
         "for the final bilinear resize). Model: FP32 ONNX. Accept if no head loses more than "
         f"{result['max_drop_pp']} pp.",
         "",
-        "| size | variant | pixel max / mean abs diff (0-255) | worst drop (pp) | min top-1 agreement |",
-        "|---|---|---|---|---|",
+        "| size | variant | pixel max / mean abs diff (0-255) | worst drop (pp), head | images lost / gained on it "
+        "(McNemar p) | min top-1 agreement |",
+        "|---|---|---|---|---|---|",
     ]
     for row in result["comparisons"]:
+        head = max(row["drop_pp"], key=row["drop_pp"].get)
+        flips = row.get("flips", {}).get(head, {})
         lines.append(
             f"| {row['size']} | {row['variant']} | {row['pixel_max_abs_diff']:.0f} / "
-            f"{row['pixel_mean_abs_diff']:.3f} | {max(row['drop_pp'].values()):+.3f} | "
+            f"{row['pixel_mean_abs_diff']:.3f} | {row['drop_pp'][head]:+.3f}, {head} | "
+            f"{flips.get('lost', '?')} / {flips.get('gained', '?')} (p={flips.get('mcnemar_p', '?')}) | "
             f"{min(row['top1_agreement'].values()):.4f} |"
         )
     lines += ["", "Per-head accuracy (%):", "", "| photos | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
