@@ -112,6 +112,17 @@ def _tensors(classifier: Classifier) -> dict[str, Any]:
     }
 
 
+def _check_numpy() -> None:
+    """PyTriton 0.7 serialises BYTES tensors the numpy-1 way: under numpy 2 its Python-backend stub dies on the
+    first image (``unpack_from requires a buffer of at least ... bytes``). Refuse to start instead."""
+    from importlib.metadata import version
+
+    pytriton_version = version("nvidia-pytriton")
+    if int(np.__version__.split(".")[0]) >= 2 and pytriton_version.startswith("0.7"):
+        raise ServeUnavailable(f"nvidia-pytriton {pytriton_version} needs numpy<2 (this environment has numpy "
+                               f"{np.__version__}); serve from its own environment: make serve-env")
+
+
 def build_triton(classifiers: list[Classifier], options: ServeOptions):
     """A configured (not yet started) ``pytriton.triton.Triton`` with the three models bound."""
     try:
@@ -121,6 +132,7 @@ def build_triton(classifiers: list[Classifier], options: ServeOptions):
         raise ServeUnavailable(f"PyTriton is not installed ({exc}); install the serve extra: "
                                "pip install 'fashion-edge[serve]'") from None
 
+    _check_numpy()
     config = TritonConfig(http_address=options.host, http_port=options.http_port, grpc_address=options.host,
                           grpc_port=options.grpc_port, metrics_address=options.host,
                           metrics_port=options.metrics_port, allow_metrics=True, allow_cpu_metrics=True,
