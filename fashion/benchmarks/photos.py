@@ -385,6 +385,7 @@ def photo_bench(
         "bundle": str(bundle_dir),
         "cpu": cpu_facts().to_dict(),
         "usable_cores": usable_cores(),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
         "photos_from": sorted({str(p.parent) for p in photos}),
         "per_cell": per_cell,
         "repeats": repeats,
@@ -424,6 +425,7 @@ def photo_bench(
                     f"  {name:6s} predict_batch {result['batch'][name]['images_per_s']} img/s, "
                     f"{result['batch'][name]['cores_busy']} cores busy"
                 )
+    result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     before, after = result["batch"]["before"], result["batch"]["after"]
     result["batch_speedup"] = round(after["images_per_s"] / before["images_per_s"], 2)
     result["batch_images"] = f"{batch_photos} x {batch_size_wh[0]}x{batch_size_wh[1]} JPEG q90"
@@ -438,7 +440,8 @@ def render_photo_markdown(result: dict[str, Any]) -> str:
         "",
         f"CPU: {cpu['model']} ({cpu['arch']}), {result['usable_cores']} usable cores; ISA flags: "
         f"{', '.join(cpu['flags']) or 'none recorded'}. Artifact: `{choice.get('artifact')}` "
-        f"({choice.get('reason')}).",
+        f"({choice.get('reason')}). Load average (1/5/15 min) at start {result.get('load_average_start')}, "
+        f"at end {result.get('load_average_end')}: other work shares the cores, so compare rows of this run only.",
         "",
         "Test photos upscaled (bicubic) and saved as JPEG q90 / PNG / WebP q90; "
         f"{result['per_cell']} photo(s) per cell, {result['repeats']} timed calls each after one warm call. "
