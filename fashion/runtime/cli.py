@@ -304,7 +304,9 @@ def main(bundle, inputs, check, fmt, top_k, backend, precision, providers, allow
         from .remote import predict_remote
 
         items, heads = predict_remote(server, paths, top_k=top_k, consistent=consistent,
-                                      concurrency=concurrency, retries=retries)
+                                      concurrency=concurrency, retries=retries,
+                                      reason_not_to_send=lambda path: precheck(path, path in from_folder))
+        items = [_explain(item) for item in items]
         failed = run(iter([items]), lambda: heads, len(paths), fmt, top_k, out_path, progress_bar=False)
     else:
         if not Path(bundle).is_dir():

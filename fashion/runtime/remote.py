@@ -329,10 +329,15 @@ class RemoteClassifier:
         return Prediction(heads=heads, latency_ms=latency_ms, consistent=bool(chosen))
 
     def predict_files(self, paths: list[str], top_k: int = 3, consistent: bool = False,
-                      progress: Callable[[int], None] | None = None) -> list[BatchItem]:
-        """Every path gets exactly one item, in input order; ``concurrency`` requests are in flight at once."""
+                      progress: Callable[[int], None] | None = None,
+                      reason_not_to_send: Callable[[str], str | None] | None = None) -> list[BatchItem]:
+        """Every path gets exactly one item, in input order; ``concurrency`` requests are in flight at once.
+
+        ``reason_not_to_send(path)`` (the CLI's precheck) turns a path into an error item without a request.
+        """
         def work(path: str) -> BatchItem:
-            item = self._predict_one(path, top_k, consistent)
+            reason = reason_not_to_send(path) if reason_not_to_send is not None else None
+            item = BatchItem(source=path, error=reason) if reason else self._predict_one(path, top_k, consistent)
             if progress is not None:
                 progress(1)
             return item
@@ -352,7 +357,8 @@ class RemoteClassifier:
 
 def predict_remote(urls: str | list[str], paths: list[str], top_k: int = 3, consistent: bool = False,
                    concurrency: int = 8, retries: int = DEFAULT_RETRIES, timeout: float = DEFAULT_TIMEOUT_S,
-                   say: Callable[[str], None] | None = None) -> tuple[list[BatchItem], list[str]]:
+                   say: Callable[[str], None] | None = None,
+                   reason_not_to_send: Callable[[str], str | None] | None = None) -> tuple[list[BatchItem], list[str]]:
     """``fashion-predict --server``: (items in input order, heads), with a progress bar and a failover report."""
     import sys
 
@@ -370,7 +376,8 @@ def predict_remote(urls: str | list[str], paths: list[str], top_k: int = 3, cons
     start_down = {f.url for f in remote.failovers}
     with remote, tqdm(total=len(paths), unit="img", desc="predicting", file=sys.stderr,
                       disable=len(paths) < 2) as bar:
-        items = remote.predict_files(paths, top_k=top_k, consistent=consistent, progress=bar.update)
+        items = remote.predict_files(paths, top_k=top_k, consistent=consistent, progress=bar.update,
+                                     reason_not_to_send=reason_not_to_send)
     for failover in remote.failovers:
         if failover.url not in start_down:
             tell(f"failover: {failover.url} dropped out ({failover.reason}); "

@@ -201,6 +201,24 @@ def test_two_servers_share_the_load_and_match_local(server, second_server, local
         assert count > 100, spread
 
 
+def test_bad_inputs_get_the_same_rows_as_local(server, shipped_bundle, sample_paths, tmp_path):
+    """A folder with photos, a truncated JPEG, an empty file and a text file: --server writes local's CSV."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for path in sample_paths[:3]:
+        (folder / Path(path).name).write_bytes((ROOT / path).read_bytes())
+    (folder / "truncated.jpg").write_bytes((ROOT / sample_paths[0]).read_bytes()[:300])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.txt").write_text("not a photo")
+    remote = _predict_cli("--server", server.url, str(folder), "--format", "csv")
+    local = _predict_cli(str(shipped_bundle), str(folder), "--format", "csv")
+    assert remote.returncode == local.returncode == 1, remote.stderr[-2000:]
+    assert remote.stdout == local.stdout
+    rows = remote.stdout.splitlines()[1:]
+    assert len(rows) == 6 and sum(r.startswith(str(folder / "truncated.jpg")) for r in rows) == 1
+    assert "corrupt or truncated image" in remote.stdout and "not an image file" in remote.stdout
+
+
 def test_failover_when_a_server_is_killed(server, second_server, local, sample_paths):
     """SIGKILL the second server halfway: every row exactly once, same CSV as local, failover reported, exit 0."""
     http = TritonHTTP(second_server.url)
