@@ -186,14 +186,14 @@ def evaluate(bundle, data, split_file, subset, out, record):
 
 @main.command("gpu-check", context_settings=CONTEXT_SETTINGS)
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Kaggle-layout folder (a subset made by --prepare, or the full data to subset).")
+              help="Kaggle-layout subset with a split.csv (made by `benchmarks/gpu_check.sh prepare`).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSON file to write.")
 @click.option("--size", "sizes", multiple=True, default=["128x96", "224x168"], show_default=True)
 @click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1))
 @click.option("--devices", default="1", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True)
-@click.option("--work-dir", default=None, type=click.Path(), help="Run directory (default: next to --out).")
+@click.option("--work-dir", default=None, type=click.Path(), help="Run directory (default: runs/gpu-check).")
 @click.option("--weights", default=None, help="ImageNet notop .weights.h5; default: none (random init) on the "
               "efficientnetb0 backbone, so the check needs no download.")
 @click.option("--backbone", type=click.Choice(["efficientnetb0", "tiny"]), default="efficientnetb0", hidden=True)

@@ -116,7 +116,7 @@ def run_gpu_check(data: str | Path, out: str | Path, sizes: list[tuple[int, int]
     weights = weights or os.environ.get("FASHION_EFFICIENTNET_WEIGHTS")
     if weights and not Path(weights).is_file():
         weights = None
-    work = Path(work_dir) if work_dir else out.with_suffix("").with_name(out.stem + "-run")
+    work = Path(work_dir) if work_dir else Path("runs") / "gpu-check"
     train_data = build_train_data(str(data), str(split), workers=min(16, os.cpu_count() or 1))
     report: dict[str, Any] = {
         "check": "gpu-recipe", "command": " ".join(sys.argv), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
