@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,8 @@ from .pipeline import ArrayBatches, AugmentSpec, predict_padded, training_model
 from .recipe import Recipe, TrainData, TrainResult
 
 STATE_FILE = "state.json"
+#: Overrides where JAX's persistent compilation cache lives (default: the run directory's jax_cache/).
+CACHE_ENV = "FASHION_JAX_CACHE"
 
 
 @dataclass
@@ -225,7 +228,7 @@ class GpuRecipe(Recipe):
         state = _RunState(run_dir / STATE_FILE, self._state_config(), self.resume)
         backend = keras.backend.backend()
         if config.compile_cache and backend == "jax":
-            enable_compilation_cache(run_dir / "jax_cache")
+            enable_compilation_cache(Path(os.environ.get(CACHE_ENV) or run_dir / "jax_cache"))
         devices = select_devices(config.devices, config.batch_size)
         policy = precision_policy(config.mixed_precision)
         print(f"GPU recipe on Keras {keras.__version__} / {backend}: {len(devices)} device(s) {devices}, "

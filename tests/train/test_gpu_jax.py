@@ -50,7 +50,8 @@ def scenarios(tmp_path_factory, sample_dir, small_split) -> tuple[dict, str]:
     work = tmp_path_factory.mktemp("jax_scenarios")
     result = subprocess.run([sys.executable, "-m", "tests.train.jax_scenarios", str(sample_dir), str(small_split),
                              str(work)], capture_output=True, text=True, cwd=ROOT, timeout=900,
-                            env=_jax_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+                            env=_jax_env(XLA_FLAGS="--xla_force_host_platform_device_count=2",
+                                         FASHION_JAX_CACHE=str(work / "jax_cache")))  # runs share compilations
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
 
