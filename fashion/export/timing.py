@@ -10,35 +10,25 @@ earlier one of the same CPU, flags, threads and batch; timings from other machin
 from __future__ import annotations
 
 import os
-import platform
 import time
-from pathlib import Path
 from typing import Any
 
-#: The ISA flags that change which artifact is fastest (SIMD width, int8 dot products, matrix units).
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16",
-             "asimd", "asimddp", "i8mm", "sve")
+from fashion.runtime import host
 
 
 def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    """Cores this process may use (affinity mask and cgroup CPU quota), as the runtime counts them."""
+    return host.usable_cores()
 
 
-def cpu_facts(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict[str, Any]:
-    """{"cpu": model name, "flags": sorted ISA flags of :data:`ISA_FLAGS` present} of this host."""
-    model, flags = platform.processor() or platform.machine(), set()
-    path = Path(cpuinfo)
-    if path.is_file():
-        for line in path.read_text(errors="replace").splitlines():
-            key, _, value = (part.strip() for part in line.partition(":"))
-            if key in ("model name", "Model Name") and model in ("", platform.machine(), platform.processor()):
-                model = value
-            elif key in ("flags", "Features") and not flags:
-                flags = set(value.split())
-    return {"cpu": model, "flags": sorted(flags & set(ISA_FLAGS))}
+def cpu_facts(cpuinfo: str | os.PathLike[str] = host.CPUINFO) -> dict[str, Any]:
+    """{"cpu": model name, "flags": the ISA flags the runtime matches timings on} of this host.
+
+    The same reading of /proc/cpuinfo as ``fashion.runtime.host``, so a timing recorded here is
+    found by the runtime's host-aware choice on the same CPU.
+    """
+    facts = host.cpu_facts(cpuinfo)
+    return {"cpu": facts.model, "flags": list(facts.reported_flags)}
 
 
 def timing_fact(p50_ms: float, threads: int, batch: int = 1, images: int = 0) -> dict[str, Any]:

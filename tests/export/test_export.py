@@ -84,11 +84,14 @@ def test_export_writes_gated_fp32_fp16_int8_and_records_them(exported):
     # facts, not a shared choice: one timing per CPU artifact, tagged with this host
     assert "default_artifact" not in bundle.manifest.to_dict()
     from fashion.export.timing import cpu_facts
+    from fashion.runtime import host
+    from fashion.runtime.classifier import recorded_ms
 
     for key in ("onnx_fp32", "onnx_fp16", "onnx_int8"):
         (timing,) = artifacts[key]["timings"]
         assert timing["cpu"] == cpu_facts()["cpu"] and timing["flags"] == cpu_facts()["flags"]
         assert timing["batch"] == 1 and timing["threads"] >= 1 and timing["p50_ms"] > 0 and timing["measured_at"]
+        assert recorded_ms(artifacts[key], host.cpu_facts()) == timing["p50_ms"]  # the runtime finds it on this CPU
     assert not [name for name in _files(root) if name.endswith(".tmp")]
 
 
