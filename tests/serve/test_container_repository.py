@@ -57,7 +57,8 @@ def triton(tiny_bundle, tmp_path_factory):
     command = [os.path.join(paths["dist"], "bin", "tritonserver"), f"--model-repository={root / 'repo'}",
                f"--backend-directory={root / 'backends'}", "--model-control-mode=explicit",
                f"--load-model={PREPROCESS_MODEL}", "--http-address=127.0.0.1", f"--http-port={http_port}",
-               "--grpc-address=127.0.0.1", f"--grpc-port={grpc_port}", "--allow-metrics=false", "--log-verbose=0"]
+               "--grpc-address=127.0.0.1", f"--grpc-port={grpc_port}", "--allow-metrics=false", "--log-verbose=0",
+               "--exit-timeout-secs=2"]
     with open(log, "wb") as handle:
         process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{http_port}"
