@@ -38,6 +38,7 @@ ROWS: dict[str, RowSpec] = {spec.name: spec for spec in (
     RowSpec("onnx-fp32", "ONNX Runtime FP32", "onnxruntime", "fp32", "onnx_fp32"),
     RowSpec("onnx-fp16", "ONNX Runtime FP16", "onnxruntime", "fp16", "onnx_fp16"),
     RowSpec("onnx-int8", "ONNX Runtime INT8", "onnxruntime", "int8", "onnx_int8"),
+    RowSpec("onnx-standalone", "ONNX Runtime standalone (uint8 in)", "onnxruntime", "fp32", "onnx_standalone"),
     RowSpec("trt-fp16", "TensorRT FP16", "tensorrt", "fp16", "tensorrt_fp16"),
     RowSpec("trt-int8", "TensorRT INT8", "tensorrt", "int8", "tensorrt_int8"),
 )}

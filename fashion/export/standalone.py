@@ -262,19 +262,12 @@ class GateSet:
     note: str = ""
 
 
-def standalone_session(path: str | Path, threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session for the standalone model.
+def open_standalone(path: str | Path, heads: list[str], threads: int | None = None) -> Any:
+    """The standalone model opened with the runtime's ONNX Runtime backend (CPU); ``infer(pixels)`` takes uint8."""
+    from fashion.runtime.backends import get_backend
 
-    The runtime's backends take float32 batches of the model's size; this artifact takes uint8 photos of
-    any size, which is the point of it, so it gets its own plain session (as an app would open it).
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    entry = {"format": FORMAT, "input": INPUT, "outputs": {head: head for head in heads}, "feature_map": FEATURE_MAP}
+    return get_backend("onnxruntime").open(Path(path), entry, providers=["cpu"], threads=threads)
 
 
 def _photos(gate_set: GateSet) -> Iterator[tuple[int, np.ndarray]]:
@@ -307,8 +300,8 @@ def _batches(gate_set: GateSet, size: int) -> Iterator[tuple[list[int], np.ndarr
         yield [i for i, _ in group], np.stack([a for _, a in group])
 
 
-def measure(classifier: Any, session: Any, gate_set: GateSet, heads: list[str]) -> dict[str, Any]:
-    """Top-1 agreement and accuracy of the standalone ``session`` vs the runtime ``classifier`` on one set.
+def measure(classifier: Any, standalone: Any, gate_set: GateSet, heads: list[str]) -> dict[str, Any]:
+    """Top-1 agreement and accuracy of the ``standalone`` backend vs the runtime ``classifier`` on one set.
 
     Both see the same decoded photo: the runtime pads and resizes it with Pillow, the standalone model
     inside its graph.
@@ -326,7 +319,7 @@ def measure(classifier: Any, session: Any, gate_set: GateSet, heads: list[str]) 
     kept: list[int] = []
     for indices, pixels in _batches(gate_set, BATCH):
         expected = classifier.infer(to_batch([fit_to_input(Image.fromarray(p), height, width) for p in pixels]))
-        got = dict(zip(heads, session.run(heads, {INPUT: pixels})))
+        got = standalone.infer(pixels)
         for head in heads:
             reference[head].append(expected[head])
             candidate[head].append(got[head])
@@ -383,13 +376,16 @@ def run_gate(bundle_dir: Path, model_path: Path, sets: list[GateSet], log: Calla
     """Measure every set against the runtime and judge; returns a fashion.export.gates.Verdict."""
     from fashion.runtime import Classifier
 
-    session = standalone_session(model_path, threads)
     measured = {}
     with Classifier.load(bundle_dir, precision="fp32", threads=threads) as classifier:
-        for gate_set in sets:
-            size = f" upscaled to {gate_set.upscale[0]}x{gate_set.upscale[1]}" if gate_set.upscale else ""
-            log(f"standalone gate: {gate_set.name}: {len(gate_set.paths)} photos{size}")
-            measured[gate_set.name] = measure(classifier, session, gate_set, list(classifier.heads))
+        standalone = open_standalone(model_path, list(classifier.heads), threads)
+        try:
+            for gate_set in sets:
+                size = f" upscaled to {gate_set.upscale[0]}x{gate_set.upscale[1]}" if gate_set.upscale else ""
+                log(f"standalone gate: {gate_set.name}: {len(gate_set.paths)} photos{size}")
+                measured[gate_set.name] = measure(classifier, standalone, gate_set, list(classifier.heads))
+        finally:
+            standalone.close()
     return judge(measured)
 
 
@@ -587,11 +583,10 @@ def measure_latency(bundle_dir: Path, paths: list[Path], sizes: list[tuple[int, 
     from fashion.runtime import Classifier
     from fashion.runtime.preprocess import fit_to_input, load_image
 
-    session = standalone_session(Path(bundle_dir) / FILE, threads)
     table: dict[str, Any] = {"threads": threads, "rounds": rounds, "photos": len(paths), "sizes": {}}
     with Classifier.load(bundle_dir, precision="fp32", threads=threads) as classifier:
         height, width = classifier.input_size
-        heads = list(classifier.heads)
+        standalone = open_standalone(Path(bundle_dir) / FILE, list(classifier.heads), threads)
         for size in sizes:
             photos = [load_image(p) for p in paths]
             if size:
@@ -604,10 +599,11 @@ def measure_latency(bundle_dir: Path, paths: list[Path], sizes: list[tuple[int, 
                     classifier.infer(fit_to_input(photo, height, width)[None].astype(np.float32))
                     times["runtime"].append((time.perf_counter() - start) * 1000)
                     start = time.perf_counter()
-                    session.run(heads, {INPUT: array})
+                    standalone.infer(array)
                     times["standalone"].append((time.perf_counter() - start) * 1000)
             label = "as is" if size is None else f"{size[0]}x{size[1]}"
             table["sizes"][label] = {key: round(float(np.median(values)), 3) for key, values in times.items()}
+        standalone.close()
     return table
 
 
