@@ -66,6 +66,7 @@ def test_photo_bench_measures_before_and_after(tiny_bundle, sample_dir):
         batch_photos=6,
         batch_size=4,
         batch_size_wh=(240, 320),
+        rounds=2,
         log=lambda _: None,
     )
     assert set(result["latency"]) == {
@@ -76,6 +77,6 @@ def test_photo_bench_measures_before_and_after(tiny_bundle, sample_dir):
             assert row["calls"] == 2 and 0 < row["p50_ms"] <= row["p90_ms"]
     before, after = result["batch"]["before"], result["batch"]["after"]
     assert before["images"] == after["images"] == 6 and before["failed"] == after["failed"] == 0
-    assert before["decode_threads"] == 1 and before["cores_busy"] > 0
+    assert before["decode_threads"] == 1 and before["cores_busy"] > 0 and len(before["rounds_images_per_s"]) == 2
     assert result["batch_speedup"] > 0 and result["artifact_choice"]["artifact"] == "onnx_fp32"
     assert "| 400x300/PNG |" in render_photo_markdown(result)
