@@ -124,6 +124,8 @@ def server(shipped_bundle, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def second_server(shipped_bundle, tmp_path_factory):
-    srv = start_server(shipped_bundle, tmp_path_factory.mktemp("serve2"), "--max-queue-delay-us", "5000")
+    # two model instances with one thread each: the replica tests also cover --instances
+    srv = start_server(shipped_bundle, tmp_path_factory.mktemp("serve2"), "--max-queue-delay-us", "5000",
+                       "--instances", "2", "--threads", "1")
     yield srv
     srv.stop()

@@ -194,6 +194,7 @@ def test_two_servers_share_the_load_and_match_local(server, second_server, local
                        "--concurrency", "8")
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout == local["csv"]
+    assert "fashion_0_1" in second_server.log.read_text(errors="replace")  # --instances 2: a second instance
     spread = next(line for line in run.stderr.splitlines() if line.startswith("requests per server:"))
     for url in (server.url, second_server.url):
         assert url in spread
