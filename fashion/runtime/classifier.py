@@ -239,10 +239,15 @@ class Classifier:
         cache the winner under $XDG_CACHE_HOME/fashion-edge), or ``fp32`` / ``fp16`` / ``int8``.
         ``timing_image``: the photo ``fastest`` times with (default: a synthetic product photo).
         ``fast_decode``: False decodes large photos at full size (the exact path); default on.
+        ``spinning``: ONNX Runtime's idle-thread spin (default: off when the model has every usable core).
         """
         bundle = load_manifest(bundle_dir, verify_hashes=False)
         threads = int(threads) if threads else usable_cores()
         options = {"providers": providers, "threads": threads, "allow_fallback": allow_fallback, **backend_options}
+        if "spinning" not in backend_options:
+            # Idle ORT threads busy-wait after each call; when decoding must share the model's cores (the model
+            # has every usable core), that spin steals the decoders' time, so it is off. Spare cores: ORT's default.
+            options["spinning"] = None if threads < usable_cores() else False
         if precision == "fastest":
             clf = cls._load_fastest(bundle, backend, options, timing_image)
         else:

@@ -322,11 +322,15 @@ def test_decode_plan_never_oversubscribes(tiny_bundle):
 
 
 def test_spinning_and_session_options_are_reported(tiny_bundle, photos, clf):
-    with Classifier.load(tiny_bundle, threads=2, spinning=False) as quiet:
-        options = quiet.info["session_options"]
-        assert options["allow_spinning"] is False and options["intra_op_num_threads"] == 2
-        assert quiet.predict(photos[0]).to_dict()["heads"] == clf.predict(photos[0]).to_dict()["heads"]
-    assert clf.info["session_options"]["allow_spinning"] is True
+    with Classifier.load(tiny_bundle, threads=2, spinning=True) as spinning:
+        options = spinning.info["session_options"]
+        assert options["allow_spinning"] is True and options["intra_op_num_threads"] == 2
+        assert spinning.predict(photos[0]).to_dict()["heads"] == clf.predict(photos[0]).to_dict()["heads"]
+    # default: the model has every usable core, so decoding shares them and idle threads must not spin
+    assert clf.threads == usable_cores() and clf.info["session_options"]["allow_spinning"] is False
+    if usable_cores() > 1:
+        with Classifier.load(tiny_bundle, threads=usable_cores() - 1) as spare:  # a core left for decoding
+            assert spare.info["session_options"]["allow_spinning"] is True
 
 
 def test_fast_decode_can_be_switched_off(tiny_bundle, photos, tmp_path):
