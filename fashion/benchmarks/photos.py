@@ -32,7 +32,7 @@ from PIL import Image
 
 from fashion.runtime.bundle import load_manifest
 from fashion.runtime.host import cpu_facts, usable_cores
-from fashion.runtime.preprocess import FAST_DECODE_GAP, Preprocessor, build_preprocessor
+from fashion.runtime.preprocess import FAST_DECODE_DEFAULT, FAST_DECODE_GAP, Preprocessor, build_preprocessor
 
 DECODE_SIZES = ((1080, 1440), (2400, 3200))  # (width, height), the dataset's 3:4 portrait aspect
 BENCH_SIZES = ((1080, 1440), (2400, 3200), (4000, 3000))
@@ -279,6 +279,10 @@ def render_fast_decode_markdown(result: dict[str, Any]) -> str:
             f"{name}: worst drop {v['worst_drop_pp']:+.3f} pp, {'passes' if v['passes'] else 'FAILS'}"
             for name, v in result["verdict"].items()
         ),
+        "",
+        f"Runtime default now: fast path {'on' if FAST_DECODE_DEFAULT else 'off'}, gap {FAST_DECODE_GAP:g} "
+        "(`fashion.runtime.preprocess.FAST_DECODE_DEFAULT` / `FAST_DECODE_GAP`; per call: "
+        "`Classifier.load(..., fast_decode=True|False)`).",
         "",
     ]
     return "\n".join(lines)
