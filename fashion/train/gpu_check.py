@@ -119,8 +119,8 @@ def run_gpu_check(data: str | Path, out: str | Path, sizes: list[tuple[int, int]
     work = Path(work_dir) if work_dir else Path("runs") / "gpu-check"
     train_data = build_train_data(str(data), str(split), workers=min(16, os.cpu_count() or 1))
     report: dict[str, Any] = {
-        "check": "gpu-recipe", "command": " ".join(sys.argv), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                           time.gmtime(started)),
+        "check": "gpu-recipe", "command": "fashion-train " + " ".join(sys.argv[1:]),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "facts": device_facts(), "backbone": backbone, "weights": Path(weights).name if weights else "random init",
         "epochs": epochs, "batch_size": batch_size, "train_images": len(train_data.train),
         "val_images": len(train_data.val), "sizes": {},
@@ -138,6 +138,8 @@ def run_gpu_check(data: str | Path, out: str | Path, sizes: list[tuple[int, int]
             "compile_seconds": size["compile_seconds"],
             "validation_compile_seconds": size["validation_compile_seconds"],
             "first_step_seconds": size["first_step_seconds"],
+            "first_epoch_seconds": size["first_epoch_seconds"],
+            "steady_epoch_seconds": size["steady_epoch_seconds"],
             "steady_img_per_s": size["steady_img_per_s"],
             "data_wait_fraction": size["data_wait_fraction"],
             "val_accuracy": size["val_accuracy"],

@@ -149,8 +149,9 @@ class StepTimer(keras.callbacks.Callback):
         self._last_end: float | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = {"epoch": epoch + 1, "steps": 0, "step_seconds": 0.0, "data_wait_seconds": 0.0}
-        self._last_end = time.perf_counter()
+        self._epoch = {"epoch": epoch + 1, "steps": 0, "step_seconds": 0.0, "data_wait_seconds": 0.0,
+                       "train_seconds": None}
+        self._last_end = self._epoch_begin = time.perf_counter()
         self._steps: list[float] = []
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -171,6 +172,8 @@ class StepTimer(keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None):
         self._test_begin = time.perf_counter()
+        if getattr(self, "_epoch", None) is not None and self._epoch["train_seconds"] is None:
+            self._epoch["train_seconds"] = round(self._test_begin - self._epoch_begin, 3)  # the epoch, first step too
 
     def on_test_end(self, logs=None):
         self.validation.append(time.perf_counter() - self._test_begin)
@@ -194,7 +197,10 @@ class StepTimer(keras.callbacks.Callback):
         steady_step = float(np.median(step_medians)) / 1000 if step_medians else 0.0
         val_compile = self.validation[0] - float(np.median(self.validation[1:])) if len(self.validation) > 1 \
             else None
+        epoch_seconds = [e["train_seconds"] for e in self.epochs if e.get("train_seconds") is not None]
         return {
+            "first_epoch_seconds": epoch_seconds[0] if epoch_seconds else None,
+            "steady_epoch_seconds": round(float(np.median(epoch_seconds[1:])), 3) if len(epoch_seconds) > 1 else None,
             "compile_seconds": round(max(0.0, (self.first_step or 0.0) - steady_step), 2),
             "first_step_seconds": round(self.first_step or 0.0, 3),
             "validation_compile_seconds": round(max(0.0, val_compile), 2) if val_compile is not None else None,
@@ -203,7 +209,6 @@ class StepTimer(keras.callbacks.Callback):
             if busy > 0 else None,
             "epochs": self.epochs,
         }
-
 
 
 class GpuRecipe(Recipe):

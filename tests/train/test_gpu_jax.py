@@ -109,6 +109,7 @@ def test_gpu_check_script_runs_end_to_end_on_the_cpu(tmp_path, sample_dir):
     assert list(report["sizes"]) == ["32x24", "48x36"]
     for size in report["sizes"].values():
         assert size["compile_seconds"] >= 0 and size["steady_img_per_s"] > 0
+        assert size["first_epoch_seconds"] > 0 and size["steady_epoch_seconds"] > 0
         assert len(size["per_epoch"]) == 2
         assert set(size["per_epoch"][-1]["val_accuracy"]) == set(HEADS)
         assert "peak_memory_bytes" in size  # None on a CPU
