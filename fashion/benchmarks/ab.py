@@ -2,7 +2,8 @@
 
 Separate benchmark runs on a shared CPU differ by more than a graph clean-up gains, so this mode
 compares variants of the bundle's FP32 graph (``bundle`` = the recorded ``onnx_fp32``) against each
-other in one process, taking turns call by call, and reports ratios to the bundle's graph:
+other in one process, taking turns call by call (the order rotates every turn, so no variant is
+always first), and reports ratios to the bundle's graph:
 
 - cold start: opening the file with the ONNX Runtime backend (session creation, graph optimisation),
   alternated ``--ab-rounds`` times;
@@ -46,6 +47,12 @@ def parse_variants(pairs: list[str]) -> dict[str, tuple[Path, str]]:
     return variants
 
 
+def _rotated(names: list[str], turn: int) -> list[str]:
+    """``names`` starting at position ``turn``: no variant always runs first (or right after another)."""
+    shift = turn % len(names)
+    return names[shift:] + names[:shift]
+
+
 def _open(path: Path, entry: dict[str, Any], threads: int, level: str):
     return get_backend("onnxruntime").open(path, entry, providers=["cpu"], threads=threads, graph_optimization=level)
 
@@ -56,8 +63,9 @@ def compare_graphs(bundle, variants: dict[str, tuple[Path, str]], images: np.nda
     entry = bundle.artifacts["onnx_fp32"].to_dict()
     files = {"bundle": (bundle.artifact_path("onnx_fp32"), "all"), **variants}
     cold: dict[str, list[float]] = {name: [] for name in files}
-    for _ in range(rounds):
-        for name, (path, level) in files.items():
+    for turn in range(rounds):
+        for name in _rotated(list(files), turn):
+            path, level = files[name]
             start = time.perf_counter()
             _open(path, entry, threads, level).close()
             cold[name].append(time.perf_counter() - start)
@@ -72,7 +80,8 @@ def compare_graphs(bundle, variants: dict[str, tuple[Path, str]], images: np.nda
         latency: dict[str, list[float]] = {name: [] for name in models}
         cpu: dict[str, list[float]] = {name: [] for name in models}
         for i in range(iters):
-            for name, model in models.items():
+            for name in _rotated(list(models), i):
+                model = models[name]
                 start, start_cpu = time.perf_counter(), time.process_time()
                 model.infer(singles[i % len(singles)])
                 latency[name].append((time.perf_counter() - start) * 1000.0)
@@ -84,10 +93,10 @@ def compare_graphs(bundle, variants: dict[str, tuple[Path, str]], images: np.nda
                 model.infer(batch)
             spent = {name: 0.0 for name in models}
             calls = max(3, -(-iters // size))
-            for _ in range(calls):
-                for name, model in models.items():
+            for call in range(calls):
+                for name in _rotated(list(models), call):
                     start = time.perf_counter()
-                    model.infer(batch)
+                    models[name].infer(batch)
                     spent[name] += time.perf_counter() - start
             for name in models:
                 throughput[name][str(size)] = calls * size / spent[name]
