@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from fashion.runtime.bundle import Bundle, load_manifest, sha256_file
+from fashion.runtime.errors import FashionError
 from fashion.runtime.manifest import edit_manifest
 
 from . import gates
@@ -204,6 +205,11 @@ def run_stage(ctx: ExportContext, stage: Stage) -> bool:
             summaries.append(f"{stage.describe(attempt)}: {refused}")
             ctx.log(f"{stage.title}: gate refused this attempt ({refused})")
             continue
+        except FashionError:
+            raise
+        except Exception as exc:  # a converter or quantizer failing is "could not run" (exit 2), not a crash
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ExportError(f"{stage.title} ({stage.describe(attempt)}) failed: {type(exc).__name__}: {first}") from exc
         fields = stage.entry(ctx, attempt, built, verdict)
         entry = _record(ctx, stage.key, target, fields) if stage.records_artifact else fields
         if stage.records_artifact:

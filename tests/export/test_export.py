@@ -327,3 +327,53 @@ def test_reexport_keeps_the_records_of_other_artifacts(tmp_path, export_data):
     assert elsewhere in fp16_timings and len(fp16_timings) == 2  # this host's timing replaced, the other kept
     assert "accuracy" not in after.artifacts["onnx_int8"]  # not measured in this run
     assert "default_artifact" not in after.manifest.to_dict()
+
+
+def test_driver_refusal_and_build_failure_leave_nothing_half_written(exported, tmp_path):
+    """The driver around any stage: a refused stage removes its stale artifact; a failing build is an ExportError."""
+    import shutil
+
+    import onnx
+
+    from fashion.export.errors import ExportError
+    from fashion.export.gates import Verdict
+    from fashion.export.pipeline import ExportContext, ExportOptions, run_stage
+    from fashion.export.stages import Stage
+
+    root = shutil.copytree(exported[0], tmp_path / "bundle")
+    assert "onnx_fp16" in load_manifest(root).artifacts and (root / "model_fp16.onnx").is_file()
+    ctx = ExportContext(root, ExportOptions(progress=False), log=lambda message: None)
+
+    class Refused(Stage):
+        key, title = "onnx_fp16", "always refused"
+
+        def attempts(self, ctx):
+            return ["a", "b"]
+
+        def build(self, ctx, attempt, staged):
+            staged.write_bytes(b"candidate " + attempt.encode())
+            return {}
+
+        def gate(self, ctx, attempt, staged, built):
+            assert staged.read_bytes().startswith(b"candidate")  # the gate sees the staged file
+            return Verdict(False, {}, f"attempt {attempt} is not good enough")
+
+    assert run_stage(ctx, Refused()) is False
+    assert "attempt a is not good enough" in ctx.result.refused["onnx_fp16"]
+    assert "attempt b is not good enough" in ctx.result.refused["onnx_fp16"]
+    assert "onnx_fp16" not in load_manifest(root).artifacts and not (root / "model_fp16.onnx").exists()  # stale copy gone
+    assert not [p.name for p in root.iterdir() if p.name.endswith(".tmp")]
+
+    class Broken(Refused):
+        key, title = "onnx_int8", "broken converter"
+
+        def build(self, ctx, attempt, staged):
+            staged.write_bytes(b"not an onnx model")
+            onnx.checker.check_model(str(staged))  # raises: a real converter failure
+            return {}
+
+    int8_before = load_manifest(root).artifacts["onnx_int8"].to_dict()
+    with pytest.raises(ExportError, match=r"broken converter \(build\) failed: ValidationError"):
+        run_stage(ctx, Broken())
+    assert load_manifest(root).artifacts["onnx_int8"].to_dict() == int8_before  # a crash is not a refusal
+    assert not [p.name for p in root.iterdir() if p.name.endswith(".tmp")]
