@@ -171,9 +171,12 @@ def _record(ctx: ExportContext, key: str, target: Path, fields: dict[str, Any]) 
     sha = sha256_file(target)
     entry = {"file": target.name, "sha256": sha, "bytes": target.stat().st_size, **fields}
     previous = ctx.previous.get(key)
-    if previous and previous.get("sha256") == sha:
+    same_file = bool(previous) and previous.get("sha256") == sha
+    if same_file:
         entry.update({name: previous[name] for name in FACT_FIELDS if name in previous})
     with edit_manifest(ctx.root) as draft:
+        if not same_file and draft.manifest.recorded_default == key:
+            draft.put("default_artifact", None)  # an old "fastest here" fact about the file this one replaces
         return draft.put_artifact(key, entry).to_dict()
 
 

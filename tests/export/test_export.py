@@ -203,6 +203,10 @@ def test_reexport_after_the_keras_model_changed_drops_artifacts_of_the_old_model
     model.get_layer("articleType").set_weights([kernel * 1.5, bias])  # a retrained head, say
     model.save(root / "model.keras")
     record_artifact(root, "keras", "model.keras", format="keras", precision="fp32")
+    from fashion.runtime.manifest import edit_manifest
+
+    with edit_manifest(root) as draft:  # a schema-1 bundle's old choice, migrated to a fact about that file
+        draft.put("default_artifact", "onnx_fp32")
 
     result = CliRunner().invoke(main, args)  # FP32 only this time
     assert result.exit_code == 0, result.output
@@ -210,6 +214,7 @@ def test_reexport_after_the_keras_model_changed_drops_artifacts_of_the_old_model
     assert artifacts["onnx_fp32"]["sha256"] != old_fp32
     assert "onnx_fp16" not in artifacts and not (root / "model_fp16.onnx").exists()
     assert "onnx_fp16: removed" in result.output
+    assert load_manifest(root).manifest.recorded_default is None  # the fact was about the replaced file
 
 
 def test_tensorrt_requested_without_tensorrt_fails_with_the_reason(tmp_path, export_data):
@@ -313,6 +318,7 @@ def test_reexport_keeps_the_records_of_other_artifacts(tmp_path, export_data):
                  "measured_at": "2026-01-01T00:00:00Z"}
     with edit_manifest(root) as draft:
         draft.update_artifact("onnx_fp16", timings=[*draft.manifest.artifacts["onnx_fp16"].timings, elsewhere])
+        draft.put("default_artifact", "onnx_fp32")  # an old fact about this very FP32 file
     before = load_manifest(root).artifacts
 
     second = CliRunner().invoke(main, args + ["--int8", "--max-drop", "100"])
@@ -326,7 +332,8 @@ def test_reexport_keeps_the_records_of_other_artifacts(tmp_path, export_data):
     fp16_timings = after.artifacts["onnx_fp16"]["timings"]
     assert elsewhere in fp16_timings and len(fp16_timings) == 2  # this host's timing replaced, the other kept
     assert "accuracy" not in after.artifacts["onnx_int8"]  # not measured in this run
-    assert "default_artifact" not in after.manifest.to_dict()
+    assert "default_artifact" not in after.manifest.to_dict()  # never a shared choice
+    assert after.manifest.recorded_default == "onnx_fp32"  # the fact about the unchanged FP32 file is kept
 
 
 def test_driver_refusal_and_build_failure_leave_nothing_half_written(exported, tmp_path):
