@@ -422,6 +422,8 @@ def selection_callbacks(size_dir: Path, patience: int) -> list[keras.callbacks.C
 def save_weights_npz(model, path: Path) -> None:
     """Every variable of ``model`` by its path, as a plain .npz (no pickle, no h5py), written atomically."""
     arrays = {v.path: np.asarray(v.numpy()) for v in model.weights}
+    if len(arrays) != len(model.weights):
+        raise TrainError(f"{path}: variable paths are not unique in {model.name}; cannot checkpoint by name")
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(path)
