@@ -184,3 +184,44 @@ def test_cli_gpu_recipe_honours_the_backbone_and_records_timings(sample_dir, sam
     names = {layer.name for layer in model.layers}
     assert "stem_conv" in names and not any(name.startswith("block") for name in names)
     assert not (work / "labels.json").exists(), "the vocabulary is passed in memory, not through a file"
+
+
+def test_time_cosine_counts_training_time_only():
+    """Compilation (the first step) and validation passes do not use up the --gpu-seconds window."""
+    from fashion.train.gpu_recipe import TimeCosine
+    from fashion.train.model import build_model, compile_model
+
+    class Clock:
+        now = 0.0
+
+        def __call__(self):
+            return self.now
+
+    clock = Clock()
+    model = build_model({h: 2 for h in HEADS}, 32, 24, backbone="tiny")
+    compile_model(model, 1.0)
+    schedule = TimeCosine(1.0, seconds=10.0, clock=clock, resolution=0.0)
+    schedule.set_model(model)
+    schedule.on_epoch_begin(0)
+    schedule.on_train_batch_begin(0)
+    clock.now += 600.0  # a ten-minute compile inside the first step
+    schedule.on_train_batch_end(0)
+    schedule.on_train_batch_begin(1)
+    assert schedule.first_rates[:2] == [pytest.approx(0.1), pytest.approx(0.1)]
+    clock.now += 5.0
+    schedule.on_train_batch_begin(2)
+    assert schedule.applied == pytest.approx(schedule.rate(0.5)) and 0.02 < schedule.applied < 1.0
+    schedule.on_test_begin()
+    clock.now += 300.0  # validation (and its compilation) is not training time
+    logs = {}
+    schedule.on_epoch_end(0, logs)
+    assert logs["train_seconds"] == pytest.approx(5.0)
+    schedule.on_epoch_begin(1)
+    clock.now += 4.0
+    schedule.on_train_batch_begin(0)
+    assert not model.stop_training
+    clock.now += 1.5
+    schedule.on_train_batch_begin(1)
+    assert model.stop_training and schedule.applied == pytest.approx(0.02)
+    resumed = TimeCosine(1.0, seconds=10.0, clock=clock, already=5.0)
+    assert resumed.progress() == pytest.approx(0.5)
