@@ -4,16 +4,17 @@
 #   benchmarks/gpu_check.sh prepare [DATA_DIR] [IMAGES]
 #       Here, with the data and PyPI: copy a seeded subset (default 1600 images, ~4 MB) of a
 #       Kaggle-layout folder and the wheels of Keras and its small dependencies into $CHECK_DIR
-#       (default gpu-check/, ignored by git; carry it to the GPU machine: about 10 MB in all, which
-#       with the ~55 MB of tracked files stays under a 64 MiB transfer).
+#       (default gpu-check/, ignored by git; carry gpu-check/data and gpu-check/wheels to the GPU machine:
+#       about 10 MB, which with the ~55 MB of tracked files stays under a 64 MiB transfer).
 #   benchmarks/gpu_check.sh run [OUT_JSON]
 #       On the GPU machine (no network): install from $CHECK_DIR/wheels whatever Python lacks
 #       (into $CHECK_DIR/site, nothing system-wide), then train the GPU recipe $EPOCHS epochs at
 #       each of $SIZES with KERAS_BACKEND=jax and write one JSON (default
 #       benchmarks/results/gpu-check.json). Finishes within $LIMIT seconds (default 540).
 #
-# Environment: CHECK_DIR, PYTHON, SIZES ("128x96 224x168"), EPOCHS (3), BATCH (128), DEVICES (1),
-# LIMIT (540), BACKBONE (efficientnetb0; "tiny" for the CPU smoke test), FASHION_EFFICIENTNET_WEIGHTS.
+# Environment: CHECK_DIR, WORK_DIR (runs/gpu-check: checkpoints, logs, JAX compilation cache), PYTHON,
+# SIZES ("128x96 224x168"), EPOCHS (3), BATCH (128), DEVICES (1), LIMIT (540), BACKBONE (efficientnetb0;
+# "tiny" for the CPU smoke test), FASHION_EFFICIENTNET_WEIGHTS.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -75,7 +76,7 @@ run() {
     XLA_PYTHON_CLIENT_PREALLOCATE="${XLA_PYTHON_CLIENT_PREALLOCATE:-false}" \
     timeout --signal=INT "$LIMIT" "$PYTHON" -m fashion.train.cli gpu-check --data "$CHECK_DIR/data" --out "$out" \
     "${size_args[@]}" --epochs "$EPOCHS" --batch-size "$BATCH" --devices "$DEVICES" --backbone "$BACKBONE" \
-    --work-dir "$CHECK_DIR/run"
+    --work-dir "${WORK_DIR:-runs/gpu-check}"
 }
 
 case "${1:-}" in

@@ -98,7 +98,7 @@ def test_gpu_check_script_runs_end_to_end_on_the_cpu(tmp_path, sample_dir):
     subset = json.loads((check_dir / "data" / "subset.json").read_text())
     assert subset["images"] == 96 and subset["train"] + subset["val"] == 96 and subset["val"] > 0
     out = tmp_path / "gpu-check.json"
-    env = _jax_env(CHECK_DIR=str(check_dir), PYTHON=sys.executable, SIZES="32x24 48x36", EPOCHS="2", BATCH="16",
+    env = _jax_env(CHECK_DIR=str(check_dir), WORK_DIR=str(tmp_path / "run"), PYTHON=sys.executable, SIZES="32x24 48x36", EPOCHS="2", BATCH="16",
                    BACKBONE="tiny", LIMIT="600")
     result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "run", str(out)],
                             capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
