@@ -108,6 +108,23 @@ def _row(mode: str, concurrency: int, latencies: list[float], errors: int, secon
                round(float(np.percentile(values, 50)), 1), round(float(np.percentile(values, 99)), 1))
 
 
+def _pool(rows: list[Row]) -> Row:
+    """Rounds of one (mode, concurrency) as one row: totals, throughput over the summed windows, latency
+    percentiles weighted by each round's images (the rounds' own medians and p99s, images-weighted)."""
+    first = rows[0]
+    images, seconds = sum(r.images for r in rows), sum(r.seconds for r in rows)
+    weights = np.asarray([r.images for r in rows], dtype=float)
+    pooled = Row(first.mode, first.concurrency, images, sum(r.errors for r in rows), round(seconds, 2),
+                 round(images / seconds, 1),
+                 round(float(np.average([r.p50_ms for r in rows], weights=weights)), 1),
+                 round(float(max(r.p99_ms for r in rows)), 1))
+    if first.inference_count is not None:
+        pooled.inference_count = sum(r.inference_count or 0 for r in rows)
+        pooled.execution_count = sum(r.execution_count or 0 for r in rows)
+        pooled.mean_batch = round(pooled.inference_count / max(pooled.execution_count, 1), 2)
+    return pooled
+
+
 def run_server(http_url: str, grpc_url: str, concurrency: int, processes: int, photos: list[bytes],
                seconds: float) -> Row:
     """C clients over up to ``processes`` processes against one server."""
@@ -224,11 +241,13 @@ def markdown(report: dict[str, Any]) -> str:
 @click.option("--processes", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--seconds", type=click.FloatRange(min=1), default=15, show_default=True, help="Window per row.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="In-process intra-op threads.")
+@click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Repeat each pair, alternating which runs first; rows pool the rounds (p99: the worst round).")
 @click.option("--photos", type=click.IntRange(min=1), default=64, show_default=True, help="Distinct photos sent.")
 @click.option("--server-options", default="", help="How the server was started, recorded in the report.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None)
-def main(bundle, images, http_url, grpc_url, replicas, concurrency, processes, seconds, threads, photos,
+def main(bundle, images, http_url, grpc_url, replicas, concurrency, processes, seconds, threads, rounds, photos,
          server_options, json_path, md_path):
     """Throughput and latency through the server at each concurrency vs the in-process runtime."""
     levels = [int(c) for c in concurrency.split(",") if c.strip()]
@@ -236,10 +255,15 @@ def main(bundle, images, http_url, grpc_url, replicas, concurrency, processes, s
     sample = _photos(images, photos)
     rows: list[Row] = []
     for level in levels:
-        rows.append(run_server(http_url, grpc_url, level, processes, sample, seconds))
-        click.echo(f"server     c={level}: {asdict(rows[-1])}", err=True)
-        rows.append(run_in_process(bundle, level, sample, seconds, threads))
-        click.echo(f"in-process c={level}: {asdict(rows[-1])}", err=True)
+        runs: dict[str, list[Row]] = {"server": [], "in-process": []}
+        for round_ in range(rounds):  # alternate which goes first, so drifting background load hits both
+            order = ["server", "in-process"] if round_ % 2 == 0 else ["in-process", "server"]
+            for mode in order:
+                row = (run_server(http_url, grpc_url, level, processes, sample, seconds) if mode == "server"
+                       else run_in_process(bundle, level, sample, seconds, threads))
+                runs[mode].append(row)
+                click.echo(f"{mode} c={level} round {round_ + 1}: {asdict(row)}", err=True)
+        rows += [_pool(runs["server"]), _pool(runs["in-process"])]
     spread: dict[str, int] = {}
     if replicas:
         bulk, spread = run_bulk([http_url, *replicas], images, 8)
