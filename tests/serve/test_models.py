@@ -23,8 +23,9 @@ from fashion.runtime.remote import (
     parse_response,
 )
 from fashion.serve.cli import main as serve_main
+from fashion.serve.errors import ServeUnavailable
 from fashion.serve.models import BytesModel, InfoModel, TensorModel
-from fashion.serve.server import fix_libpython
+from fashion.serve.server import ServeOptions, build_triton, fix_libpython
 from tests.serve.conftest import free_ports
 
 
@@ -116,3 +117,15 @@ def test_serve_cli_help_and_option_checks(tiny_bundle):
     assert same.exit_code == 2 and "must differ" in same.output
     bad = runner.invoke(serve_main, [str(tiny_bundle), "--metrics-port", "70000"])
     assert bad.exit_code == 2 and "TCP port" in bad.output
+
+
+def test_without_pytriton_the_server_says_which_extra(clf):
+    try:
+        import pytriton  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("PyTriton is installed in this environment")
+    with pytest.raises(ServeUnavailable, match=r"fashion-edge\[serve\]") as info:
+        build_triton([clf], ServeOptions())
+    assert info.value.exit_code == 4

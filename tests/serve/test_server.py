@@ -178,6 +178,15 @@ def _listening() -> dict[int, str]:
     return bound
 
 
+def test_load_generator_reports_batches(server, sample_paths):
+    from fashion.serve.loadgen import run_server
+
+    photos = [(ROOT / p).read_bytes() for p in sample_paths[:8]]
+    row = run_server(server.url, server.grpc_url, 4, 2, photos, 2.0)
+    assert row.images > 0 and row.errors == 0
+    assert row.inference_count is not None and 0 < row.execution_count <= row.inference_count
+
+
 def test_server_binds_loopback_only(server):
     listening = _listening()
     for port in (server.http_port, server.grpc_port, server.metrics_port):
