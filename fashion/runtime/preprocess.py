@@ -138,14 +138,13 @@ def _reduction(size: tuple[int, int], height: int, width: int, fit: str) -> floa
     return max(scale_x, scale_y) if fit == "pad_to_aspect_then_resize" else min(scale_x, scale_y)
 
 
-def _oriented_size(image: Image.Image, exif_transpose: bool) -> tuple[int, int]:
-    if exif_transpose:
-        try:
-            if image.getexif().get(0x0112, 1) in _SWAPPED_ORIENTATIONS:
-                return image.height, image.width
-        except Exception:  # a broken EXIF block only matters to the decode itself
-            pass
-    return image.size
+def _orientation(image: Image.Image) -> int | None:
+    """The EXIF orientation (1 = upright), None when the EXIF block cannot be read."""
+    try:
+        value = image.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block: let the transpose itself report it
+        return None
+    return value if isinstance(value, int) else None
 
 
 def _draft_factor(reduction: float, gap: float) -> int:
@@ -197,7 +196,8 @@ class Preprocessor:
                 )
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)  # animated GIF/WebP/TIFF: the first frame is the photo
-            full_size = _oriented_size(image, self.exif_transpose)
+            orientation = _orientation(image) if self.exif_transpose else 1
+            full_size = image.size[::-1] if orientation in _SWAPPED_ORIENTATIONS else image.size
             reduction = self._reduction_before_decode(full_size)
             scale = 1
             if reduction > 1 and image.format in ("JPEG", "MPO") and not isinstance(source, Image.Image):
@@ -207,7 +207,7 @@ class Preprocessor:
                 if drafted is not None:
                     scale = round(width / drafted[1][2])  # the DCT scale libjpeg really uses
             image.load()
-            if self.exif_transpose:
+            if orientation != 1:  # exif_transpose copies even an upright image: ~80 ms at 12 megapixels
                 image = ImageOps.exif_transpose(image) or image
             if image.width == 0 or image.height == 0:
                 raise InvalidImageError("image has no pixels")
@@ -249,6 +249,8 @@ class Preprocessor:
             box = (left / scale, top / scale, (left + crop_w) / scale, (top + crop_h) / scale)
             return np.asarray(image.resize(out, resample, box=box), dtype=np.uint8)
         canvas_w, canvas_h = _canvas(w, h, self.height, self.width)
+        if (canvas_w, canvas_h) == (w, h):  # already the model's aspect: no padding, no canvas copy
+            return np.asarray(image.resize(out, resample, box=(0, 0, w / scale, h / scale)), dtype=np.uint8)
         left, top = (canvas_w - w) // 2, (canvas_h - h) // 2
         # Paste at whole reduced pixels (rounded up); the full canvas then starts a fraction (dx, dy) in.
         paste_x, paste_y = math.ceil(left / scale), math.ceil(top / scale)
