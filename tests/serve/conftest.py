@@ -94,10 +94,23 @@ class Server:
         self.process.wait(timeout=10)
 
 
-def start_server(bundle: Path, log_dir: Path, *extra: str) -> Server:
+def start_server(bundle: Path, log_dir: Path, *extra: str, attempts: int = 2) -> Server:
+    """A ready server; a start that fails (e.g. a port taken by another process meanwhile) is retried on new ports."""
     python = serve_python()
     if python is None:
         pytest.skip("no interpreter with PyTriton: run `make test` (builds .venv-serve) or set FASHION_SERVE_PYTHON")
+    for attempt in range(attempts):
+        server = _start(python, bundle, log_dir, extra)
+        if server.ready():
+            return server
+        server.stop()
+        if attempt == attempts - 1:
+            pytest.fail(f"fashion-serve did not become ready; log:\n{server.log.read_text(errors='replace')[-4000:]}")
+    raise AssertionError("unreachable")
+
+
+def _start(python: str, bundle: Path, log_dir: Path, extra: tuple[str, ...]) -> Server:
+    """Start one server and wait until it is ready, exits, or the start timeout passes."""
     http_port, grpc_port, metrics_port = free_ports(3)
     log = log_dir / f"serve-{http_port}.log"
     command = [python, "-m", "fashion.serve.cli", str(bundle), "--http-port", str(http_port),
@@ -107,10 +120,7 @@ def start_server(bundle: Path, log_dir: Path, *extra: str) -> Server:
                                    start_new_session=True)
     server = Server(process, http_port, grpc_port, metrics_port, log)
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not server.ready():
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            pytest.fail(f"fashion-serve did not become ready; log:\n{log.read_text(errors='replace')[-4000:]}")
+    while not server.ready() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.3)
     return server
 
