@@ -265,3 +265,28 @@ def test_info_model_describes_the_bundle(server, local):
     info = TritonHTTP(server.url).info()
     assert info["heads"] == local["heads"] and info["labels"] == local["labels"]
     assert json.dumps(info)  # plain JSON
+
+
+def test_sigterm_stops_triton_too(server):
+    """SIGTERM to fashion-serve alone (docker stop, kubectl delete) also ends the tritonserver it started."""
+    import signal
+
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+    if not children.is_file():
+        pytest.skip("no /proc children file to find tritonserver")
+    triton_pids = [int(p) for p in children.read_text().split()]
+    assert triton_pids, "fashion-serve has no child process"
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=60) == 0
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in triton_pids):
+        assert time.monotonic() < deadline, f"tritonserver {triton_pids} still running after fashion-serve exited"
+        time.sleep(0.2)
+    assert "stopped" in server.log.read_text(errors="replace")
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
