@@ -267,6 +267,21 @@ def test_info_model_describes_the_bundle(server, local):
     assert json.dumps(info)  # plain JSON
 
 
+def test_consistent_decoding_and_top_k_match_local(server, shipped_bundle, sample_paths):
+    paths = [str(ROOT / p) for p in sample_paths[:24]]
+    with RemoteClassifier(server.url, concurrency=4) as remote:
+        remote_items = remote.predict_files(paths, top_k=5, consistent=True)
+    with Classifier.load(shipped_bundle) as clf:
+        local_items = clf.predict_batch(paths, top_k=5, consistent=True)
+    for got, want in zip(remote_items, local_items):
+        assert got.prediction.consistent and want.prediction.consistent
+        for head, expected in want.prediction.heads.items():
+            actual = got.prediction.heads[head]
+            assert (actual.label, actual.index) == (expected.label, expected.index)
+            assert [label for label, _ in actual.top_k] == [label for label, _ in expected.top_k]
+            np.testing.assert_allclose([p for _, p in actual.top_k], [p for _, p in expected.top_k], atol=1e-5)
+
+
 def test_sigterm_stops_triton_too(server):
     """SIGTERM to fashion-serve alone (docker stop, kubectl delete) also ends the tritonserver it started."""
     import signal
