@@ -157,7 +157,7 @@ def _epoch_row(log: dict[str, Any], timing: dict[str, Any]) -> dict[str, Any]:
              if k.startswith("val_") and k.endswith("_acc") and k != "val_mean_acc"}
     return {"epoch": int(log.get("epoch", -1)) + 1, "loss": round(float(log.get("loss", float("nan"))), 4),
             "val_loss": round(float(log.get("val_loss", float("nan"))), 4), "val_accuracy": heads,
-            "img_per_s": timing.get("img_per_s"), "step_seconds": timing.get("step_seconds"),
+            "img_per_s": timing.get("img_per_s"), "train_seconds": timing.get("train_seconds"),
             "data_wait_seconds": timing.get("data_wait_seconds")}
 
 

@@ -70,9 +70,10 @@ class GpuRecipeConfig:
 class TimeCosine(keras.callbacks.Callback):
     """Cosine learning rate over a window of training seconds, with linear warm-up; stops at the window's end.
 
-    The clock starts when the first training step has *finished*: the first step carries the XLA
-    compilation and autotuning (minutes on a GPU), which must not use up the warm-up. Every step
-    before the clock starts runs at the warm-up start value. Validation passes (whose first one
+    The clock starts when the first training step's call has returned: that call carries the XLA
+    compilation and autotuning (minutes on a GPU), which must not use up the warm-up; the first
+    step runs at the warm-up start value. No ``on_train_batch_end`` here, so Keras may dispatch
+    steps asynchronously. Validation passes (whose first one
     compiles too) are not counted either. ``already`` is training time a resumed run had used. The
     learning rate is pushed to the optimizer only when it moved by more than ``resolution`` of the
     base value: on JAX every push synchronises the model state.
@@ -90,6 +91,8 @@ class TimeCosine(keras.callbacks.Callback):
         self.applied: float | None = None
         self.first_rates: list[float] = []  # the rate of each of the first steps (for tests and logs)
 
+    async_safe = True
+
     def rate(self, progress: float) -> float:
         if progress < self.warmup:
             return self.base_lr * (0.1 + 0.9 * progress / self.warmup)
@@ -103,6 +106,8 @@ class TimeCosine(keras.callbacks.Callback):
         return min(1.0, self.trained_seconds() / self.seconds)
 
     def on_train_batch_begin(self, batch, logs=None):
+        if self.start is None and self.first_rates:  # the first step's call returned: compilation is over
+            self.start = self.clock()
         progress = self.progress()
         lr = self.rate(progress)
         if self.applied is None or abs(lr - self.applied) > self.resolution * self.base_lr:
@@ -112,10 +117,6 @@ class TimeCosine(keras.callbacks.Callback):
             self.first_rates.append(float(self.applied))
         if progress >= 1.0:
             self._model.stop_training = True
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.start is None:  # the first step (and its compilation) is over: start counting
-            self.start = self.clock()
 
     def on_test_begin(self, logs=None):
         if self.start is not None:
@@ -133,80 +134,93 @@ class TimeCosine(keras.callbacks.Callback):
 
 
 class StepTimer(keras.callbacks.Callback):
-    """Per epoch: seconds waiting for data vs seconds in train steps, images/s; compile time of the first step.
+    """Per epoch: training seconds, seconds spent fetching batches (data wait), steady img/s; compile time.
 
-    Keras hands logs to a non-async callback as Python numbers, which waits for the device, so
-    ``batch_begin -> batch_end`` is the step's device time and ``batch_end -> next batch_begin`` is
-    the time spent getting the next batch (data wait).
+    Nothing here waits for the device at each step (no ``on_train_batch_end``), so Keras keeps
+    dispatching steps asynchronously: the host slices the next batch while the device runs this one.
+    The device is waited for once per epoch, before validation. The first step's interval (its call
+    blocks while XLA compiles) is reported as compile time, less one steady step.
     """
 
-    def __init__(self, batch_size: int):
+    async_safe = True
+
+    def __init__(self, batch_size: int, batches: Any = None):
         super().__init__()
-        self.batch_size = batch_size
-        self.epochs: list[dict[str, float]] = []
+        self.batch_size, self.batches = batch_size, batches
+        self.epochs: list[dict[str, Any]] = []
         self.first_step: float | None = None
         self.validation: list[float] = []
-        self._last_end: float | None = None
+        self._first_begin: float | None = None
+        self._epoch: dict[str, Any] | None = None
+
+    def _fetched(self) -> float:
+        return float(getattr(self.batches, "fetch_seconds", 0.0))
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = {"epoch": epoch + 1, "steps": 0, "step_seconds": 0.0, "data_wait_seconds": 0.0,
-                       "train_seconds": None}
-        self._last_end = self._epoch_begin = time.perf_counter()
-        self._steps: list[float] = []
+        self._epoch = {"epoch": epoch + 1, "steps": 0, "train_seconds": None, "data_wait_seconds": None,
+                       "img_per_s": None}
+        self._epoch_begin, self._fetch_begin = time.perf_counter(), self._fetched()
+        self._first_in_epoch = False
 
     def on_train_batch_begin(self, batch, logs=None):
         now = time.perf_counter()
-        self._epoch["data_wait_seconds"] += now - (self._last_end or now)
-        self._begin = now
+        if self._first_begin is None:
+            self._first_begin = now
+            self._first_in_epoch = True
+        elif self.first_step is None:
+            self.first_step = now - self._first_begin  # the first call returned: compilation is over
+        if self._epoch is not None:
+            self._epoch["steps"] += 1
 
-    def on_train_batch_end(self, batch, logs=None):
-        now = time.perf_counter()
-        duration = now - self._begin
-        self._last_end = now
-        if self.first_step is None:
-            self.first_step = duration  # compile + autotune + one step
+    def _close_epoch(self) -> None:
+        if self._epoch is None or self._epoch["train_seconds"] is not None:
             return
-        self._epoch["steps"] += 1
-        self._epoch["step_seconds"] += duration
-        self._steps.append(duration)
+        if self.model is not None:  # wait for the device once, so the epoch's time includes its steps
+            keras.ops.convert_to_numpy(self.model.optimizer.iterations)
+        record = self._epoch
+        record["train_seconds"] = round(time.perf_counter() - self._epoch_begin, 3)
+        record["data_wait_seconds"] = round(self._fetched() - self._fetch_begin, 3)
+        steady_steps, steady_seconds = record["steps"], record["train_seconds"]
+        if self._first_in_epoch:
+            steady_steps -= 1
+            steady_seconds -= self.first_step or record["train_seconds"]
+        record["steady_steps"], record["steady_seconds"] = steady_steps, round(max(steady_seconds, 0.0), 3)
+        record["img_per_s"] = round(steady_steps * self.batch_size / steady_seconds, 1) \
+            if steady_steps > 0 and steady_seconds > 0 else None
 
     def on_test_begin(self, logs=None):
+        self._close_epoch()
         self._test_begin = time.perf_counter()
-        if getattr(self, "_epoch", None) is not None and self._epoch["train_seconds"] is None:
-            self._epoch["train_seconds"] = round(self._test_begin - self._epoch_begin, 3)  # the epoch, first step too
 
     def on_test_end(self, logs=None):
         self.validation.append(time.perf_counter() - self._test_begin)
 
     def on_epoch_end(self, epoch, logs=None):
-        record = dict(self._epoch)
-        busy = record["step_seconds"] + record["data_wait_seconds"]
-        record["img_per_s"] = round(record["steps"] * self.batch_size / busy, 1) if busy > 0 else None
-        record["median_step_ms"] = round(1000 * float(np.median(self._steps)), 2) if self._steps else None
-        record["step_seconds"] = round(record["step_seconds"], 3)
-        record["data_wait_seconds"] = round(record["data_wait_seconds"], 3)
-        self.epochs.append(record)
-        if logs is not None:
-            logs["img_per_s"] = record["img_per_s"] or 0.0
-            logs["data_wait_s"] = record["data_wait_seconds"]
+        self._close_epoch()
+        if self._epoch is not None:
+            self.epochs.append(self._epoch)
+            if logs is not None:
+                logs["img_per_s"] = self._epoch["img_per_s"] or 0.0
+                logs["data_wait_s"] = self._epoch["data_wait_seconds"]
+            self._epoch = None
 
     def summary(self) -> dict[str, Any]:
-        steps = sum(e["steps"] for e in self.epochs)
-        busy = sum(e["step_seconds"] + e["data_wait_seconds"] for e in self.epochs)
-        step_medians = [e["median_step_ms"] for e in self.epochs if e["median_step_ms"] is not None]
-        steady_step = float(np.median(step_medians)) / 1000 if step_medians else 0.0
+        steps = sum(e["steady_steps"] for e in self.epochs)
+        seconds = sum(e["steady_seconds"] for e in self.epochs)
+        trained = sum(e["train_seconds"] for e in self.epochs)
+        steady_step = seconds / steps if steps else 0.0
         val_compile = self.validation[0] - float(np.median(self.validation[1:])) if len(self.validation) > 1 \
             else None
-        epoch_seconds = [e["train_seconds"] for e in self.epochs if e.get("train_seconds") is not None]
+        epoch_seconds = [e["train_seconds"] for e in self.epochs]
         return {
-            "first_epoch_seconds": epoch_seconds[0] if epoch_seconds else None,
-            "steady_epoch_seconds": round(float(np.median(epoch_seconds[1:])), 3) if len(epoch_seconds) > 1 else None,
             "compile_seconds": round(max(0.0, (self.first_step or 0.0) - steady_step), 2),
             "first_step_seconds": round(self.first_step or 0.0, 3),
             "validation_compile_seconds": round(max(0.0, val_compile), 2) if val_compile is not None else None,
-            "steady_img_per_s": round(steps * self.batch_size / busy, 1) if busy > 0 else None,
-            "data_wait_fraction": round(sum(e["data_wait_seconds"] for e in self.epochs) / busy, 4)
-            if busy > 0 else None,
+            "first_epoch_seconds": epoch_seconds[0] if epoch_seconds else None,
+            "steady_epoch_seconds": round(float(np.median(epoch_seconds[1:])), 3) if len(epoch_seconds) > 1 else None,
+            "steady_img_per_s": round(steps * self.batch_size / seconds, 1) if steps and seconds > 0 else None,
+            "data_wait_fraction": round(sum(e["data_wait_seconds"] for e in self.epochs) / trained, 4)
+            if trained > 0 else None,
             "epochs": self.epochs,
         }
 
@@ -313,7 +327,7 @@ class GpuRecipe(Recipe):
             step = int(keras.ops.convert_to_numpy(wrapper.optimizer.iterations))
             self.resumed_from[tag] = {"epoch": initial_epoch, "optimizer_step": step}
             print(f"{tag}: resuming after epoch {initial_epoch} (optimizer step {step})", flush=True)
-        timer = StepTimer(config.batch_size)
+        timer = StepTimer(config.batch_size, batches)
         callbacks: list[keras.callbacks.Callback] = []
         if timed:
             schedule = TimeCosine(config.learning_rate, config.seconds_per_size,

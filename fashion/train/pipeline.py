@@ -19,6 +19,7 @@ Deliberately no hue or saturation change (baseColour is a label) and no vertical
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -136,6 +137,7 @@ class ArrayBatches(keras.utils.PyDataset):
         self.images, self.labels, self.batch_size, self.shuffle = images, labels, batch_size, shuffle
         self.seed, self.epoch = seed, 0
         self.order = self._order()
+        self.fetch_seconds = 0.0  # time the training loop spent waiting for batches (read by the step timer)
 
     def _order(self) -> np.ndarray:
         if not self.shuffle:
@@ -146,8 +148,11 @@ class ArrayBatches(keras.utils.PyDataset):
         return math.ceil(len(self.images) / self.batch_size)
 
     def __getitem__(self, index: int):
+        began = time.perf_counter()
         idx = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
-        return pad_batch(self.images[idx], {h: v[idx] for h, v in self.labels.items()}, self.batch_size)
+        batch = pad_batch(self.images[idx], {h: v[idx] for h, v in self.labels.items()}, self.batch_size)
+        self.fetch_seconds += time.perf_counter() - began
+        return batch
 
     def set_epoch(self, epoch: int) -> None:
         """Reorder for ``epoch`` (called by the recipe at each epoch start, also when resuming)."""
