@@ -90,6 +90,8 @@ def skip_reason(spec: RowSpec, bundle: Bundle) -> str | None:
             reasons.append("no Keras model (model.keras) in bundle")
         else:
             what = f"{'ONNX' if spec.engine == 'onnxruntime' else 'TensorRT'} {spec.precision.upper()}"
+            if spec.artifact.split("_")[-1] != spec.precision:  # e.g. onnx_standalone: the key says more
+                what = spec.label
             reasons.append(f"no {what} artifact in bundle (manifest artifacts['{spec.artifact}']; build it with fashion-export)")
     return "; ".join(reasons) or None
 
