@@ -402,7 +402,7 @@ def photo_bench(
         "cpu": cpu_facts().to_dict(),
         "usable_cores": usable_cores(),
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
-        "photos_from": sorted({str(p.parent) for p in photos}),
+        "photos_from": sorted({f"{p.parent.parent.name}/{p.parent.name}" for p in photos}),  # no machine paths
         "per_cell": per_cell,
         "repeats": repeats,
         "modes": {name: {k: ("auto" if v is None else v) for k, v in mode.items()} for name, mode in MODES.items()},
