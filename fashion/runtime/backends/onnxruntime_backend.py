@@ -61,7 +61,9 @@ class OnnxRuntimeBackend(Backend):
         self.feature_map_name = feature_map
         self.providers = session.get_providers()
         self.input = session.get_inputs()[0]
-        self._numpy_input_type = {"tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(self.input.type, np.float32)
+        self._numpy_input_type = {"tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(
+            self.input.type, np.float32
+        )
 
     @classmethod
     def open(
