@@ -7,9 +7,6 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from fashion.runtime.manifest import edit_manifest
 
 FILES = {
     "onnx_fp32": "model_fp32.onnx",
@@ -39,15 +36,3 @@ def staged_file(final: Path) -> Iterator[Path]:
         raise RuntimeError(f"{final}: nothing was written to the staged file")
     os.chmod(tmp, 0o644)
     os.replace(tmp, final)
-
-
-def set_manifest_key(root: Path, key: str, value: Any) -> None:
-    """Set one top-level manifest section through the one editor (``default_artifact`` becomes a fact)."""
-    with edit_manifest(root) as draft:
-        draft.put(key, value)
-
-
-def update_artifact(root: Path, key: str, **fields: Any) -> None:
-    """Merge ``fields`` into an existing artifact entry (e.g. accuracy measured after it was recorded)."""
-    with edit_manifest(root) as draft:
-        draft.update_artifact(key, **fields)
