@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fashion-installed
 
-.PHONY: test demo install serve-env browser web clean
+.PHONY: test demo install lint serve-env browser web clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,15 @@ web:
 	  (cd $(WEB_DIR) && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error) && \
 	  touch $(WEB_STAMP) || echo "npm ci failed: the web and Node embedding tests will skip"; fi
 
-test: $(STAMP) serve-env browser web
+# Habits checked before the tests: lint + format (ruff), types of the typed packages (mypy; files in pyproject),
+# and the layer contracts (import-linter: a wrong import fails with the offending chain).
+lint: $(STAMP)
+	$(PY) -m ruff check fashion tests
+	$(PY) -m ruff format --check fashion tests
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
+
+test: $(STAMP) lint serve-env browser web
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

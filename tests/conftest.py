@@ -9,7 +9,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = ROOT / "data" / "sample"
-SHARED_DATA = Path(os.environ.get("FASHION_SHARED_DATA", ROOT.parent / "shared" / "datasets" / "fashion-product-images"))
+SHARED_DATA = Path(
+    os.environ.get("FASHION_SHARED_DATA", ROOT.parent / "shared" / "datasets" / "fashion-product-images")
+)
 SPLIT_FILE = ROOT / "data" / "splits" / "fashion-product-images.csv"
 SHIPPED_BUNDLE = ROOT / "models" / "fashion-effnetb0"
 

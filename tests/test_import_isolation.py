@@ -16,8 +16,10 @@ SNIPPETS = {
 
 
 def _heavy_modules_after(code: str, image: str) -> list[str]:
-    probe = (f"IMAGE = {image!r}\n{code}\nimport json, sys\n"
-             f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY_MODULES!r})))")
+    probe = (
+        f"IMAGE = {image!r}\n{code}\nimport json, sys\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY_MODULES!r})))"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])

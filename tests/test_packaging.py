@@ -25,8 +25,12 @@ def wheel(tmp_path_factory) -> Path:
     for folder in SOURCE_FOLDERS:
         shutil.copytree(ROOT / folder, tree / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     out = tmp_path_factory.mktemp("wheel")
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                             "-w", str(out), str(tree)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(tree)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (built,) = out.glob("fashion_edge-*.whl")
     return built
@@ -36,11 +40,22 @@ def test_wheel_has_one_fashion_namespace(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     packages = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert packages == {"fashion"}, f"top-level entries besides fashion/: {sorted(packages)}"
-    for module in ("fashion/__init__.py", "fashion/runtime/__init__.py", "fashion/runtime/preprocess.py",
-                   "fashion/runtime/py.typed", "fashion/data/dataset.py", "fashion/data/split.py",
-                   "fashion/train/pipeline.py", "fashion/data/eda_cli.py", "fashion/export/__init__.py",
-                   "fashion/data/images.py", "fashion/data/paths.py", "fashion/data/py.typed",
-                   "fashion/metrics/compare.py", "fashion/metrics/py.typed"):
+    for module in (
+        "fashion/__init__.py",
+        "fashion/runtime/__init__.py",
+        "fashion/runtime/preprocess.py",
+        "fashion/runtime/py.typed",
+        "fashion/data/dataset.py",
+        "fashion/data/split.py",
+        "fashion/train/pipeline.py",
+        "fashion/data/eda_cli.py",
+        "fashion/export/__init__.py",
+        "fashion/data/images.py",
+        "fashion/data/paths.py",
+        "fashion/data/py.typed",
+        "fashion/metrics/compare.py",
+        "fashion/metrics/py.typed",
+    ):
         assert module in names, f"{module} missing from the wheel"
     assert not any(n.startswith(("runtime/", "export/", "train/", "tests/", "demo/", "benchmarks/")) for n in names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
@@ -52,8 +67,14 @@ def test_unpacked_wheel_imports_the_runtime(wheel, tmp_path):
     """A normal (non-editable) install imports: load the runtime from the unpacked wheel alone."""
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
     code = "import fashion.runtime, fashion.data.split; print(fashion.runtime.__file__)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).is_relative_to(tmp_path / "site")
 
@@ -62,8 +83,14 @@ def test_plain_checkout_imports_without_install(tmp_path):
     """No package-dir remapping: the folder tree alone on ``PYTHONPATH`` imports every layer's package."""
     shutil.copytree(ROOT / "fashion", tmp_path / "fashion", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     code = "import fashion.runtime, fashion.export, fashion.benchmarks, fashion.train; print(fashion.export.__file__)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            cwd=tmp_path, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).is_relative_to(tmp_path / "fashion")
 

@@ -27,7 +27,7 @@ from fashion import HEADS
 
 @dataclass(frozen=True)
 class Case:
-    name: str        # the file's name as the user gave it
+    name: str  # the file's name as the user gave it
     make: Callable[[Path, Path], None]  # (path, a good sample photo) -> writes the input
     error: str | None  # a fragment of the message; None: the input is a photo that must be predicted
     upload: bool = True  # can be sent through a browser upload (a folder or a missing file cannot)
@@ -39,13 +39,16 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 def huge_png(side: int) -> Callable[[Path, Path], None]:
     """A valid 1-bit side x side PNG of a few tens of kB: a decompression bomb."""
+
     def make(path: Path, good: Path) -> None:
         row = b"\x00" * (1 + (side + 7) // 8)
         compressor = zlib.compressobj(9)
         idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
         ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-        path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat)
-                         + _png_chunk(b"IEND", b""))
+        path.write_bytes(
+            b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+        )
+
     return make
 
 
@@ -53,6 +56,7 @@ def saved_as(fmt: str) -> Callable[[Path, Path], None]:
     def make(path: Path, good: Path) -> None:
         with Image.open(good) as image:
             image.convert("RGB").save(path, format=fmt)
+
     return make
 
 
@@ -65,18 +69,23 @@ def unreadable(path: Path, good: Path) -> None:
     path.chmod(0)
 
 
-PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
-       b"trailer<</Root 1 0 R>>\n%%EOF\n")
+PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
+    b"trailer<</Root 1 0 R>>\n%%EOF\n"
+)
 
 CORPUS = [
     Case("empty.jpg", lambda p, g: p.write_bytes(b""), "empty file"),
     Case("half.jpg", lambda p, g: p.write_bytes(g.read_bytes()[:300]), "corrupt or truncated"),
     Case("noise.jpg", lambda p, g: p.write_bytes(np.random.default_rng(0).bytes(4096)), "not a recognised image"),
     Case("catalogue.pdf", lambda p, g: p.write_bytes(PDF), "not a recognised image"),
-    Case("bomb.png", huge_png(8000), "-pixel limit"),          # over the runtime's 50 MP limit
+    Case("bomb.png", huge_png(8000), "-pixel limit"),  # over the runtime's 50 MP limit
     Case("pillow-bomb.png", huge_png(30000), "-pixel limit"),  # over Pillow's own limit: refused at open
-    Case("phone.heic", lambda p, g: p.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00heicmif1" + bytes(64)),
-         "not a recognised image"),
+    Case(
+        "phone.heic",
+        lambda p, g: p.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00heicmif1" + bytes(64)),
+        "not a recognised image",
+    ),
     Case("folder.jpg", lambda p, g: p.mkdir(), "is a directory", upload=False),
     Case("nowhere.jpg", lambda p, g: None, "no such file", upload=False),
     Case("locked.jpg", unreadable, "permission denied", upload=False),
@@ -234,14 +243,18 @@ def export_bundle(tmp_path_factory, shipped_bundle) -> Path:
 def _command(name: str, bundle: Path | None, data: Path, out: Path) -> tuple[Callable, list[str]]:
     if name == "fashion-eda":
         from fashion.data.eda_cli import main
+
         return main, ["--data", str(data), "--out", str(out)]
     if name == "fashion-train evaluate":
         from fashion.train.cli import main
+
         return main, ["evaluate", str(bundle), "--data", str(data)]
     if name == "fashion-export":
         from fashion.export.cli import main
+
         return main, [str(bundle), "--data", str(data)]
     from fashion.benchmarks.cli import main
+
     return main, [str(bundle), "--data", str(data), "--quiet"]
 
 

@@ -57,8 +57,16 @@ def _open(path: Path, entry: dict[str, Any], threads: int, level: str):
     return get_backend("onnxruntime").open(path, entry, providers=["cpu"], threads=threads, graph_optimization=level)
 
 
-def compare_graphs(bundle, variants: dict[str, tuple[Path, str]], images: np.ndarray, threads: int,
-                   batch_sizes: list[int], iters: int = 200, rounds: int = 5, log=print) -> dict[str, Any]:
+def compare_graphs(
+    bundle,
+    variants: dict[str, tuple[Path, str]],
+    images: np.ndarray,
+    threads: int,
+    batch_sizes: list[int],
+    iters: int = 200,
+    rounds: int = 5,
+    log=print,
+) -> dict[str, Any]:
     """Measure the bundle's FP32 graph and every variant as described in the module docstring."""
     entry = bundle.artifacts["onnx_fp32"].to_dict()
     files = {"bundle": (bundle.artifact_path("onnx_fp32"), "all"), **variants}
@@ -73,7 +81,7 @@ def compare_graphs(bundle, variants: dict[str, tuple[Path, str]], images: np.nda
     try:
         reference = models["bundle"].infer(images)
         outputs = {name: model.infer(images) for name, model in models.items()}
-        singles = [images[i:i + 1] for i in range(len(images))]
+        singles = [images[i : i + 1] for i in range(len(images))]
         for model in models.values():
             for single in singles[:10]:
                 model.infer(single)
@@ -104,8 +112,14 @@ def compare_graphs(bundle, variants: dict[str, tuple[Path, str]], images: np.nda
         for model in models.values():
             model.close()
     heads = bundle.heads
-    result: dict[str, Any] = {"threads": threads, "images": int(len(images)), "iters": iters, "rounds": rounds,
-                              "machine": system.machine_summary(), "variants": {}}
+    result: dict[str, Any] = {
+        "threads": threads,
+        "images": int(len(images)),
+        "iters": iters,
+        "rounds": rounds,
+        "machine": system.machine_summary(),
+        "variants": {},
+    }
     base_p50 = float(np.median(latency["bundle"]))
     base_cpu = float(np.median(cpu["bundle"]))
     base_cold = float(np.median(cold["bundle"]))
@@ -113,13 +127,19 @@ def compare_graphs(bundle, variants: dict[str, tuple[Path, str]], images: np.nda
         p50 = float(np.median(latency[name]))
         comparison = compare_outputs(reference, outputs[name], heads)
         result["variants"][name] = {
-            "file": str(path), "bytes": Path(path).stat().st_size, "graph_optimization": level,
-            "cold_start_s": float(np.median(cold[name])), "cold_start_ratio": float(np.median(cold[name])) / base_cold,
-            "p50_ms": p50, "p50_ratio": p50 / base_p50,
-            "cpu_p50_ms": float(np.median(cpu[name])), "cpu_p50_ratio": float(np.median(cpu[name])) / base_cpu,
+            "file": str(path),
+            "bytes": Path(path).stat().st_size,
+            "graph_optimization": level,
+            "cold_start_s": float(np.median(cold[name])),
+            "cold_start_ratio": float(np.median(cold[name])) / base_cold,
+            "p50_ms": p50,
+            "p50_ratio": p50 / base_p50,
+            "cpu_p50_ms": float(np.median(cpu[name])),
+            "cpu_p50_ratio": float(np.median(cpu[name])) / base_cpu,
             "img_per_s": throughput[name],
             "throughput_ratio": {s: v / throughput["bundle"][s] for s, v in throughput[name].items()},
-            "max_abs_diff_vs_bundle": comparison.worst_diff, "top1_agreement_vs_bundle": comparison.min_agreement,
+            "max_abs_diff_vs_bundle": comparison.worst_diff,
+            "top1_agreement_vs_bundle": comparison.min_agreement,
         }
         log(f"  {name}: p50 {p50:.3f} ms ({p50 / base_p50:.3f}x), cold {np.median(cold[name]):.3f} s")
     result["machine"]["load_average_end"] = system.load_average()
@@ -130,17 +150,23 @@ def render_markdown(result: dict[str, Any]) -> str:
     cpu = result["machine"]["cpu"]
     flags = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if cpu.get(f)]
     sizes = sorted({s for v in result["variants"].values() for s in v["img_per_s"]}, key=int)
-    lines = [f"CPU: {cpu['model']} ({', '.join(flags) or 'no AVX2'}), {result['threads']} threads, "
-             f"{result['images']} real test images, {result['iters']} interleaved batch-1 calls per variant, "
-             f"cold start median of {result['rounds']}. Load average start/end: "
-             f"{result['machine'].get('load_average_start')} / {result['machine'].get('load_average_end')}.", "",
-             "| variant | MB | cold start s (ratio) | batch-1 p50 ms (ratio) | batch-1 CPU ms (ratio) | "
-             + " | ".join(f"img/s b{s} (ratio)" for s in sizes) + " | max abs diff vs bundle |",
-             "|---|---|---|---|---|" + "---|" * len(sizes) + "---|"]
+    lines = [
+        f"CPU: {cpu['model']} ({', '.join(flags) or 'no AVX2'}), {result['threads']} threads, "
+        f"{result['images']} real test images, {result['iters']} interleaved batch-1 calls per variant, "
+        f"cold start median of {result['rounds']}. Load average start/end: "
+        f"{result['machine'].get('load_average_start')} / {result['machine'].get('load_average_end')}.",
+        "",
+        "| variant | MB | cold start s (ratio) | batch-1 p50 ms (ratio) | batch-1 CPU ms (ratio) | "
+        + " | ".join(f"img/s b{s} (ratio)" for s in sizes)
+        + " | max abs diff vs bundle |",
+        "|---|---|---|---|---|" + "---|" * len(sizes) + "---|",
+    ]
     for name, v in result["variants"].items():
         cells = [f"{v['img_per_s'][s]:.0f} ({v['throughput_ratio'][s]:.3f})" for s in sizes]
-        lines.append(f"| {name} | {v['bytes'] / 1e6:.1f} | {v['cold_start_s']:.3f} ({v['cold_start_ratio']:.3f}) | "
-                     f"{v['p50_ms']:.3f} ({v['p50_ratio']:.3f}) | {v['cpu_p50_ms']:.3f} ({v['cpu_p50_ratio']:.3f}) | "
-                     + " | ".join(cells)
-                     + f" | {v['max_abs_diff_vs_bundle']:.2e} |")
+        lines.append(
+            f"| {name} | {v['bytes'] / 1e6:.1f} | {v['cold_start_s']:.3f} ({v['cold_start_ratio']:.3f}) | "
+            f"{v['p50_ms']:.3f} ({v['p50_ratio']:.3f}) | {v['cpu_p50_ms']:.3f} ({v['cpu_p50_ratio']:.3f}) | "
+            + " | ".join(cells)
+            + f" | {v['max_abs_diff_vs_bundle']:.2e} |"
+        )
     return "\n".join(lines)

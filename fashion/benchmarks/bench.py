@@ -36,10 +36,16 @@ class BenchConfig:
 
 def _row_header(spec: rows.RowSpec, bundle) -> dict:
     path = rows.artifact_path(spec, bundle)
-    return {"name": spec.name, "format": spec.label, "engine": spec.engine, "precision": spec.precision,
-            "artifact": spec.artifact, "file": path.name if path else None,
-            "size_mb": path.stat().st_size / 1e6 if path else None,
-            "sha256": sha256_file(path) if path else None}
+    return {
+        "name": spec.name,
+        "format": spec.label,
+        "engine": spec.engine,
+        "precision": spec.precision,
+        "artifact": spec.artifact,
+        "file": path.name if path else None,
+        "size_mb": path.stat().st_size / 1e6 if path else None,
+        "sha256": sha256_file(path) if path else None,
+    }
 
 
 def _reference(results: list[dict]) -> dict | None:
@@ -64,22 +70,30 @@ def _compare(results: list[dict], outputs: dict[str, dict[str, np.ndarray]]) -> 
         if baseline:
             row["speedup_vs_keras"] = {
                 "p50": baseline["latency_ms"]["p50"] / row["latency_ms"]["p50"],
-                "throughput": {size: row["throughput"][size]["img_per_s"] / baseline["throughput"][size]["img_per_s"]
-                               for size in row["throughput"] if size in baseline["throughput"]},
+                "throughput": {
+                    size: row["throughput"][size]["img_per_s"] / baseline["throughput"][size]["img_per_s"]
+                    for size in row["throughput"]
+                    if size in baseline["throughput"]
+                },
             }
         if reference:
             row["vs_fp32"] = {
                 "reference": reference["name"],
-                "accuracy_delta_pp": {head: 100.0 * (row["accuracy"][head]["accuracy"] - reference["accuracy"][head]["accuracy"])
-                                      for head in row["accuracy"] if row["accuracy"][head]["accuracy"] is not None},
+                "accuracy_delta_pp": {
+                    head: 100.0 * (row["accuracy"][head]["accuracy"] - reference["accuracy"][head]["accuracy"])
+                    for head in row["accuracy"]
+                    if row["accuracy"][head]["accuracy"] is not None
+                },
                 **_agreement(outputs[reference["name"]], outputs[row["name"]], list(row["accuracy"])),
             }
 
 
 def _agreement(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], heads: list[str]) -> dict:
     comparison = compare_outputs(reference, candidate, heads)
-    return {"top1_agreement": {item.head: item.top1_agreement for item in comparison},
-            "max_abs_diff": {item.head: item.max_abs_diff for item in comparison}}
+    return {
+        "top1_agreement": {item.head: item.top1_agreement for item in comparison},
+        "max_abs_diff": {item.head: item.max_abs_diff for item in comparison},
+    }
 
 
 def summarise(result: dict) -> dict:
@@ -115,8 +129,12 @@ def _floor(bundle, cpu: dict, threads: int) -> dict | None:
         return {"error": f"cannot count FLOPs: {exc} (pip install fashion-edge[export])"}
     cores = min(threads, cpu["cores"])
     peak = system.peak_fp32_gflops({**cpu, "cores": cores})
-    return {**counted, **compute_floor(counted["macs"], peak), "cores": cores,
-            "peak_formula": "cores x GHz x 2 FMA units x SIMD lanes (16 fp32 for AVX-512) x 2 flops"}
+    return {
+        **counted,
+        **compute_floor(counted["macs"], peak),
+        "cores": cores,
+        "peak_formula": "cores x GHz x 2 FMA units x SIMD lanes (16 fp32 for AVX-512) x 2 flops",
+    }
 
 
 def load_images(bundle, config: BenchConfig, progress: bool = True):
@@ -137,13 +155,26 @@ def load_images(bundle, config: BenchConfig, progress: bool = True):
     use_split = config.data is None or config.split_file is not None or config.split_explicit
     data_dir = resolve_data_dir(config.data)
     recorded = bundle.manifest.get("split") or {}
-    split_file = (resolve_split_file(config.split_file, recorded.get("file"), bases=[bundle.root],
-                                     option="--split-file") if use_split else None)
+    split_file = (
+        resolve_split_file(config.split_file, recorded.get("file"), bases=[bundle.root], option="--split-file")
+        if use_split
+        else None
+    )
     preprocessor = build_preprocessor(bundle.manifest.get("preprocessing"), *bundle.input_size)
-    images = load_labelled(data_dir, split_file, config.split if use_split else None, bundle.labels,
-                           bundle.input_size, limit=config.limit, progress=progress, preprocessor=preprocessor)
+    images = load_labelled(
+        data_dir,
+        split_file,
+        config.split if use_split else None,
+        bundle.labels,
+        bundle.input_size,
+        limit=config.limit,
+        progress=progress,
+        preprocessor=preprocessor,
+    )
     if not len(images):
-        raise DataError(f"{data_dir}: no labelled images to score" + (f" in split '{config.split}'" if use_split else ""))
+        raise DataError(
+            f"{data_dir}: no labelled images to score" + (f" in split '{config.split}'" if use_split else "")
+        )
     source = dict(images.report)
     if use_split:
         digest = recorded.get("sha256")
@@ -154,9 +185,14 @@ def load_images(bundle, config: BenchConfig, progress: bool = True):
 def _scores(probabilities: dict[str, np.ndarray], images) -> dict[str, dict]:
     """The one scorer per head, with how many labels were missing or unknown to the model (and so not scored)."""
     report = images.report
-    return {head: {**accuracy.head_scores(images.labels[head], top), "missing_labels": report["missing_labels"][head],
-                   "unknown_labels": report["unknown_labels"][head]}
-            for head, top in ((h, rank(p)) for h, p in probabilities.items())}
+    return {
+        head: {
+            **accuracy.head_scores(images.labels[head], top),
+            "missing_labels": report["missing_labels"][head],
+            "unknown_labels": report["unknown_labels"][head],
+        }
+        for head, top in ((h, rank(p)) for h, p in probabilities.items())
+    }
 
 
 def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict:
@@ -183,9 +219,16 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
                 log(f"  {spec.name}: skipped ({reason})")
                 continue
             log(f"  {spec.name}: running in a fresh process ...")
-            job = {"row": spec.name, "bundle": str(bundle.root), "images": str(images_path), "threads": threads,
-                   "batch_sizes": config.batch_sizes, "warmup": config.warmup, "iters": config.iters,
-                   "eval_batch": config.eval_batch}
+            job = {
+                "row": spec.name,
+                "bundle": str(bundle.root),
+                "images": str(images_path),
+                "threads": threads,
+                "batch_sizes": config.batch_sizes,
+                "warmup": config.warmup,
+                "iters": config.iters,
+                "eval_batch": config.eval_batch,
+            }
             started = time.perf_counter()
             try:
                 measured = run_in_subprocess(job, Path(tmp) / "work")
@@ -195,19 +238,36 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
                 continue
             outputs[spec.name] = measured.pop("outputs")
             scores = _scores(outputs[spec.name], evalset)
-            results.append({**row, "status": "ok", "reason": None, **measured, "accuracy": scores,
-                            "wall_s": time.perf_counter() - started})
+            results.append(
+                {
+                    **row,
+                    "status": "ok",
+                    "reason": None,
+                    **measured,
+                    "accuracy": scores,
+                    "wall_s": time.perf_counter() - started,
+                }
+            )
             log(f"  {spec.name}: p50 {measured['latency_ms']['p50']:.2f} ms")
     _compare(results, outputs)
     machine["load_average_end"] = system.load_average()
     result = {
         "schema": RESULT_SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "bundle": {"path": str(bundle.root), "name": bundle.manifest.get("name"),
-                   "manifest_sha256": sha256_file(bundle.root / MANIFEST),
-                   "input_size": list(bundle.input_size), "heads": bundle.heads, "training": training},
+        "bundle": {
+            "path": str(bundle.root),
+            "name": bundle.manifest.get("name"),
+            "manifest_sha256": sha256_file(bundle.root / MANIFEST),
+            "input_size": list(bundle.input_size),
+            "heads": bundle.heads,
+            "training": training,
+        },
         "data": source,
-        "settings": {**asdict(config), "threads": threads, "timed": "model call on a preprocessed float32 batch of real images"},
+        "settings": {
+            **asdict(config),
+            "threads": threads,
+            "timed": "model call on a preprocessed float32 batch of real images",
+        },
         "machine": machine,
         "compute_floor": _floor(bundle, machine["cpu"], threads),
         "rows": results,
@@ -240,5 +300,7 @@ def accuracy_failures(result: dict, thresholds: dict[str, float]) -> list[str]:
         for head, minimum in thresholds.items():
             value = row["accuracy"][head]["accuracy"]
             if value is None or value < minimum:
-                failures.append(f"{row['name']} {head} accuracy {value if value is None else f'{value:.4f}'} < {minimum}")
+                failures.append(
+                    f"{row['name']} {head} accuracy {value if value is None else f'{value:.4f}'} < {minimum}"
+                )
     return failures

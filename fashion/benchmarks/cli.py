@@ -33,44 +33,118 @@ def _backends(ctx, param, value: str) -> list[str]:
 @run_cli
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Kaggle-layout folder (styles.csv + images/), scored whole. Default: the bundle's test "
-                   "split of the shared Fashion Product Images data.")
-@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]),
-              help="Split to score. Applies to the default data always, to --data when given explicitly or with --split-file.")
-@click.option("--split-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="id,split CSV. Default: the manifest's split file, else data/splits/fashion-product-images.csv.")
-@click.option("--backends", default=",".join(rows.DEFAULT_ROWS), show_default=True, callback=_backends,
-              help="Rows to run, in order; rows that cannot run here are listed with the reason.")
-@click.option("--batch-sizes", default="1,8,32", show_default=True, callback=_int_list,
-              help="Throughput is measured at each.")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Kaggle-layout folder (styles.csv + images/), scored whole. Default: the bundle's test "
+    "split of the shared Fashion Product Images data.",
+)
+@click.option(
+    "--split",
+    default="test",
+    show_default=True,
+    type=click.Choice(["train", "val", "test"]),
+    help="Split to score. Applies to the default data always, to --data when given explicitly or with --split-file.",
+)
+@click.option(
+    "--split-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="id,split CSV. Default: the manifest's split file, else data/splits/fashion-product-images.csv.",
+)
+@click.option(
+    "--backends",
+    default=",".join(rows.DEFAULT_ROWS),
+    show_default=True,
+    callback=_backends,
+    help="Rows to run, in order; rows that cannot run here are listed with the reason.",
+)
+@click.option(
+    "--batch-sizes", default="1,8,32", show_default=True, callback=_int_list, help="Throughput is measured at each."
+)
 @click.option("--warmup", default=20, show_default=True, type=click.IntRange(0), help="Untimed calls first.")
-@click.option("--iters", default=200, show_default=True, type=click.IntRange(1),
-              help="Timed batch-1 calls; also about this many images per throughput measurement.")
-@click.option("--threads", default=None, type=click.IntRange(1),
-              help="Threads for every row (TF intra-op / ORT intra-op). Default: the cores available.")
-@click.option("--limit", default=None, type=click.IntRange(1),
-              help="Score a seeded sample of N images (the same ones on every run).")
+@click.option(
+    "--iters",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Timed batch-1 calls; also about this many images per throughput measurement.",
+)
+@click.option(
+    "--threads",
+    default=None,
+    type=click.IntRange(1),
+    help="Threads for every row (TF intra-op / ORT intra-op). Default: the cores available.",
+)
+@click.option(
+    "--limit",
+    default=None,
+    type=click.IntRange(1),
+    help="Score a seeded sample of N images (the same ones on every run).",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the full result here.")
-@click.option("--plot", "plot_prefix", type=click.Path(), default=None,
-              help="Write PREFIX_latency.png and PREFIX_accuracy.png (a trailing .png is dropped).")
-@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write the table as Markdown (for READMEs).")
-@click.option("--min-accuracy", multiple=True, metavar="HEAD=VALUE",
-              help="Exit 1 if any row's accuracy on HEAD (a fraction, e.g. 0.9) is below VALUE. Repeatable.")
+@click.option(
+    "--plot",
+    "plot_prefix",
+    type=click.Path(),
+    default=None,
+    help="Write PREFIX_latency.png and PREFIX_accuracy.png (a trailing .png is dropped).",
+)
+@click.option(
+    "--markdown",
+    "markdown_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the table as Markdown (for READMEs).",
+)
+@click.option(
+    "--min-accuracy",
+    multiple=True,
+    metavar="HEAD=VALUE",
+    help="Exit 1 if any row's accuracy on HEAD (a fraction, e.g. 0.9) is below VALUE. Repeatable.",
+)
 @click.option("--quiet", is_flag=True, help="No progress output, only the table.")
-@click.option("--photos", is_flag=True,
-              help="Instead: end-to-end predict(path) on real photos upscaled to 1080x1440, 2400x3200, 4000x3000 "
-                   "(JPEG/PNG/WebP) and predict_batch images/s, fast decode path and parallel decoding vs not.")
-@click.option("--ab", "ab_variants", multiple=True, metavar="NAME=FILE.onnx[@disable]",
-              help="Instead: compare the bundle's FP32 graph with these variants of it in one process, taking "
-                   "turns (cold start, batch-1 p50, throughput at --batch-sizes, output difference), as ratios. "
-                   "Repeatable; @disable opens a file saved already optimised with graph optimisation off.")
-@click.option("--ab-rounds", default=5, show_default=True, type=click.IntRange(1),
-              help="Cold starts per variant with --ab.")
+@click.option(
+    "--photos",
+    is_flag=True,
+    help="Instead: end-to-end predict(path) on real photos upscaled to 1080x1440, 2400x3200, 4000x3000 "
+    "(JPEG/PNG/WebP) and predict_batch images/s, fast decode path and parallel decoding vs not.",
+)
+@click.option(
+    "--ab",
+    "ab_variants",
+    multiple=True,
+    metavar="NAME=FILE.onnx[@disable]",
+    help="Instead: compare the bundle's FP32 graph with these variants of it in one process, taking "
+    "turns (cold start, batch-1 p50, throughput at --batch-sizes, output difference), as ratios. "
+    "Repeatable; @disable opens a file saved already optimised with graph optimisation off.",
+)
+@click.option(
+    "--ab-rounds", default=5, show_default=True, type=click.IntRange(1), help="Cold starts per variant with --ab."
+)
 @click.pass_context
-def main(ctx, bundle, data, split, split_file, backends, batch_sizes, warmup, iters, threads, limit, json_path,
-         plot_prefix, markdown_path, min_accuracy, quiet, photos, ab_variants, ab_rounds):
+def main(
+    ctx,
+    bundle,
+    data,
+    split,
+    split_file,
+    backends,
+    batch_sizes,
+    warmup,
+    iters,
+    threads,
+    limit,
+    json_path,
+    plot_prefix,
+    markdown_path,
+    min_accuracy,
+    quiet,
+    photos,
+    ab_variants,
+    ab_rounds,
+):
     """Benchmark every artifact of BUNDLE: latency, throughput, cold start, memory and per-head accuracy.
 
     Each row runs in its own fresh process with the same threads, images and iteration counts;
@@ -88,11 +162,38 @@ def main(ctx, bundle, data, split, split_file, backends, batch_sizes, warmup, it
         sys.exit(run_photo_bench_cli(bundle, data, split, split_file, threads, json_path, markdown_path, log))
     split_explicit = ctx.get_parameter_source("split") == click.core.ParameterSource.COMMANDLINE
     if ab_variants:
-        sys.exit(_run_ab(bundle, data, split, split_file, split_explicit, batch_sizes, iters, threads, limit,
-                         ab_variants, ab_rounds, json_path, markdown_path, quiet, log))
-    config = BenchConfig(bundle=bundle, data=data, split=split, split_file=split_file, split_explicit=split_explicit,
-                         backends=backends,
-                         batch_sizes=batch_sizes, warmup=warmup, iters=iters, threads=threads, limit=limit)
+        sys.exit(
+            _run_ab(
+                bundle,
+                data,
+                split,
+                split_file,
+                split_explicit,
+                batch_sizes,
+                iters,
+                threads,
+                limit,
+                ab_variants,
+                ab_rounds,
+                json_path,
+                markdown_path,
+                quiet,
+                log,
+            )
+        )
+    config = BenchConfig(
+        bundle=bundle,
+        data=data,
+        split=split,
+        split_file=split_file,
+        split_explicit=split_explicit,
+        backends=backends,
+        batch_sizes=batch_sizes,
+        warmup=warmup,
+        iters=iters,
+        threads=threads,
+        limit=limit,
+    )
     try:
         from fashion.runtime.bundle import load_manifest
 
@@ -123,8 +224,23 @@ def main(ctx, bundle, data, split, split_file, backends, batch_sizes, warmup, it
     sys.exit(1 if failures or failed_rows else 0)
 
 
-def _run_ab(bundle, data, split, split_file, split_explicit, batch_sizes, iters, threads, limit, ab_variants,
-            ab_rounds, json_path, markdown_path, quiet, log) -> int:
+def _run_ab(
+    bundle,
+    data,
+    split,
+    split_file,
+    split_explicit,
+    batch_sizes,
+    iters,
+    threads,
+    limit,
+    ab_variants,
+    ab_rounds,
+    json_path,
+    markdown_path,
+    quiet,
+    log,
+) -> int:
     """--ab: the bundle's FP32 graph vs variants of it, in this one process (see ab.py)."""
     from fashion.runtime.bundle import load_manifest
 
@@ -138,11 +254,20 @@ def _run_ab(bundle, data, split, split_file, split_explicit, batch_sizes, iters,
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--ab") from None
     loaded = load_manifest(bundle)
-    config = BenchConfig(bundle=bundle, data=data, split=split, split_file=split_file, split_explicit=split_explicit,
-                         limit=limit or 64)
+    config = BenchConfig(
+        bundle=bundle, data=data, split=split, split_file=split_file, split_explicit=split_explicit, limit=limit or 64
+    )
     images, source = load_images(loaded, config, progress=not quiet)
-    result = compare_graphs(loaded, variants, np.asarray(images.images[: config.limit], dtype=np.float32),
-                            threads or system.available_cores(), batch_sizes, iters=iters, rounds=ab_rounds, log=log)
+    result = compare_graphs(
+        loaded,
+        variants,
+        np.asarray(images.images[: config.limit], dtype=np.float32),
+        threads or system.available_cores(),
+        batch_sizes,
+        iters=iters,
+        rounds=ab_rounds,
+        log=log,
+    )
     result["data"] = source
     click.echo(render_markdown(result))
     if json_path:

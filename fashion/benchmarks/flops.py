@@ -24,8 +24,12 @@ def count_macs(onnx_path: str | Path, height: int, width: int, channels: int = 3
     initializers = {init.name: tuple(init.dims) for init in graph.initializer}
     counted = [node for node in graph.node if node.op_type in COUNTED]
     existing = {output.name for output in graph.output}
-    wanted = {name for node in counted for name in list(node.input) + [node.output[0]]
-              if name and name not in initializers and name not in existing}
+    wanted = {
+        name
+        for node in counted
+        for name in list(node.input) + [node.output[0]]
+        if name and name not in initializers and name not in existing
+    }
     for name in sorted(wanted):
         graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
 
@@ -45,7 +49,11 @@ def count_macs(onnx_path: str | Path, height: int, width: int, channels: int = 3
         if node.op_type in ("Conv", "ConvTranspose"):
             kernel = shapes[node.input[1]]
             per_output = int(np.prod(kernel[1:]))  # (Cin / groups) x kh x kw
-            macs = int(np.prod(out)) * per_output if node.op_type == "Conv" else int(np.prod(shapes[node.input[0]])) * int(np.prod(kernel[1:]))
+            macs = (
+                int(np.prod(out)) * per_output
+                if node.op_type == "Conv"
+                else int(np.prod(shapes[node.input[0]])) * int(np.prod(kernel[1:]))
+            )
         elif node.op_type == "Gemm":
             a = shapes[node.input[0]]
             trans_a = any(attr.name == "transA" and attr.i for attr in node.attribute)
@@ -54,8 +62,13 @@ def count_macs(onnx_path: str | Path, height: int, width: int, channels: int = 3
             macs = int(np.prod(out)) * int(shapes[node.input[0]][-1])
         by_op[node.op_type] = by_op.get(node.op_type, 0) + macs
     total = sum(by_op.values())
-    return {"macs": total, "flops": 2 * total, "by_op": by_op, "nodes": len(counted),
-            "input": [1, height, width, channels]}
+    return {
+        "macs": total,
+        "flops": 2 * total,
+        "by_op": by_op,
+        "nodes": len(counted),
+        "input": [1, height, width, channels],
+    }
 
 
 def compute_floor(macs: int, peak_gflops: float | None) -> dict:

@@ -26,9 +26,14 @@ POOL_IMAGES = 64  # distinct real images cycled through while timing
 
 def percentiles(samples_ms: list[float]) -> dict:
     values = np.asarray(samples_ms, dtype=np.float64)
-    return {"p50": float(np.percentile(values, 50)), "p90": float(np.percentile(values, 90)),
-            "p99": float(np.percentile(values, 99)), "mean": float(values.mean()), "min": float(values.min()),
-            "n": int(values.size)}
+    return {
+        "p50": float(np.percentile(values, 50)),
+        "p90": float(np.percentile(values, 90)),
+        "p99": float(np.percentile(values, 99)),
+        "mean": float(values.mean()),
+        "min": float(values.min()),
+        "n": int(values.size),
+    }
 
 
 def batches_of(pool: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -36,7 +41,7 @@ def batches_of(pool: np.ndarray, batch_size: int) -> list[np.ndarray]:
     if len(pool) < batch_size:
         pool = np.concatenate([pool] * (batch_size // len(pool) + 1))
     count = max(1, len(pool) // batch_size)
-    return [np.ascontiguousarray(pool[i * batch_size:(i + 1) * batch_size]) for i in range(count)]
+    return [np.ascontiguousarray(pool[i * batch_size : (i + 1) * batch_size]) for i in range(count)]
 
 
 def time_calls(infer, batches: list[np.ndarray], calls: int) -> list[float]:
@@ -62,7 +67,8 @@ def measure_speed(infer, pool: np.ndarray, batch_sizes: list[int], warmup: int, 
         calls = max(3, -(-iters // size))
         samples = time_calls(infer, batches, calls)
         throughput[str(size)] = {
-            "calls": calls, "images": calls * size,
+            "calls": calls,
+            "images": calls * size,
             "img_per_s": calls * size / (sum(samples) / 1000.0),
             "batch_ms": percentiles(samples),
         }
@@ -78,7 +84,7 @@ def predict_all(infer, images: np.ndarray, heads: list[str], batch_size: int) ->
     """Probabilities per head for every image (float32), run in batches of ``batch_size``."""
     outputs: dict[str, list[np.ndarray]] = {head: [] for head in heads}
     for first in range(0, len(images), batch_size):
-        result = infer(np.asarray(images[first:first + batch_size], dtype=np.float32))
+        result = infer(np.asarray(images[first : first + batch_size], dtype=np.float32))
         for head in heads:
             outputs[head].append(np.asarray(result[head], dtype=np.float32))
     return {head: np.concatenate(parts) for head, parts in outputs.items()}
@@ -109,8 +115,13 @@ def run_worker(job: dict) -> dict:
     finally:
         runner.close()
     np.savez(job["outputs"], **probabilities)
-    return {"cold_start_s": cold_start_s, "first_inference_ms": first_inference_ms, "peak_rss_mb": rss,
-            "info": info, **speed}
+    return {
+        "cold_start_s": cold_start_s,
+        "first_inference_ms": first_inference_ms,
+        "peak_rss_mb": rss,
+        "info": info,
+        **speed,
+    }
 
 
 def thread_environment(threads: int | None) -> dict[str, str]:
@@ -130,8 +141,13 @@ def run_in_subprocess(job: dict, workdir: Path, timeout_s: float = 3600) -> dict
     job = {**job, "outputs": str(workdir / f"{job['row']}.outputs.npz")}
     job_path.write_text(json.dumps(job))
     env = {**os.environ, **thread_environment(job["threads"])}
-    completed = subprocess.run([sys.executable, "-m", "fashion.benchmarks.worker", str(job_path), str(result_path)],
-                               env=env, capture_output=True, text=True, timeout=timeout_s)
+    completed = subprocess.run(
+        [sys.executable, "-m", "fashion.benchmarks.worker", str(job_path), str(result_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
     if completed.returncode != 0 or not result_path.is_file():
         tail = (completed.stderr or completed.stdout).strip().splitlines()[-1:] or [f"exit code {completed.returncode}"]
         raise RuntimeError(tail[0])

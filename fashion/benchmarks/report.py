@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-SHORT_HEADS = {"gender": "gender", "masterCategory": "master", "subCategory": "sub", "articleType": "article",
-               "baseColour": "colour", "season": "season"}
+SHORT_HEADS = {
+    "gender": "gender",
+    "masterCategory": "master",
+    "subCategory": "sub",
+    "articleType": "article",
+    "baseColour": "colour",
+    "season": "season",
+}
 STATUS = {"ok": "✅", "skipped": "➖", "failed": "❌"}
 
 
@@ -17,23 +23,43 @@ def _num(value, digits: int = 1) -> str:
 def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     heads = result["bundle"]["heads"]
     sizes = [str(s) for s in result["settings"]["batch_sizes"]]
-    header = (["Format", "Status", "Size MB"] + [f"{SHORT_HEADS.get(h, h)} %" for h in heads]
-              + ["p50 ms", "p99 ms"] + [f"img/s b{s}" for s in sizes] + ["speed-up", "worst Δpp", "cold s", "RSS MB"])
+    header = (
+        ["Format", "Status", "Size MB"]
+        + [f"{SHORT_HEADS.get(h, h)} %" for h in heads]
+        + ["p50 ms", "p99 ms"]
+        + [f"img/s b{s}" for s in sizes]
+        + ["speed-up", "worst Δpp", "cold s", "RSS MB"]
+    )
     lines = []
     for row in result["rows"]:
         ok = row["status"] == "ok"
-        accuracy = [_num(100 * row["accuracy"][h]["accuracy"]) if ok and row["accuracy"][h]["accuracy"] is not None
-                    else "-" for h in heads]
-        throughput = [_num(row["throughput"][s]["img_per_s"], 0) if ok and s in row["throughput"] else "-" for s in sizes]
+        accuracy = [
+            _num(100 * row["accuracy"][h]["accuracy"]) if ok and row["accuracy"][h]["accuracy"] is not None else "-"
+            for h in heads
+        ]
+        throughput = [
+            _num(row["throughput"][s]["img_per_s"], 0) if ok and s in row["throughput"] else "-" for s in sizes
+        ]
         speedup = row.get("speedup_vs_keras", {}).get("p50")
         deltas = (row.get("vs_fp32") or {}).get("accuracy_delta_pp")
-        worst = "ref" if (row.get("vs_fp32") or {}).get("reference") == row["name"] else \
-            f"{min(deltas.values()):+.2f}" if deltas else "-"
+        worst = (
+            "ref"
+            if (row.get("vs_fp32") or {}).get("reference") == row["name"]
+            else f"{min(deltas.values()):+.2f}"
+            if deltas
+            else "-"
+        )
         lines.append(
-            [row["format"], f"{STATUS[row['status']]} {row['status']}", _num(row["size_mb"], 2)] + accuracy
+            [row["format"], f"{STATUS[row['status']]} {row['status']}", _num(row["size_mb"], 2)]
+            + accuracy
             + [_num(row["latency_ms"]["p50"], 2) if ok else "-", _num(row["latency_ms"]["p99"], 2) if ok else "-"]
             + throughput
-            + [f"{speedup:.2f}x" if speedup else "-", worst, _num(row.get("cold_start_s"), 2), _num(row.get("peak_rss_mb"), 0)]
+            + [
+                f"{speedup:.2f}x" if speedup else "-",
+                worst,
+                _num(row.get("cold_start_s"), 2),
+                _num(row.get("peak_rss_mb"), 0),
+            ]
         )
     return header, lines
 
@@ -44,6 +70,7 @@ def _render(header: list[str], lines: list[list[str]], markdown: bool) -> str:
         out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         out += ["| " + " | ".join(line) + " |" for line in lines]
         return "\n".join(out)
+
     def fmt(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
@@ -68,12 +95,16 @@ def describe_run(result: dict) -> list[str]:
             info = row.get("info", {})
             session = info.get("session") or {}
             extra = f", graph optimisation {session['graph_optimization_level']}" if session else ""
-            lines.append(f"ran     {row['name']}: {info.get('backend')} providers {info.get('providers')} "
-                         f"threads {info.get('threads')}{extra}")
+            lines.append(
+                f"ran     {row['name']}: {info.get('backend')} providers {info.get('providers')} "
+                f"threads {info.get('threads')}{extra}"
+            )
     floor = result.get("compute_floor") or {}
     if floor.get("floor_ms"):
-        lines.append(f"floor   {floor['flops'] / 1e9:.3g} GFLOPs/image at {floor['input'][1]}x{floor['input'][2]}; "
-                     f"fp32 peak of {floor['cores']} core(s) {floor['peak_gflops']:.0f} GFLOP/s -> {floor['floor_ms']:.3g} ms per image")
+        lines.append(
+            f"floor   {floor['flops'] / 1e9:.3g} GFLOPs/image at {floor['input'][1]}x{floor['input'][2]}; "
+            f"fp32 peak of {floor['cores']} core(s) {floor['peak_gflops']:.0f} GFLOP/s -> {floor['floor_ms']:.3g} ms per image"
+        )
     return lines
 
 
@@ -94,7 +125,9 @@ def summary_lines(result: dict) -> list[str]:
     summary = result.get("summary") or {}
     lines = []
     if "onnx_fp32_speedup_vs_keras_p50" in summary:
-        lines.append(f"ONNX Runtime FP32 batch-1 p50 is {summary['onnx_fp32_speedup_vs_keras_p50']:.2f}x the compiled Keras call's speed")
+        lines.append(
+            f"ONNX Runtime FP32 batch-1 p50 is {summary['onnx_fp32_speedup_vs_keras_p50']:.2f}x the compiled Keras call's speed"
+        )
     if "fastest_cpu_row" in summary:
         line = f"fastest CPU row: {summary['fastest_cpu_row']} at {summary['fastest_cpu_p50_ms']:.2f} ms p50"
         if "fastest_cpu_worst_accuracy_delta_pp" in summary:

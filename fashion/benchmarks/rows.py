@@ -26,22 +26,25 @@ from fashion.runtime.bundle import Bundle
 
 @dataclass(frozen=True)
 class RowSpec:
-    name: str          # CLI name, e.g. "onnx-fp32"
-    label: str         # the table's Format column
-    engine: str        # the backend: "keras", "onnxruntime" or "tensorrt"
+    name: str  # CLI name, e.g. "onnx-fp32"
+    label: str  # the table's Format column
+    engine: str  # the backend: "keras", "onnxruntime" or "tensorrt"
     precision: str
-    artifact: str      # key in the bundle manifest's "artifacts"
+    artifact: str  # key in the bundle manifest's "artifacts"
 
 
-ROWS: dict[str, RowSpec] = {spec.name: spec for spec in (
-    RowSpec("keras", "Keras (compiled predict step)", "keras", "fp32", "keras"),
-    RowSpec("onnx-fp32", "ONNX Runtime FP32", "onnxruntime", "fp32", "onnx_fp32"),
-    RowSpec("onnx-fp16", "ONNX Runtime FP16", "onnxruntime", "fp16", "onnx_fp16"),
-    RowSpec("onnx-int8", "ONNX Runtime INT8", "onnxruntime", "int8", "onnx_int8"),
-    RowSpec("onnx-standalone", "ONNX Runtime standalone (uint8 in)", "onnxruntime", "fp32", "onnx_standalone"),
-    RowSpec("trt-fp16", "TensorRT FP16", "tensorrt", "fp16", "tensorrt_fp16"),
-    RowSpec("trt-int8", "TensorRT INT8", "tensorrt", "int8", "tensorrt_int8"),
-)}
+ROWS: dict[str, RowSpec] = {
+    spec.name: spec
+    for spec in (
+        RowSpec("keras", "Keras (compiled predict step)", "keras", "fp32", "keras"),
+        RowSpec("onnx-fp32", "ONNX Runtime FP32", "onnxruntime", "fp32", "onnx_fp32"),
+        RowSpec("onnx-fp16", "ONNX Runtime FP16", "onnxruntime", "fp16", "onnx_fp16"),
+        RowSpec("onnx-int8", "ONNX Runtime INT8", "onnxruntime", "int8", "onnx_int8"),
+        RowSpec("onnx-standalone", "ONNX Runtime standalone (uint8 in)", "onnxruntime", "fp32", "onnx_standalone"),
+        RowSpec("trt-fp16", "TensorRT FP16", "tensorrt", "fp16", "tensorrt_fp16"),
+        RowSpec("trt-int8", "TensorRT INT8", "tensorrt", "int8", "tensorrt_int8"),
+    )
+}
 DEFAULT_ROWS = tuple(ROWS)
 BASELINE = "keras"
 INSTALL_HINTS = {
@@ -92,7 +95,9 @@ def skip_reason(spec: RowSpec, bundle: Bundle) -> str | None:
             what = f"{'ONNX' if spec.engine == 'onnxruntime' else 'TensorRT'} {spec.precision.upper()}"
             if spec.artifact.split("_")[-1] != spec.precision:  # e.g. onnx_standalone: the key says more
                 what = spec.label
-            reasons.append(f"no {what} artifact in bundle (manifest artifacts['{spec.artifact}']; build it with fashion-export)")
+            reasons.append(
+                f"no {what} artifact in bundle (manifest artifacts['{spec.artifact}']; build it with fashion-export)"
+            )
     return "; ".join(reasons) or None
 
 
@@ -102,11 +107,15 @@ def _session_settings(backend: Any) -> dict:
     if session is None or not hasattr(session, "get_session_options"):
         return {}
     options = session.get_session_options()
-    return {"threads": options.intra_op_num_threads,
-            "session": {"intra_op_num_threads": options.intra_op_num_threads,
-                        "inter_op_num_threads": options.inter_op_num_threads,
-                        "graph_optimization_level": str(options.graph_optimization_level).split(".")[-1],
-                        "execution_mode": str(options.execution_mode).split(".")[-1]}}
+    return {
+        "threads": options.intra_op_num_threads,
+        "session": {
+            "intra_op_num_threads": options.intra_op_num_threads,
+            "inter_op_num_threads": options.inter_op_num_threads,
+            "graph_optimization_level": str(options.graph_optimization_level).split(".")[-1],
+            "execution_mode": str(options.execution_mode).split(".")[-1],
+        },
+    }
 
 
 class BackendRunner:
@@ -118,13 +127,19 @@ class BackendRunner:
         path = artifact_path(spec, bundle)
         if path is None:
             raise FileNotFoundError(f"{bundle.root}: {skip_reason(spec, bundle)}")
-        entry = bundle.artifacts[spec.artifact].to_dict() if spec.artifact in bundle.artifacts else \
-            {"file": path.name, "format": "keras"}
+        entry = (
+            bundle.artifacts[spec.artifact].to_dict()
+            if spec.artifact in bundle.artifacts
+            else {"file": path.name, "format": "keras"}
+        )
         options: dict[str, Any] = {"providers": ["cpu"]} if spec.engine == "onnxruntime" else {}
         self.backend = get_backend(spec.engine).open(path, entry, threads=threads, **options)
-        self.info = {"backend": f"{spec.engine}: " + ", ".join(self.backend.providers),
-                     "providers": list(self.backend.providers), "threads": threads,
-                     **_session_settings(self.backend)}
+        self.info = {
+            "backend": f"{spec.engine}: " + ", ".join(self.backend.providers),
+            "providers": list(self.backend.providers),
+            "threads": threads,
+            **_session_settings(self.backend),
+        }
         applied = getattr(self.backend, "threads_applied", None)
         if applied:
             self.info["threads_applied"] = list(applied)

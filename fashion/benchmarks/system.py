@@ -9,8 +9,19 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("fashion-edge", "numpy", "pillow", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorflow-cpu",
-            "tensorflow", "keras", "tensorrt", "matplotlib")
+PACKAGES = (
+    "fashion-edge",
+    "numpy",
+    "pillow",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnx",
+    "tensorflow-cpu",
+    "tensorflow",
+    "keras",
+    "tensorrt",
+    "matplotlib",
+)
 
 
 def available_cores() -> int:
@@ -32,8 +43,16 @@ def _cpuinfo_fields(text: str) -> dict[str, str]:
 
 def cpu_info(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
     """CPU model, clock (MHz, as /proc/cpuinfo reports it), core count and the SIMD features that matter."""
-    info = {"model": platform.processor() or platform.machine(), "mhz": None, "cores": available_cores(),
-            "avx2": False, "avx512f": False, "fma": False, "avx512_vnni": False, "avx_vnni": False}
+    info = {
+        "model": platform.processor() or platform.machine(),
+        "mhz": None,
+        "cores": available_cores(),
+        "avx2": False,
+        "avx512f": False,
+        "fma": False,
+        "avx512_vnni": False,
+        "avx_vnni": False,
+    }
     path = Path(cpuinfo_path)
     if path.is_file():
         fields = _cpuinfo_fields(path.read_text(errors="replace"))
@@ -43,8 +62,11 @@ def cpu_info(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
             vendor=fields.get("vendor_id"),
             family=fields.get("cpu family"),
             mhz=float(fields["cpu MHz"]) if re.match(r"^[\d.]+$", fields.get("cpu MHz", "")) else None,
-            avx2="avx2" in flags, avx512f="avx512f" in flags, fma="fma" in flags,
-            avx512_vnni="avx512_vnni" in flags, avx_vnni="avx_vnni" in flags,
+            avx2="avx2" in flags,
+            avx512f="avx512f" in flags,
+            fma="fma" in flags,
+            avx512_vnni="avx512_vnni" in flags,
+            avx_vnni="avx_vnni" in flags,
         )
     return info
 

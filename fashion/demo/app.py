@@ -51,8 +51,9 @@ def check_port(host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError as exc:
             reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
-            raise PortUnavailable(f"port {port} on {host} {reason}; choose another with --port "
-                                  f"(or another address with --host)") from None
+            raise PortUnavailable(
+                f"port {port} on {host} {reason}; choose another with --port (or another address with --host)"
+            ) from None
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -61,17 +62,25 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 @run_cli
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--bundle", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help=f"Model bundle directory [default: the shipped {BUNDLE_NAME}].")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto",
-              show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto",
-              show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind; 0.0.0.0 exposes the demo to your network.")
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help=f"Model bundle directory [default: the shipped {BUNDLE_NAME}].",
+)
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes the demo to your network."
+)
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--max-upload-mb", default=10.0, show_default=True, type=click.FloatRange(min=0.01),
-              help="Largest file the page accepts.")
+@click.option(
+    "--max-upload-mb",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Largest file the page accepts.",
+)
 def main(bundle: Path | None, backend: str, precision: str, host: str, port: int, max_upload_mb: float) -> None:
     """Serve the fashion-edge demo page (Gradio) on HOST:PORT.
 
@@ -81,8 +90,10 @@ def main(bundle: Path | None, backend: str, precision: str, host: str, port: int
     bundle_dir = resolve_bundle(bundle)
     check_port(host, port)
     classifier = Classifier.load(bundle_dir, backend=backend, precision=precision)
-    click.echo(f"fashion-demo: {bundle_dir} on {classifier.info['backend']} "
-               f"({classifier.info['precision']}, {', '.join(classifier.info['providers'])})")
+    click.echo(
+        f"fashion-demo: {bundle_dir} on {classifier.info['backend']} "
+        f"({classifier.info['precision']}, {', '.join(classifier.info['providers'])})"
+    )
     from .page import build_app, launch  # Gradio: only once the options are known to be usable
 
     signal.signal(signal.SIGTERM, _stop_on_sigterm)

@@ -20,8 +20,16 @@ import click
 from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
 
 CHROMIUM = Path(os.environ.get("FASHION_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 DONE_MARKERS = ("Prediction took", "Could not use this file")  # texts of views.status/error_markdown
 
@@ -65,7 +73,8 @@ def predict_photo(page, url: str, image: str | os.PathLike, timeout_s: float = 6
             const status = document.querySelector('#status');
             return status && markers.some((m) => status.innerText.includes(m));
         }""",
-        arg=list(DONE_MARKERS), timeout=timeout_s * 1000,
+        arg=list(DONE_MARKERS),
+        timeout=timeout_s * 1000,
     )
     return page.inner_text("#status")
 
@@ -76,8 +85,12 @@ def wait_for_heat_map(page, timeout_s: float = 30) -> None:
 
 @run_cli
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--bundle", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Model bundle [default: the shipped one].")
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Model bundle [default: the shipped one].",
+)
 @click.option("--image", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=True)
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
 def main(bundle: Path | None, image: Path, out: Path) -> None:

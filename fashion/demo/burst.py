@@ -105,21 +105,43 @@ def burst(url: str, pid: int, photos: list[Path], settle_s: float = 3.0) -> dict
     sampler.join()
     for client in clients:
         client.close()
-    return {"uploads": len(photos), "predicted": ok, "wall_s": round(wall_s, 2), "rss_idle_mb": round(idle),
-            "rss_peak_mb": round(max(peak)), "rss_after_mb": round(rss_mb(pid))}
+    return {
+        "uploads": len(photos),
+        "predicted": ok,
+        "wall_s": round(wall_s, 2),
+        "rss_idle_mb": round(idle),
+        "rss_peak_mb": round(max(peak)),
+        "rss_after_mb": round(rss_mb(pid)),
+    }
 
 
 @run_cli
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--bundle", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Bundle to serve [default: the shipped one].")
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Bundle to serve [default: the shipped one].",
+)
 @click.option("--clients", default=8, show_default=True, type=click.IntRange(1, 64))
-@click.option("--side", default=7000, show_default=True, type=click.IntRange(64, 7100),
-              help="Width and height of each uploaded JPEG.")
-@click.option("--exact-decode", is_flag=True,
-              help="Turn the runtime's reduced-size decoding of large photos off in the served demo.")
-@click.option("--module", default="fashion.demo.app", show_default=True,
-              help="Module whose main() serves the demo (e.g. an older copy, to compare).")
+@click.option(
+    "--side",
+    default=7000,
+    show_default=True,
+    type=click.IntRange(64, 7100),
+    help="Width and height of each uploaded JPEG.",
+)
+@click.option(
+    "--exact-decode",
+    is_flag=True,
+    help="Turn the runtime's reduced-size decoding of large photos off in the served demo.",
+)
+@click.option(
+    "--module",
+    default="fashion.demo.app",
+    show_default=True,
+    help="Module whose main() serves the demo (e.g. an older copy, to compare).",
+)
 def main(bundle: Path | None, clients: int, side: int, exact_decode: bool, module: str) -> None:
     """Serve the demo in a child process, send CLIENTS uploads of SIDE x SIDE at once, print its RSS as JSON."""
     from .server import free_port
@@ -135,8 +157,14 @@ def main(bundle: Path | None, clients: int, side: int, exact_decode: bool, modul
             url = f"http://127.0.0.1:{port}"
             wait_until_up(url, process)
             warm = burst(url, process.pid, photos[:1], settle_s=0.5)  # first request loads lazy state
-            report = {"module": module, "exact_decode": exact_decode, "side": side, "jpeg_mb": round(photos[0].stat().st_size / 1e6, 2), "warm_up": warm,
-                      **burst(url, process.pid, photos)}
+            report = {
+                "module": module,
+                "exact_decode": exact_decode,
+                "side": side,
+                "jpeg_mb": round(photos[0].stat().st_size / 1e6, 2),
+                "warm_up": warm,
+                **burst(url, process.pid, photos),
+            }
         finally:
             process.terminate()
             process.wait(timeout=30)

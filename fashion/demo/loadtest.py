@@ -40,14 +40,21 @@ class LoadReport:
 
     def summary(self) -> str:
         done = len(self.latencies_ms)
-        return (f"{self.clients} clients x {self.requests // max(self.clients, 1)} requests: {done} ok, "
-                f"{len(self.errors)} errors in {self.wall_s:.1f} s ({done / max(self.wall_s, 1e-9):.1f} req/s); "
-                f"latency p50 {self.percentile(50):.1f} ms, p90 {self.percentile(90):.1f} ms, "
-                f"p99 {self.percentile(99):.1f} ms, max {max(self.latencies_ms, default=float('nan')):.1f} ms")
+        return (
+            f"{self.clients} clients x {self.requests // max(self.clients, 1)} requests: {done} ok, "
+            f"{len(self.errors)} errors in {self.wall_s:.1f} s ({done / max(self.wall_s, 1e-9):.1f} req/s); "
+            f"latency p50 {self.percentile(50):.1f} ms, p90 {self.percentile(90):.1f} ms, "
+            f"p99 {self.percentile(99):.1f} ms, max {max(self.latencies_ms, default=float('nan')):.1f} ms"
+        )
 
 
-def run_load(url: str, images: Sequence[str | os.PathLike], clients: int = 8, requests_per_client: int = 25,
-             head: str = "articleType") -> LoadReport:
+def run_load(
+    url: str,
+    images: Sequence[str | os.PathLike],
+    clients: int = 8,
+    requests_per_client: int = 25,
+    head: str = "articleType",
+) -> LoadReport:
     """Send ``clients * requests_per_client`` predictions from ``clients`` threads; count every failure."""
     from gradio_client import Client, handle_file
 
@@ -89,10 +96,19 @@ def run_load(url: str, images: Sequence[str | os.PathLike], clients: int = 8, re
 @run_cli
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--url", default=None, help="A running demo; without it the command serves --bundle itself.")
-@click.option("--bundle", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Bundle to serve when no --url [default: the shipped one].")
-@click.option("--images", "image_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
-              default=None, help="Folder of .jpg photos to send [default: the committed sample next to the code].")
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Bundle to serve when no --url [default: the shipped one].",
+)
+@click.option(
+    "--images",
+    "image_dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="Folder of .jpg photos to send [default: the committed sample next to the code].",
+)
 @click.option("--clients", default=8, show_default=True, type=click.IntRange(1, 256))
 @click.option("--requests", "requests_per_client", default=25, show_default=True, type=click.IntRange(1))
 def main(url: str | None, bundle: Path | None, image_dir: Path | None, clients: int, requests_per_client: int) -> None:
@@ -108,8 +124,10 @@ def main(url: str | None, bundle: Path | None, image_dir: Path | None, clients: 
         from .server import running_demo
 
         with Classifier.load(resolve_bundle(bundle)) as classifier, running_demo(classifier) as served:
-            click.echo(f"serving {classifier.bundle.root} ({classifier.info['backend']}, "
-                       f"{classifier.info['precision']}) at {served}")
+            click.echo(
+                f"serving {classifier.bundle.root} ({classifier.info['backend']}, "
+                f"{classifier.info['precision']}) at {served}"
+            )
             report = run_load(served, images, clients, requests_per_client)
     else:
         report = run_load(url, images, clients, requests_per_client)

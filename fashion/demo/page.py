@@ -46,8 +46,7 @@ CSS = "#photo img { width: 100%; height: 100%; object-fit: contain; image-render
 
 def theme() -> gr.themes.Base:
     """System fonts only: the page must render with no internet (no web-font downloads)."""
-    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                             font_mono=["ui-monospace", "monospace"])
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
 def _libc_trim() -> Any:
@@ -146,8 +145,9 @@ class Handlers:
         items = self._batch_items(paths)
         columns = views.batch_columns(self.heads)
         rows = views.batch_rows(items, [Path(p).name for p in paths], self.heads)
-        csv_path = views.write_csv(Path(tempfile.mkdtemp(prefix="batch-", dir=self.work_dir)) / "predictions.csv",
-                                   columns, rows)
+        csv_path = views.write_csv(
+            Path(tempfile.mkdtemp(prefix="batch-", dir=self.work_dir)) / "predictions.csv", columns, rows
+        )
         return rows, str(csv_path)
 
     def _batch_items(self, paths: list[str]) -> list[BatchItem]:
@@ -184,50 +184,86 @@ def build_app(classifier: Classifier, examples: list[Path] | None = None, work_d
     handlers = Handlers(classifier, work_dir if work_dir is not None else new_work_dir())
 
     height, width = classifier.input_size
-    with gr.Blocks(title="fashion-edge demo", analytics_enabled=False,
-                   delete_cache=(KEEP_FILES_S, KEEP_FILES_S)) as app:
-        gr.Markdown(f"## fashion-edge · six attributes of a product photo\n"
-                    f"Model `{classifier.bundle.manifest.get('name', classifier.bundle.root.name)}` "
-                    f"({height}x{width} input) on `{info['backend']}` / `{info['precision']}`.")
+    with gr.Blocks(
+        title="fashion-edge demo", analytics_enabled=False, delete_cache=(KEEP_FILES_S, KEEP_FILES_S)
+    ) as app:
+        gr.Markdown(
+            f"## fashion-edge · six attributes of a product photo\n"
+            f"Model `{classifier.bundle.manifest.get('name', classifier.bundle.root.name)}` "
+            f"({height}x{width} input) on `{info['backend']}` / `{info['precision']}`."
+        )
         with gr.Tab("Photo"):
             with gr.Row():
                 with gr.Column(scale=2):
-                    photo = pass_unreadable_files_on(gr.Image(
-                        type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                        label="Product photo: upload, paste or drop", elem_id="photo", height=340))
+                    photo = pass_unreadable_files_on(
+                        gr.Image(
+                            type="filepath",
+                            image_mode=None,
+                            sources=["upload", "clipboard"],
+                            label="Product photo: upload, paste or drop",
+                            elem_id="photo",
+                            height=340,
+                        )
+                    )
                     head = gr.Dropdown(heads, value=cam_head, label="Heat map for head", elem_id="cam-head")
                     if examples:
-                        gr.Examples([[str(p)] for p in examples], inputs=[photo], examples_per_page=8,
-                                    label="Examples from the committed sample")
+                        gr.Examples(
+                            [[str(p)] for p in examples],
+                            inputs=[photo],
+                            examples_per_page=8,
+                            label="Examples from the committed sample",
+                        )
                 with gr.Column(scale=3):
                     status = gr.Markdown(label="Prediction status", elem_id="status")
                     labels = []
                     for row_heads in (heads[:3], heads[3:]):
                         with gr.Row():
-                            labels += [gr.Label(num_top_classes=3, label=h, elem_id=f"head-{h}", min_width=140)
-                                       for h in row_heads]
-                    heat = gr.Image(label="Class-activation heat map (red = most evidence)", elem_id="heatmap",
-                                    type="filepath", interactive=False, height=300)
+                            labels += [
+                                gr.Label(num_top_classes=3, label=h, elem_id=f"head-{h}", min_width=140)
+                                for h in row_heads
+                            ]
+                    heat = gr.Image(
+                        label="Class-activation heat map (red = most evidence)",
+                        elem_id="heatmap",
+                        type="filepath",
+                        interactive=False,
+                        height=300,
+                    )
             photo.change(handlers.predict, [photo, head], [status, *labels, heat], api_name="predict")
             head.change(handlers.refresh_heat_map, [photo, head], [heat], api_name="heat_map")
         with gr.Tab("Batch"):
             files = gr.File(file_count="multiple", type="filepath", label="Images", elem_id="batch-files")
             run = gr.Button("Predict all", variant="primary", elem_id="batch-run")
-            table = gr.Dataframe(headers=views.batch_columns(heads), interactive=False, wrap=True,
-                                 elem_id="batch-table")
+            table = gr.Dataframe(
+                headers=views.batch_columns(heads), interactive=False, wrap=True, elem_id="batch-table"
+            )
             download = gr.File(label="Download CSV", elem_id="batch-csv", interactive=False)
             run.click(handlers.predict_batch, [files], [table, download], api_name="predict_batch")
     return app
 
 
-def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = 10,
-           block: bool = True, quiet: bool = False) -> str:
+def launch(
+    app: gr.Blocks,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    max_upload_mb: float = 10,
+    block: bool = True,
+    quiet: bool = False,
+) -> str:
     """Serve ``app``; returns its local URL (after the server stops when ``block``)."""
     app.queue(default_concurrency_limit=CONCURRENCY)
     allowed = [str(SAMPLE_DIR / "images")] if (SAMPLE_DIR / "images").is_dir() else []
     _, url, _ = app.launch(
-        server_name=host, server_port=port, max_file_size=int(max_upload_mb * 1024 * 1024),
-        show_error=True, ssr_mode=False, share=False, theme=theme(), css=CSS, allowed_paths=allowed,
-        prevent_thread_lock=not block, quiet=quiet,
+        server_name=host,
+        server_port=port,
+        max_file_size=int(max_upload_mb * 1024 * 1024),
+        show_error=True,
+        ssr_mode=False,
+        share=False,
+        theme=theme(),
+        css=CSS,
+        allowed_paths=allowed,
+        prevent_thread_lock=not block,
+        quiet=quiet,
     )
     return url

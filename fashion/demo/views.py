@@ -93,8 +93,10 @@ def status_markdown(prediction: Prediction, info: dict[str, Any], total_ms: floa
     """One line: how long this prediction took (``total_ms``: decode included) and what ran it."""
     providers = ", ".join(info.get("providers") or []) or "n/a"
     took = prediction.latency_ms if total_ms is None else total_ms
-    return (f"Prediction took **{took:.1f} ms** · backend `{info.get('backend')}` · "
-            f"precision `{info.get('precision')}` · provider `{providers}` · artifact `{info.get('artifact')}`")
+    return (
+        f"Prediction took **{took:.1f} ms** · backend `{info.get('backend')}` · "
+        f"precision `{info.get('precision')}` · provider `{providers}` · artifact `{info.get('artifact')}`"
+    )
 
 
 def error_markdown(message: str) -> str:

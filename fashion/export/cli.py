@@ -20,45 +20,112 @@ from .pipeline import DEFAULT_CACHE, DEFAULT_OUT
 
 
 @run_cli
-@click.command(context_settings=CONTEXT_SETTINGS, epilog="Exit codes: 0 written, 2 could not run, "
-               "3 an artifact was refused by its gate, 4 TensorRT/GPU unavailable for --tensorrt.")
+@click.command(
+    context_settings=CONTEXT_SETTINGS,
+    epilog="Exit codes: 0 written, 2 could not run, "
+    "3 an artifact was refused by its gate, 4 TensorRT/GPU unavailable for --tensorrt.",
+)
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT, show_default=True,
-              help="Triton model repository to write (with --triton).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_OUT,
+    show_default=True,
+    help="Triton model repository to write (with --triton).",
+)
 @click.option("--fp16", is_flag=True, help="Also an FP16 ONNX (I/O FP32) and, where TensorRT runs, an FP16 engine.")
-@click.option("--int8", is_flag=True, help="Also a static INT8 ONNX (QDQ, per-channel) gated on val accuracy, "
-                                           "and, where TensorRT runs, an INT8 engine.")
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="Also a static INT8 ONNX (QDQ, per-channel) gated on val accuracy, and, where TensorRT runs, an INT8 engine.",
+)
 @click.option("--tensorrt", is_flag=True, help="Require TensorRT engines: exit 4 if TensorRT or a GPU is missing.")
 @click.option("--triton", is_flag=True, help="Write a Triton model repository to --out.")
 @click.option("--standalone", is_flag=True, help="Also the standalone ONNX (decoded pixels in, labelled heads out).")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
-@click.option("--max-batch", type=click.IntRange(1), default=32, show_default=True,
-              help="Largest batch for TensorRT profiles and Triton's max_batch_size.")
-@click.option("--calib-images", type=click.IntRange(1), default=gates.CALIBRATION_IMAGES, show_default=True,
-              help="Training images used to calibrate INT8.")
-@click.option("--eval-images", type=click.IntRange(0), default=gates.EVAL_IMAGES, show_default=True,
-              help="Val images for the INT8 accuracy gate (and per split for --report-accuracy); 0 = all.")
-@click.option("--parity-images", type=click.IntRange(1), default=gates.PARITY_IMAGES, show_default=True,
-              help="Real images for the Keras/ONNX parity gate and the FP16 gate.")
-@click.option("--parity-atol", type=float, default=gates.PARITY_ATOL, show_default=True,
-              help="Largest allowed per-head max abs difference between ONNX FP32 and Keras.")
-@click.option("--max-drop", "max_drop_pp", type=float, default=gates.INT8_MAX_DROP_PP, show_default=True,
-              help="Largest allowed per-head accuracy drop of INT8 vs FP32, in percentage points.")
-@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Labelled images (styles.csv + images/); default: $FASHION_SHARED_DATA or ../shared/datasets/"
-                   "fashion-product-images.")
-@click.option("--split", "split_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Split CSV (id,split); default: the bundle's, else data/splits/fashion-product-images.csv.")
-@click.option("--report-accuracy", is_flag=True,
-              help="Measure per-head val and test accuracy of every ONNX artifact and record it in the manifest.")
-@click.option("--timings/--no-timings", default=True, show_default=True,
-              help="Record each CPU artifact's batch-1 latency on this CPU (a fact tagged with the CPU and its "
-                   "ISA flags; the runtime chooses the artifact where it runs).")
+@click.option(
+    "--max-batch",
+    type=click.IntRange(1),
+    default=32,
+    show_default=True,
+    help="Largest batch for TensorRT profiles and Triton's max_batch_size.",
+)
+@click.option(
+    "--calib-images",
+    type=click.IntRange(1),
+    default=gates.CALIBRATION_IMAGES,
+    show_default=True,
+    help="Training images used to calibrate INT8.",
+)
+@click.option(
+    "--eval-images",
+    type=click.IntRange(0),
+    default=gates.EVAL_IMAGES,
+    show_default=True,
+    help="Val images for the INT8 accuracy gate (and per split for --report-accuracy); 0 = all.",
+)
+@click.option(
+    "--parity-images",
+    type=click.IntRange(1),
+    default=gates.PARITY_IMAGES,
+    show_default=True,
+    help="Real images for the Keras/ONNX parity gate and the FP16 gate.",
+)
+@click.option(
+    "--parity-atol",
+    type=float,
+    default=gates.PARITY_ATOL,
+    show_default=True,
+    help="Largest allowed per-head max abs difference between ONNX FP32 and Keras.",
+)
+@click.option(
+    "--max-drop",
+    "max_drop_pp",
+    type=float,
+    default=gates.INT8_MAX_DROP_PP,
+    show_default=True,
+    help="Largest allowed per-head accuracy drop of INT8 vs FP32, in percentage points.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Labelled images (styles.csv + images/); default: $FASHION_SHARED_DATA or ../shared/datasets/"
+    "fashion-product-images.",
+)
+@click.option(
+    "--split",
+    "split_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Split CSV (id,split); default: the bundle's, else data/splits/fashion-product-images.csv.",
+)
+@click.option(
+    "--report-accuracy",
+    is_flag=True,
+    help="Measure per-head val and test accuracy of every ONNX artifact and record it in the manifest.",
+)
+@click.option(
+    "--timings/--no-timings",
+    default=True,
+    show_default=True,
+    help="Record each CPU artifact's batch-1 latency on this CPU (a fact tagged with the CPU and its "
+    "ISA flags; the runtime chooses the artifact where it runs).",
+)
 @click.option("--threads", type=click.IntRange(1), default=None, help="Threads for the timings (default: all usable).")
-@click.option("--force", is_flag=True, help="Reconvert the FP32 ONNX even if the recorded one comes from the same "
-                                            "Keras file, opset and recipe.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE,
-              show_default=True, help="TensorRT timing and calibration caches.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Reconvert the FP32 ONNX even if the recorded one comes from the same Keras file, opset and recipe.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_CACHE,
+    show_default=True,
+    help="TensorRT timing and calibration caches.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def main(bundle: Path, quiet: bool, **kwargs) -> None:
     """Export BUNDLE (a fashion-edge model bundle with model.keras) to gated ONNX artifacts.
@@ -70,7 +137,9 @@ def main(bundle: Path, quiet: bool, **kwargs) -> None:
     from .pipeline import ExportOptions, run_export
 
     result = run_export(bundle, ExportOptions(progress=not quiet, **kwargs), log=click.echo)
-    written = ", ".join(f"{key} ({entry['file']}, {entry['bytes'] / 1e6:.1f} MB)" for key, entry in result.written.items())
+    written = ", ".join(
+        f"{key} ({entry['file']}, {entry['bytes'] / 1e6:.1f} MB)" for key, entry in result.written.items()
+    )
     click.echo(f"written: {written or 'nothing'}")
     if result.triton_models:
         click.echo(f"Triton model repository: {kwargs['out']} ({', '.join(p.name for p in result.triton_models)})")

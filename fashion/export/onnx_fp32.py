@@ -57,15 +57,18 @@ def convert(model, heads: list[str], height: int, width: int, opset: int):
     def serve(image):
         return model(image, training=False)
 
-    captured = {inner.name: outer for outer, inner in serve.get_concrete_function().graph.captures
-                if outer.dtype != tf.resource}
+    captured = {
+        inner.name: outer for outer, inner in serve.get_concrete_function().graph.captures if outer.dtype != tf.resource
+    }
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset)
     except Exception as exc:  # tf2onnx raises ValueError, RuntimeError, its own errors, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ExportError(f"tf2onnx could not convert the model at opset {opset}: {type(exc).__name__}: {first}") from None
+        raise ExportError(
+            f"tf2onnx could not convert the model at opset {opset}: {type(exc).__name__}: {first}"
+        ) from None
     _fold_captured_inputs(proto, captured)
     _name_batch_dim(proto)
     expected = sorted(list(heads) + [FEATURE_MAP])
@@ -103,15 +106,18 @@ def add_metadata(proto, bundle, outputs: dict[str, str]) -> None:
     import onnx
 
     manifest = bundle.manifest
-    onnx.helper.set_model_props(proto, {
-        "name": str(manifest.get("name", "")),
-        "heads": json.dumps(bundle.heads),
-        "labels": json.dumps(bundle.labels),
-        "input": json.dumps(manifest["input"]),
-        "preprocessing": json.dumps(manifest["preprocessing"]),
-        "outputs": json.dumps(outputs),
-        "feature_map": FEATURE_MAP,
-    })
+    onnx.helper.set_model_props(
+        proto,
+        {
+            "name": str(manifest.get("name", "")),
+            "heads": json.dumps(bundle.heads),
+            "labels": json.dumps(bundle.labels),
+            "input": json.dumps(manifest["input"]),
+            "preprocessing": json.dumps(manifest["preprocessing"]),
+            "outputs": json.dumps(outputs),
+            "feature_map": FEATURE_MAP,
+        },
+    )
     proto.doc_string = f"fashion-edge {manifest.get('name', '')}: six-attribute fashion product classifier"
 
 
@@ -122,8 +128,13 @@ def tool_versions() -> dict[str, str]:
     import tensorflow as tf
     import tf2onnx
 
-    return {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
-            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
 
 
 def build_onnx_fp32(bundle, keras_path: Path, target: Path, opset: int = 17) -> dict:

@@ -118,8 +118,9 @@ class ExportContext:
         recorded = (self.bundle.manifest.to_dict().get("split") or {}).get("file")
         split_file = resolve_split_file(self.options.split_file, recorded, bases=[self.root])
         self.log(f"images: {data_dir} (split {split_file})")
-        return LabelledData.open(data_dir, split_file, self.bundle.labels, (self.height, self.width),
-                                 progress=self.options.progress)
+        return LabelledData.open(
+            data_dir, split_file, self.bundle.labels, (self.height, self.width), progress=self.options.progress
+        )
 
     def images(self, split: str, limit: int | None, fill_from: tuple[str, ...] = (), desc: str = "") -> Any:
         """Readable labelled images of ``split`` (``.batch()`` float32 NHWC, ``.labels`` {head: int, -1 unknown})."""
@@ -129,8 +130,10 @@ class ExportContext:
     def parity_batch(self) -> np.ndarray:
         parity = self.images("val", self.options.parity_images, fill_from=("test", "train"), desc="parity images")
         if len(parity) < self.options.parity_images:
-            raise ExportError(f"only {len(parity)} readable images for the parity gate, "
-                              f"need {self.options.parity_images} (check --data and --split)")
+            raise ExportError(
+                f"only {len(parity)} readable images for the parity gate, "
+                f"need {self.options.parity_images} (check --data and --split)"
+            )
         return parity.batch()
 
     @cached_property
@@ -166,6 +169,7 @@ class _Refused(Exception):
 
 # -- recording -----------------------------------------------------------------------------------------
 
+
 def _record(ctx: ExportContext, key: str, target: Path, fields: dict[str, Any]) -> dict[str, Any]:
     """Record an accepted artifact; facts about the same bytes recorded earlier are kept."""
     sha = sha256_file(target)
@@ -192,6 +196,7 @@ def _discard(ctx: ExportContext, key: str) -> None:
 
 # -- the driver ----------------------------------------------------------------------------------------
 
+
 def run_stage(ctx: ExportContext, stage: Stage) -> bool:
     """attempts -> staged build -> gate -> rename + record, or refuse. True when the artifact was accepted."""
     target = stage.target(ctx)
@@ -212,7 +217,9 @@ def run_stage(ctx: ExportContext, stage: Stage) -> bool:
             raise
         except Exception as exc:  # a converter or quantizer failing is "could not run" (exit 2), not a crash
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise ExportError(f"{stage.title} ({stage.describe(attempt)}) failed: {type(exc).__name__}: {first}") from exc
+            raise ExportError(
+                f"{stage.title} ({stage.describe(attempt)}) failed: {type(exc).__name__}: {first}"
+            ) from exc
         fields = stage.entry(ctx, attempt, built, verdict)
         entry = _record(ctx, stage.key, target, fields) if stage.records_artifact else fields
         if stage.records_artifact:
@@ -291,8 +298,11 @@ def _drop_stale_derivatives(ctx: ExportContext) -> None:
 def record_timings(ctx: ExportContext) -> None:
     """Time every CPU ONNX artifact at batch 1 on this host and record the fact on each entry."""
     bundle = load_manifest(ctx.root, verify_hashes=False)
-    models = {key: (ctx.root / bundle.artifacts[key].file, bundle.artifacts[key].to_dict())
-              for key in CPU_ARTIFACTS if key in bundle.artifacts}
+    models = {
+        key: (ctx.root / bundle.artifacts[key].file, bundle.artifacts[key].to_dict())
+        for key in CPU_ARTIFACTS
+        if key in bundle.artifacts
+    }
     threads = ctx.options.threads or available_cores()
     images = ctx.parity_batch[: gates.TIMING_IMAGES]
     timings = batch1_p50_ms(models, images, threads)
@@ -301,8 +311,10 @@ def record_timings(ctx: ExportContext) -> None:
             fact = timing_fact(p50, threads, batch=1, images=len(images))
             draft.update_artifact(key, timings=merge_timings(draft.manifest.artifacts[key].timings, fact))
     ctx.result.timings = timings
-    ctx.log(f"timing facts recorded ({threads} thread{'s' if threads > 1 else ''}, batch 1, median of "
-            f"{len(images)} images x 3): " + ", ".join(f"{k} {v:.2f} ms" for k, v in timings.items()))
+    ctx.log(
+        f"timing facts recorded ({threads} thread{'s' if threads > 1 else ''}, batch 1, median of "
+        f"{len(images)} images x 3): " + ", ".join(f"{k} {v:.2f} ms" for k, v in timings.items())
+    )
 
 
 def report_accuracy(ctx: ExportContext) -> None:
@@ -319,13 +331,19 @@ def report_accuracy(ctx: ExportContext) -> None:
         measured = {}
         for split, images in sets.items():
             probabilities = run_model(ctx.root / entry["file"], entry, batches[split])
-            measured[split] = {"images": len(images),
-                               "heads": gates.head_accuracy(probabilities, images.labels, ctx.heads)}
+            measured[split] = {
+                "images": len(images),
+                "heads": gates.head_accuracy(probabilities, images.labels, ctx.heads),
+            }
         measured_by_key[key] = copy.deepcopy(measured)
-        ctx.log(f"{key} accuracy: " + "; ".join(
-            f"{split} ({m['images']} images) " + ", ".join(f"{h} {r['accuracy']:.4f}" for h, r in m["heads"].items()
-                                                          if r["accuracy"] is not None)
-            for split, m in measured.items()))
+        ctx.log(
+            f"{key} accuracy: "
+            + "; ".join(
+                f"{split} ({m['images']} images) "
+                + ", ".join(f"{h} {r['accuracy']:.4f}" for h, r in m["heads"].items() if r["accuracy"] is not None)
+                for split, m in measured.items()
+            )
+        )
     with edit_manifest(ctx.root) as draft:
         for key, measured in measured_by_key.items():
             draft.update_artifact(key, accuracy=measured)

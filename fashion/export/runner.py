@@ -49,13 +49,16 @@ def infer_all(model: Backend, batch: np.ndarray, batch_size: int = BATCH) -> dic
     """{head: probabilities} for every image of ``batch``, run in chunks of ``batch_size``."""
     if len(batch) == 0:
         raise ExportError("no images to run the model on")
-    chunks = [model.infer(np.ascontiguousarray(batch[i : i + batch_size], dtype=np.float32))
-              for i in range(0, len(batch), batch_size)]
+    chunks = [
+        model.infer(np.ascontiguousarray(batch[i : i + batch_size], dtype=np.float32))
+        for i in range(0, len(batch), batch_size)
+    ]
     return {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
 
 
-def run_model(path: str | os.PathLike, entry: dict[str, Any], batch: np.ndarray,
-              batch_size: int = BATCH) -> dict[str, np.ndarray]:
+def run_model(
+    path: str | os.PathLike, entry: dict[str, Any], batch: np.ndarray, batch_size: int = BATCH
+) -> dict[str, np.ndarray]:
     """Open, run over ``batch``, close."""
     model = open_model(path, entry)
     try:
@@ -64,8 +67,13 @@ def run_model(path: str | os.PathLike, entry: dict[str, Any], batch: np.ndarray,
         model.close()
 
 
-def batch1_p50_ms(models: dict[str, tuple[Path, dict[str, Any]]], images: np.ndarray, threads: int | None,
-                  warmup: int = 5, rounds: int = 3) -> dict[str, float]:
+def batch1_p50_ms(
+    models: dict[str, tuple[Path, dict[str, Any]]],
+    images: np.ndarray,
+    threads: int | None,
+    warmup: int = 5,
+    rounds: int = 3,
+) -> dict[str, float]:
     """Median batch-1 latency (ms) of each model ({key: (path, entry)}) over ``images``.
 
     The models take turns image by image, so a neighbour's load on a shared CPU slows them all

@@ -92,11 +92,16 @@ def preprocessing_graph(height: int, width: int, output: str = NETWORK_INPUT) ->
         nodes.append(helper.make_node(op, names, [p + o for o in outputs], name=p + outputs[0], **attrs))
 
     initializers = [
-        _const("height", [height], np.int64), _const("width", [width], np.int64),
-        _const("height_f", [height], np.float64), _const("width_f", [width], np.float64),
-        _const("two", [2], np.int64), _const("zero", [0], np.int64),
-        _const("axis_h", [1], np.int64), _const("axis_w", [2], np.int64),
-        _const("pad_value", PAD_VALUE, np.uint8), _const("size", [height, width], np.int64),
+        _const("height", [height], np.int64),
+        _const("width", [width], np.int64),
+        _const("height_f", [height], np.float64),
+        _const("width_f", [width], np.float64),
+        _const("two", [2], np.int64),
+        _const("zero", [0], np.int64),
+        _const("axis_h", [1], np.int64),
+        _const("axis_w", [2], np.int64),
+        _const("pad_value", PAD_VALUE, np.uint8),
+        _const("size", [height, width], np.int64),
     ]
     node("Shape", [INPUT], ["shape"])
     node("Gather", ["shape", "axis_h"], ["h"], axis=0)
@@ -129,11 +134,20 @@ def preprocessing_graph(height: int, width: int, output: str = NETWORK_INPUT) ->
     node("Pad", [INPUT, "pads", "pad_value"], ["padded"], mode="constant")
     # uint8 in, uint8 out, antialias with exclude_outside=1 (taps outside the photo dropped and the rest
     # renormalised): ONNX Runtime's resize then gives Pillow's bilinear result pixel for pixel, rounding included.
-    node("Resize", ["padded", "", "", "size"], ["resized"], mode="linear", antialias=1, exclude_outside=1,
-         axes=[1, 2], coordinate_transformation_mode="half_pixel")
+    node(
+        "Resize",
+        ["padded", "", "", "size"],
+        ["resized"],
+        mode="linear",
+        antialias=1,
+        exclude_outside=1,
+        axes=[1, 2],
+        coordinate_transformation_mode="half_pixel",
+    )
     nodes.append(helper.make_node("Cast", [p + "resized"], [output], name=p + "to_float", to=TensorProto.FLOAT))
     graph = helper.make_graph(
-        nodes, "pixels_to_image",
+        nodes,
+        "pixels_to_image",
         [helper.make_tensor_value_info(INPUT, TensorProto.UINT8, ["batch", "height", "width", 3])],
         [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", height, width, 3])],
         initializers,
@@ -152,15 +166,28 @@ def standalone_metadata(bundle: Bundle, source_sha256: str) -> dict[str, Any]:
         "outputs": {head: head for head in bundle.heads},
         "feature_map": FEATURE_MAP,
         "input": {
-            "name": INPUT, "dtype": "uint8", "layout": "NHWC", "shape": ["batch", "height", "width", 3],
-            "color": "RGB", "range": [0, 255],
+            "name": INPUT,
+            "dtype": "uint8",
+            "layout": "NHWC",
+            "shape": ["batch", "height", "width", 3],
+            "color": "RGB",
+            "range": [0, 255],
             "before": "decode the photo, apply its EXIF orientation, composite transparency on white",
-            "inside": {"fit": "pad_to_aspect_then_resize", "pad_value": PAD_VALUE, "resample": "bilinear",
-                       "antialias": True, "model_height": height, "model_width": width},
+            "inside": {
+                "fit": "pad_to_aspect_then_resize",
+                "pad_value": PAD_VALUE,
+                "resample": "bilinear",
+                "antialias": True,
+                "model_height": height,
+                "model_width": width,
+            },
         },
         "output": "softmax probabilities per head, (batch, classes), classes in the order of labels[head]",
-        "source": {"artifact": "onnx_fp32", "sha256": source_sha256,
-                   "labels_sha256": sha256_file(bundle.root / "labels.json")},
+        "source": {
+            "artifact": "onnx_fp32",
+            "sha256": source_sha256,
+            "labels_sha256": sha256_file(bundle.root / "labels.json"),
+        },
     }
 
 
@@ -204,10 +231,14 @@ def build_standalone(network: Any, bundle: Bundle, source_sha256: str) -> Any:
         raise ExportError(f"the FP32 ONNX lacks the outputs {missing} (has {sorted(outputs)})")
     network = _network_at_opset(network, OPSET)
     opsets = [helper.make_opsetid(o.domain, o.version) for o in network.opset_import]
-    pre = helper.make_model(preprocessing_graph(height, width, output="pixels_to_image/image"),
-                            opset_imports=opsets, ir_version=network.ir_version)
-    merged = compose.merge_models(pre, network, io_map=[("pixels_to_image/image", NETWORK_INPUT)],
-                                  outputs=[*bundle.heads, FEATURE_MAP])
+    pre = helper.make_model(
+        preprocessing_graph(height, width, output="pixels_to_image/image"),
+        opset_imports=opsets,
+        ir_version=network.ir_version,
+    )
+    merged = compose.merge_models(
+        pre, network, io_map=[("pixels_to_image/image", NETWORK_INPUT)], outputs=[*bundle.heads, FEATURE_MAP]
+    )
     order = {name: i for i, name in enumerate([*bundle.heads, FEATURE_MAP])}
     ordered = sorted(merged.graph.output, key=lambda o: order[o.name])
     del merged.graph.output[:]
@@ -231,8 +262,17 @@ def convert_to_ort(model_path: Path, out_dir: Path) -> tuple[Path, Path]:
     with tempfile.TemporaryDirectory(prefix=".ort-", dir=out_dir) as tmp:
         work = Path(tmp)
         shutil.copyfile(model_path, work / "model.onnx")
-        command = [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(work / "model.onnx"),
-                   "--output_dir", str(work / "out"), "--optimization_style", "Fixed", "--enable_type_reduction"]
+        command = [
+            sys.executable,
+            "-m",
+            "onnxruntime.tools.convert_onnx_models_to_ort",
+            str(work / "model.onnx"),
+            "--output_dir",
+            str(work / "out"),
+            "--optimization_style",
+            "Fixed",
+            "--enable_type_reduction",
+        ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         ort_files = sorted((work / "out").glob("*.ort"))
         configs = sorted((work / "out").glob("*.config"))
@@ -242,8 +282,10 @@ def convert_to_ort(model_path: Path, out_dir: Path) -> tuple[Path, Path]:
         ort_path, ops_path = out_dir / ORT_FILE, out_dir / OPS_FILE
         shutil.move(str(ort_files[0]), ort_path)
         # The converter names its temporary input in a comment; name the shipped file instead.
-        lines = [f"# - {ORT_FILE}" if line.startswith("# - ") else line
-                 for line in configs[0].read_text(encoding="utf-8").splitlines()]
+        lines = [
+            f"# - {ORT_FILE}" if line.startswith("# - ") else line
+            for line in configs[0].read_text(encoding="utf-8").splitlines()
+        ]
         ops_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return ort_path, ops_path
 
@@ -335,8 +377,11 @@ def measure(classifier: Any, standalone: Any, gate_set: GateSet, heads: list[str
     for head in heads:
         a, b = acc_ref[head]["accuracy"], acc_cand[head]["accuracy"]
         rows[head] = {
-            "top1_agreement": agreement[head].top1_agreement, "max_abs_diff": agreement[head].max_abs_diff,
-            "accuracy_runtime": a, "accuracy_standalone": b, "labelled": acc_ref[head]["n"],
+            "top1_agreement": agreement[head].top1_agreement,
+            "max_abs_diff": agreement[head].max_abs_diff,
+            "accuracy_runtime": a,
+            "accuracy_standalone": b,
+            "labelled": acc_ref[head]["n"],
             "accuracy_delta_pp": None if a is None or b is None else round((b - a) * 100, 4),
         }
     result: dict[str, Any] = {"images": len(kept), "heads": rows}
@@ -347,8 +392,9 @@ def measure(classifier: Any, standalone: Any, gate_set: GateSet, heads: list[str
     return result
 
 
-def judge(sets: dict[str, dict[str, Any]], min_agreement: float | None = None,
-          max_delta_pp: float | None = None) -> Any:
+def judge(
+    sets: dict[str, dict[str, Any]], min_agreement: float | None = None, max_delta_pp: float | None = None
+) -> Any:
     """The gate's verdict over every measured set (thresholds from fashion.export.gates by default)."""
     from . import gates
 
@@ -362,17 +408,31 @@ def judge(sets: dict[str, dict[str, Any]], min_agreement: float | None = None,
             delta = row["accuracy_delta_pp"]
             if delta is not None and abs(delta) > max_delta_pp:
                 problems.append(f"{name}/{head}: accuracy differs by {delta:+.2f} pp (limit {max_delta_pp:g} pp)")
-    record = {"reference": "Python runtime (fashion.runtime preprocessing with Pillow + onnx_fp32)",
-              "min_top1_agreement": min_agreement, "max_accuracy_delta_pp": max_delta_pp, "sets": sets}
+    record = {
+        "reference": "Python runtime (fashion.runtime preprocessing with Pillow + onnx_fp32)",
+        "min_top1_agreement": min_agreement,
+        "max_accuracy_delta_pp": max_delta_pp,
+        "sets": sets,
+    }
     lowest = min((r["top1_agreement"] for m in sets.values() for r in m["heads"].values()), default=1.0)
-    summary = "; ".join(problems) if problems else (
-        f"top-1 agreement with the runtime >= {lowest:.2%} on " + ", ".join(
-            f"{name} ({m['images']} photos)" for name, m in sets.items()))
+    summary = (
+        "; ".join(problems)
+        if problems
+        else (
+            f"top-1 agreement with the runtime >= {lowest:.2%} on "
+            + ", ".join(f"{name} ({m['images']} photos)" for name, m in sets.items())
+        )
+    )
     return gates.Verdict(not problems, record, summary)
 
 
-def run_gate(bundle_dir: Path, model_path: Path, sets: list[GateSet], log: Callable[[str], None] = print,
-             threads: int | None = None) -> Any:
+def run_gate(
+    bundle_dir: Path,
+    model_path: Path,
+    sets: list[GateSet],
+    log: Callable[[str], None] = print,
+    threads: int | None = None,
+) -> Any:
     """Measure every set against the runtime and judge; returns a fashion.export.gates.Verdict."""
     from fashion.runtime import Classifier
 
@@ -389,8 +449,14 @@ def run_gate(bundle_dir: Path, model_path: Path, sets: list[GateSet], log: Calla
     return judge(measured)
 
 
-def gate_sets(bundle: Bundle, data_dir: str | Path | None = None, split_file: str | Path | None = None,
-              subset: str = "test", limit: int = 0, upscaled_limit: int = 0) -> list[GateSet]:
+def gate_sets(
+    bundle: Bundle,
+    data_dir: str | Path | None = None,
+    split_file: str | Path | None = None,
+    subset: str = "test",
+    limit: int = 0,
+    upscaled_limit: int = 0,
+) -> list[GateSet]:
     """The photos of ``subset`` as they are, and (a seeded subset of) the same photos upscaled to 1080x1440."""
     from fashion.data.images import LabelledData, seeded_subset
     from fashion.data.paths import resolve_data_dir, resolve_split_file
@@ -407,8 +473,13 @@ def gate_sets(bundle: Bundle, data_dir: str | Path | None = None, split_file: st
     original = GateSet(subset, paths, labels, note=note)
     chosen = np.flatnonzero(np.isin(positions, seeded_subset(positions, upscaled_limit or None)))
     note = "" if len(chosen) == len(positions) else f"seeded subset of {len(chosen)} of the {len(positions)} photos"
-    upscaled = GateSet(f"{subset}_{UPSCALED_SIZE[0]}x{UPSCALED_SIZE[1]}", [paths[i] for i in chosen],
-                       {head: values[chosen] for head, values in labels.items()}, upscale=UPSCALED_SIZE, note=note)
+    upscaled = GateSet(
+        f"{subset}_{UPSCALED_SIZE[0]}x{UPSCALED_SIZE[1]}",
+        [paths[i] for i in chosen],
+        {head: values[chosen] for head, values in labels.items()},
+        upscale=UPSCALED_SIZE,
+        note=note,
+    )
     return [original, upscaled]
 
 
@@ -440,33 +511,56 @@ def entry_fields(bundle: Bundle, fp32_sha: str, gate: dict[str, Any]) -> dict[st
     """The manifest entry of the standalone model (sha256 and bytes are added by the editor)."""
     import onnxruntime
 
-    return {"file": FILE, "format": FORMAT, "precision": "fp32", "opset": OPSET, "input": INPUT,
-            "input_contract": standalone_metadata(bundle, fp32_sha)["input"],
-            "outputs": {head: head for head in bundle.heads}, "feature_map": FEATURE_MAP,
-            "metadata_key": METADATA_KEY, "gate": gate, "tool_versions": {"onnxruntime": onnxruntime.__version__},
-            "source": {"artifact": "onnx_fp32", "sha256": fp32_sha}}
+    return {
+        "file": FILE,
+        "format": FORMAT,
+        "precision": "fp32",
+        "opset": OPSET,
+        "input": INPUT,
+        "input_contract": standalone_metadata(bundle, fp32_sha)["input"],
+        "outputs": {head: head for head in bundle.heads},
+        "feature_map": FEATURE_MAP,
+        "metadata_key": METADATA_KEY,
+        "gate": gate,
+        "tool_versions": {"onnxruntime": onnxruntime.__version__},
+        "source": {"artifact": "onnx_fp32", "sha256": fp32_sha},
+    }
 
 
-def write_ort(root: Path, standalone_sha: str, fp32_sha: str, heads: list[str],
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+def write_ort(
+    root: Path, standalone_sha: str, fp32_sha: str, heads: list[str], log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Convert the recorded standalone model to ``.ort`` and record it; returns its manifest entry."""
     from fashion.runtime.manifest import edit_manifest
 
     ort_path, ops_path = convert_to_ort(root / FILE, root)
     log(f"ORT Mobile: {ort_path} (+ {ops_path.name}, the operators of a minimal build)")
     with edit_manifest(root) as draft:
-        entry = draft.put_artifact(ORT_KEY, {
-            "file": ORT_FILE, "format": "ort", "precision": "fp32", "opset": OPSET, "input": INPUT,
-            "outputs": {head: head for head in heads}, "feature_map": FEATURE_MAP,
-            "required_operators": {"file": OPS_FILE, "sha256": sha256_file(ops_path)},
-            # Derived from the FP32 ONNX like the standalone model, so a new FP32 makes both stale at once.
-            "source": {"artifact": "onnx_fp32", "sha256": fp32_sha,
-                       "converted_from": {"artifact": KEY, "sha256": standalone_sha}}})
+        entry = draft.put_artifact(
+            ORT_KEY,
+            {
+                "file": ORT_FILE,
+                "format": "ort",
+                "precision": "fp32",
+                "opset": OPSET,
+                "input": INPUT,
+                "outputs": {head: head for head in heads},
+                "feature_map": FEATURE_MAP,
+                "required_operators": {"file": OPS_FILE, "sha256": sha256_file(ops_path)},
+                # Derived from the FP32 ONNX like the standalone model, so a new FP32 makes both stale at once.
+                "source": {
+                    "artifact": "onnx_fp32",
+                    "sha256": fp32_sha,
+                    "converted_from": {"artifact": KEY, "sha256": standalone_sha},
+                },
+            },
+        )
     return dict(entry.to_dict())
 
 
-def export_standalone(bundle_dir: str | Path, options: StandaloneOptions | None = None,
-                      log: Callable[[str], None] = print) -> dict[str, Any]:
+def export_standalone(
+    bundle_dir: str | Path, options: StandaloneOptions | None = None, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Build, gate and record the standalone model (and its ORT Mobile files); returns its manifest entry.
 
     Raises GateError when the gate refuses it: nothing is written and older standalone files are removed.
@@ -481,8 +575,11 @@ def export_standalone(bundle_dir: str | Path, options: StandaloneOptions | None 
     fp32 = bundle.artifacts.get("onnx_fp32")
     if not fp32:
         raise ExportError(f"{root}: no onnx_fp32 artifact to build the standalone model from (run fashion-export)")
-    sets = gate_sets(bundle, options.data_dir, options.split_file, options.subset, options.limit,
-                     options.upscaled_limit) if options.gate else []
+    sets = (
+        gate_sets(bundle, options.data_dir, options.split_file, options.subset, options.limit, options.upscaled_limit)
+        if options.gate
+        else []
+    )
     with staged_file(root / FILE) as staged:
         build_file(bundle, dict(fp32), staged)
         gate: dict[str, Any] = {"skipped": "no gate asked for"}
@@ -549,9 +646,13 @@ class StandaloneStage:
 
     def gate(self, ctx: Any, attempt: Any, staged: Path, built: dict[str, Any]) -> Any:
         options = ctx.options
-        sets = gate_sets(ctx.bundle, getattr(options, "data_dir", None), getattr(options, "split_file", None),
-                         limit=getattr(options, "standalone_images", 0),
-                         upscaled_limit=getattr(options, "standalone_upscaled_images", UPSCALED_IMAGES))
+        sets = gate_sets(
+            ctx.bundle,
+            getattr(options, "data_dir", None),
+            getattr(options, "split_file", None),
+            limit=getattr(options, "standalone_images", 0),
+            upscaled_limit=getattr(options, "standalone_upscaled_images", UPSCALED_IMAGES),
+        )
         return run_gate(Path(ctx.root), staged, sets, getattr(ctx, "log", print))
 
     def entry(self, ctx: Any, attempt: Any, built: dict[str, Any], verdict: Any) -> dict[str, Any]:
@@ -561,15 +662,17 @@ class StandaloneStage:
 
     def accepted(self, ctx: Any, entry: dict[str, Any]) -> None:
         if getattr(ctx.options, "standalone_ort", True):
-            write_ort(Path(ctx.root), entry["sha256"], ctx.fp32_entry["sha256"], list(ctx.heads),
-                      getattr(ctx, "log", print))
+            write_ort(
+                Path(ctx.root), entry["sha256"], ctx.fp32_entry["sha256"], list(ctx.heads), getattr(ctx, "log", print)
+            )
 
 
 # -- report and command line --------------------------------------------------------------------
 
 
-def measure_latency(bundle_dir: Path, paths: list[Path], sizes: list[tuple[int, int] | None], threads: int = 1,
-                    rounds: int = 3) -> dict[str, Any]:
+def measure_latency(
+    bundle_dir: Path, paths: list[Path], sizes: list[tuple[int, int] | None], threads: int = 1, rounds: int = 3
+) -> dict[str, Any]:
     """Batch-1 median latency from a decoded photo to probabilities: runtime vs standalone, per photo size.
 
     Runtime: Pillow pad + resize (fashion.runtime.preprocess) then the FP32 ONNX; standalone: the pixels as
@@ -607,17 +710,25 @@ def measure_latency(bundle_dir: Path, paths: list[Path], sizes: list[tuple[int, 
     return table
 
 
-
-def write_report(entry: dict[str, Any], out_dir: Path, command: str,
-                 latency: dict[str, Any] | None = None) -> tuple[Path, Path]:
+def write_report(
+    entry: dict[str, Any], out_dir: Path, command: str, latency: dict[str, Any] | None = None
+) -> tuple[Path, Path]:
     """docs/eval/standalone.{json,md}: the gate's agreement/accuracy table for photos as they are and upscaled."""
     from fashion.runtime.bundle import atomic_write_json
 
     gate = entry["gate"]
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "standalone.json", out_dir / "standalone.md"
-    atomic_write_json(json_path, {"command": command, "artifact": {k: entry[k] for k in ("file", "sha256", "bytes")},
-                                  "source": entry["source"], "gate": gate, "latency_ms_batch1": latency})
+    atomic_write_json(
+        json_path,
+        {
+            "command": command,
+            "artifact": {k: entry[k] for k in ("file", "sha256", "bytes")},
+            "source": entry["source"],
+            "gate": gate,
+            "latency_ms_batch1": latency,
+        },
+    )
     lines = [
         "# Standalone model vs the Python runtime",
         "",
@@ -634,22 +745,35 @@ def write_report(entry: dict[str, Any], out_dir: Path, command: str,
     for name, measured in gate["sets"].items():
         size = f", upscaled to {measured['upscaled_to']} (Pillow bicubic)" if measured.get("upscaled_to") else ""
         note = f"; {measured['note']}" if measured.get("note") else ""
-        lines += [f"## {name}: {measured['images']} photos{size}{note}", "",
-                  "| head | top-1 agreement | accuracy (runtime) | accuracy (standalone) | difference (pp) | "
-                  "max abs diff (prob.) |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {name}: {measured['images']} photos{size}{note}",
+            "",
+            "| head | top-1 agreement | accuracy (runtime) | accuracy (standalone) | difference (pp) | "
+            "max abs diff (prob.) |",
+            "|---|---|---|---|---|---|",
+        ]
         for head, row in measured["heads"].items():
             a, b, delta = row["accuracy_runtime"], row["accuracy_standalone"], row["accuracy_delta_pp"]
             shown_delta = "n/a" if delta is None else f"{delta:+.2f}"
-            lines.append(f"| {head} | {row['top1_agreement']:.2%} | {_pct(a)} | {_pct(b)} | {shown_delta} | "
-                         f"{row['max_abs_diff']:.2e} |")
+            lines.append(
+                f"| {head} | {row['top1_agreement']:.2%} | {_pct(a)} | {_pct(b)} | {shown_delta} | "
+                f"{row['max_abs_diff']:.2e} |"
+            )
         lines.append("")
     if latency:
-        lines += [f"## Batch-1 latency, decoded photo to probabilities ({latency['threads']} thread(s), median of "
-                  f"{latency['photos']} photos x {latency['rounds']})", "",
-                  "Runtime: Pillow pad + resize, then the FP32 ONNX; standalone: the photo's pixels as they are. "
-                  "Both in ONNX Runtime on this machine's CPU, taking turns photo by photo.", "",
-                  "| photo size | runtime (ms) | standalone (ms) |", "|---|---|---|"]
-        lines += [f"| {size} | {row['runtime']:.2f} | {row['standalone']:.2f} |" for size, row in latency["sizes"].items()]
+        lines += [
+            f"## Batch-1 latency, decoded photo to probabilities ({latency['threads']} thread(s), median of "
+            f"{latency['photos']} photos x {latency['rounds']})",
+            "",
+            "Runtime: Pillow pad + resize, then the FP32 ONNX; standalone: the photo's pixels as they are. "
+            "Both in ONNX Runtime on this machine's CPU, taking turns photo by photo.",
+            "",
+            "| photo size | runtime (ms) | standalone (ms) |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {size} | {row['runtime']:.2f} | {row['standalone']:.2f} |" for size, row in latency["sizes"].items()
+        ]
         lines.append("")
     md_path.write_text("\n".join(lines), encoding="utf-8")
     return json_path, md_path
@@ -665,23 +789,62 @@ def main(argv: list[str] | None = None) -> None:
 
     @click.command(context_settings={"help_option_names": ["-h", "--help"]})
     @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
-    @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-                  help="Labelled photos (Kaggle layout); default: $FASHION_SHARED_DATA or ../shared.")
+    @click.option(
+        "--data",
+        "data_dir",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        default=None,
+        help="Labelled photos (Kaggle layout); default: $FASHION_SHARED_DATA or ../shared.",
+    )
     @click.option("--split", "split_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-    @click.option("--images", type=click.IntRange(0), default=0, show_default=True,
-                  help="Test photos for the gate (seeded subset); 0 = all.")
-    @click.option("--upscaled-images", type=click.IntRange(0), default=UPSCALED_IMAGES, show_default=True,
-                  help="Of those, how many also run upscaled to 1080x1440; 0 = all.")
+    @click.option(
+        "--images",
+        type=click.IntRange(0),
+        default=0,
+        show_default=True,
+        help="Test photos for the gate (seeded subset); 0 = all.",
+    )
+    @click.option(
+        "--upscaled-images",
+        type=click.IntRange(0),
+        default=UPSCALED_IMAGES,
+        show_default=True,
+        help="Of those, how many also run upscaled to 1080x1440; 0 = all.",
+    )
     @click.option("--no-ort", is_flag=True, help="Skip the .ort file for ONNX Runtime Mobile.")
-    @click.option("--report", type=click.Path(file_okay=False, path_type=Path), default=None,
-                  help="Also write the agreement/accuracy table to DIR/standalone.{json,md}.")
-    @click.option("--latency-images", type=click.IntRange(0), default=30, show_default=True,
-                  help="With --report: photos timed at batch 1 (as they are and at 1080x1440); 0 = no timing.")
+    @click.option(
+        "--report",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Also write the agreement/accuracy table to DIR/standalone.{json,md}.",
+    )
+    @click.option(
+        "--latency-images",
+        type=click.IntRange(0),
+        default=30,
+        show_default=True,
+        help="With --report: photos timed at batch 1 (as they are and at 1080x1440); 0 = no timing.",
+    )
     @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="ONNX Runtime threads.")
-    def command(bundle: Path, data_dir: Path | None, split_file: Path | None, images: int, upscaled_images: int,
-                no_ort: bool, report: Path | None, latency_images: int, threads: int) -> None:
-        options = StandaloneOptions(data_dir=data_dir, split_file=split_file, limit=images,
-                                    upscaled_limit=upscaled_images, ort=not no_ort, threads=threads)
+    def command(
+        bundle: Path,
+        data_dir: Path | None,
+        split_file: Path | None,
+        images: int,
+        upscaled_images: int,
+        no_ort: bool,
+        report: Path | None,
+        latency_images: int,
+        threads: int,
+    ) -> None:
+        options = StandaloneOptions(
+            data_dir=data_dir,
+            split_file=split_file,
+            limit=images,
+            upscaled_limit=upscaled_images,
+            ort=not no_ort,
+            threads=threads,
+        )
         try:
             entry = export_standalone(bundle, options, log=click.echo)
         except GateError as exc:

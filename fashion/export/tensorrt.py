@@ -39,7 +39,8 @@ def _import() -> Any:
         import tensorrt as trt
     except ImportError as exc:
         raise TensorRTUnavailable(
-            f"TensorRT is not installed ({exc}); install fashion-edge[gpu] on a machine with an NVIDIA GPU") from None
+            f"TensorRT is not installed ({exc}); install fashion-edge[gpu] on a machine with an NVIDIA GPU"
+        ) from None
     try:
         _cuda.cudart()
     except BackendUnavailableError as exc:
@@ -106,8 +107,16 @@ def _calibrator(trt, images: np.ndarray, batch_size: int, cache_path: Path):
     return EntropyCalibrator()
 
 
-def build_engine(onnx_path: Path, precision: str, height: int, width: int, max_batch: int, cache_dir: Path,
-                 calibration: np.ndarray | None = None, fp32_fallback: bool = False) -> bytes:
+def build_engine(
+    onnx_path: Path,
+    precision: str,
+    height: int,
+    width: int,
+    max_batch: int,
+    cache_dir: Path,
+    calibration: np.ndarray | None = None,
+    fp32_fallback: bool = False,
+) -> bytes:
     """Parse ``onnx_path`` and build a serialized engine; caches live in ``cache_dir``."""
     trt = _import()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -134,8 +143,7 @@ def build_engine(onnx_path: Path, precision: str, height: int, width: int, max_b
         config.set_flag(trt.BuilderFlag.FP16)
     if precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
-        calibrator = _calibrator(trt, calibration, min(16, len(calibration)),
-                                 cache_dir / f"calibration.{tag}.cache")
+        calibrator = _calibrator(trt, calibration, min(16, len(calibration)), cache_dir / f"calibration.{tag}.cache")
         buffers = calibrator.buffers
         config.int8_calibrator = calibrator
         config.set_calibration_profile(profile)

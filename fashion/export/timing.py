@@ -33,8 +33,14 @@ def cpu_facts(cpuinfo: str | os.PathLike[str] = host.CPUINFO) -> dict[str, Any]:
 
 def timing_fact(p50_ms: float, threads: int, batch: int = 1, images: int = 0) -> dict[str, Any]:
     """One timing record for this host (see the module docstring)."""
-    fact = {**cpu_facts(), "threads": int(threads), "batch": int(batch), "p50_ms": round(float(p50_ms), 3),
-            "images": int(images), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    fact = {
+        **cpu_facts(),
+        "threads": int(threads),
+        "batch": int(batch),
+        "p50_ms": round(float(p50_ms), 3),
+        "images": int(images),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     try:  # other work on the CPU shows up here: compare timings of one run with each other, not across runs
         fact["load_average"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:  # pragma: no cover - not available on this platform

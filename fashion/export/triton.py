@@ -42,22 +42,29 @@ def _io_block(kind: str, entries: list[tuple[str, list[int], str | None]]) -> st
     return "\n".join(lines)
 
 
-def model_config(name: str, platform_line: str, max_batch: int, input_dims: list[int],
-                 outputs: list[tuple[str, list[int], str | None]]) -> str:
+def model_config(
+    name: str,
+    platform_line: str,
+    max_batch: int,
+    input_dims: list[int],
+    outputs: list[tuple[str, list[int], str | None]],
+) -> str:
     preferred = sorted({b for b in (max_batch // 4, max_batch // 2, max_batch) if b >= 1})
-    return "\n".join([
-        f'name: "{name}"',
-        platform_line,
-        f"max_batch_size: {max_batch}",
-        _io_block("input", [("image", input_dims, None)]),
-        _io_block("output", outputs),
-        "dynamic_batching {",
-        f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]",
-        f"  max_queue_delay_microseconds: {DEFAULT_MAX_QUEUE_DELAY_US}",
-        "}",
-        "instance_group [ { count: 1, kind: KIND_AUTO } ]",
-        "",
-    ])
+    return "\n".join(
+        [
+            f'name: "{name}"',
+            platform_line,
+            f"max_batch_size: {max_batch}",
+            _io_block("input", [("image", input_dims, None)]),
+            _io_block("output", outputs),
+            "dynamic_batching {",
+            f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]",
+            f"  max_queue_delay_microseconds: {DEFAULT_MAX_QUEUE_DELAY_US}",
+            "}",
+            "instance_group [ { count: 1, kind: KIND_AUTO } ]",
+            "",
+        ]
+    )
 
 
 def triton_model_name(name: str) -> str:
@@ -65,8 +72,9 @@ def triton_model_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "fashion"
 
 
-def _write_model(repo: Path, model_name: str, config: str, model_file: Path, target_name: str,
-                 labels: dict[str, list[str]]) -> Path:
+def _write_model(
+    repo: Path, model_name: str, config: str, model_file: Path, target_name: str, labels: dict[str, list[str]]
+) -> Path:
     repo.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=repo, prefix=f".{model_name}."))
     try:
@@ -96,16 +104,25 @@ def write_repository(bundle, repo: Path, max_batch: int) -> list[Path]:
     graph = onnx.load_model(str(onnx_path), load_external_data=False).graph
     by_name = {value.name: value for value in graph.output}
     input_dims = _dims(next(value for value in graph.input if value.name == "image"))
-    outputs = [(entry["outputs"][head], _dims(by_name[entry["outputs"][head]]), f"{head}_labels.txt")
-               for head in bundle.heads]
+    outputs = [
+        (entry["outputs"][head], _dims(by_name[entry["outputs"][head]]), f"{head}_labels.txt") for head in bundle.heads
+    ]
     feature_map = entry.get("feature_map")
     if feature_map:
         outputs.append((feature_map, _dims(by_name[feature_map]), None))
     labels = {head: bundle.labels[head] for head in bundle.heads}
 
     base = triton_model_name(str(bundle.manifest.get("name") or bundle.root.name))
-    written = [_write_model(repo, base, model_config(base, 'backend: "onnxruntime"', max_batch, input_dims, outputs),
-                            onnx_path, "model.onnx", labels)]
+    written = [
+        _write_model(
+            repo,
+            base,
+            model_config(base, 'backend: "onnxruntime"', max_batch, input_dims, outputs),
+            onnx_path,
+            "model.onnx",
+            labels,
+        )
+    ]
     for key, engine in artifacts.items():
         if engine.get("format") != "tensorrt":
             continue
@@ -113,8 +130,14 @@ def write_repository(bundle, repo: Path, max_batch: int) -> list[Path]:
         engine_batch = int(engine.get("max_batch", max_batch))
         config = model_config(name, 'platform: "tensorrt_plan"', engine_batch, input_dims, outputs)
         written.append(_write_model(repo, name, config, bundle.root / engine["file"], "model.plan", labels))
-    written += write_ensemble(bundle, repo, base, max_batch, input_dims,
-                              [(entry["outputs"][head], head, dims) for (_, dims, _), head in zip(outputs, bundle.heads)])
+    written += write_ensemble(
+        bundle,
+        repo,
+        base,
+        max_batch,
+        input_dims,
+        [(entry["outputs"][head], head, dims) for (_, dims, _), head in zip(outputs, bundle.heads)],
+    )
     return written
 
 
@@ -186,67 +209,81 @@ def _text_model(repo: Path, model_name: str, files: dict[str, str]) -> Path:
 
 def preprocess_config(max_batch: int, input_dims: list[int], preprocessing: dict, height: int, width: int) -> str:
     spec = json.dumps(json.dumps(preprocessing, sort_keys=True))  # a JSON document inside a pbtxt string
-    return "\n".join([
-        f'name: "{PREPROCESS_MODEL}"',
-        'backend: "python"',
-        f"max_batch_size: {max_batch}",
-        'input [ { name: "image_bytes" data_type: TYPE_STRING dims: [ 1 ] } ]',
-        f'output [ {{ name: "image" data_type: TYPE_FP32 dims: [ {", ".join(map(str, input_dims))} ] }} ]',
-        f"dynamic_batching {{ max_queue_delay_microseconds: {DEFAULT_MAX_QUEUE_DELAY_US} }}",
-        f"instance_group [ {{ count: {PREPROCESS_INSTANCES}, kind: KIND_CPU }} ]",
-        f'parameters {{ key: "input_size" value: {{ string_value: "{height},{width}" }} }}',
-        f"parameters {{ key: \"preprocessing\" value: {{ string_value: {spec} }} }}",
-        "",
-    ])
+    return "\n".join(
+        [
+            f'name: "{PREPROCESS_MODEL}"',
+            'backend: "python"',
+            f"max_batch_size: {max_batch}",
+            'input [ { name: "image_bytes" data_type: TYPE_STRING dims: [ 1 ] } ]',
+            f'output [ {{ name: "image" data_type: TYPE_FP32 dims: [ {", ".join(map(str, input_dims))} ] }} ]',
+            f"dynamic_batching {{ max_queue_delay_microseconds: {DEFAULT_MAX_QUEUE_DELAY_US} }}",
+            f"instance_group [ {{ count: {PREPROCESS_INSTANCES}, kind: KIND_CPU }} ]",
+            f'parameters {{ key: "input_size" value: {{ string_value: "{height},{width}" }} }}',
+            f'parameters {{ key: "preprocessing" value: {{ string_value: {spec} }} }}',
+            "",
+        ]
+    )
 
 
 def ensemble_config(model_name: str, max_batch: int, heads: list[tuple[str, str, list[int]]]) -> str:
     """image_bytes -> preprocessing -> ``model_name``; ``heads`` = (model output, ensemble output, dims)."""
-    outputs = ",\n".join(f'  {{ name: "{head}" data_type: TYPE_FP32 dims: [ {", ".join(map(str, dims))} ] }}'
-                         for _, head, dims in heads)
+    outputs = ",\n".join(
+        f'  {{ name: "{head}" data_type: TYPE_FP32 dims: [ {", ".join(map(str, dims))} ] }}' for _, head, dims in heads
+    )
     output_map = "\n".join(f'      output_map {{ key: "{model_out}" value: "{head}" }}' for model_out, head, _ in heads)
-    return "\n".join([
-        f'name: "{ENSEMBLE_MODEL}"',
-        'platform: "ensemble"',
-        f"max_batch_size: {max_batch}",
-        'input [ { name: "image_bytes" data_type: TYPE_STRING dims: [ 1 ] } ]',
-        "output [",
-        outputs,
-        "]",
-        "ensemble_scheduling {",
-        "  step [",
-        "    {",
-        f'      model_name: "{PREPROCESS_MODEL}"',
-        "      model_version: -1",
-        '      input_map { key: "image_bytes" value: "image_bytes" }',
-        '      output_map { key: "image" value: "preprocessed_image" }',
-        "    },",
-        "    {",
-        f'      model_name: "{model_name}"',
-        "      model_version: -1",
-        '      input_map { key: "image" value: "preprocessed_image" }',
-        output_map,
-        "    }",
-        "  ]",
-        "}",
-        "",
-    ])
+    return "\n".join(
+        [
+            f'name: "{ENSEMBLE_MODEL}"',
+            'platform: "ensemble"',
+            f"max_batch_size: {max_batch}",
+            'input [ { name: "image_bytes" data_type: TYPE_STRING dims: [ 1 ] } ]',
+            "output [",
+            outputs,
+            "]",
+            "ensemble_scheduling {",
+            "  step [",
+            "    {",
+            f'      model_name: "{PREPROCESS_MODEL}"',
+            "      model_version: -1",
+            '      input_map { key: "image_bytes" value: "image_bytes" }',
+            '      output_map { key: "image" value: "preprocessed_image" }',
+            "    },",
+            "    {",
+            f'      model_name: "{model_name}"',
+            "      model_version: -1",
+            '      input_map { key: "image" value: "preprocessed_image" }',
+            output_map,
+            "    }",
+            "  ]",
+            "}",
+            "",
+        ]
+    )
 
 
-def write_ensemble(bundle, repo: Path, model_name: str, max_batch: int, input_dims: list[int],
-                   heads: list[tuple[str, str, list[int]]]) -> list[Path]:
+def write_ensemble(
+    bundle, repo: Path, model_name: str, max_batch: int, input_dims: list[int], heads: list[tuple[str, str, list[int]]]
+) -> list[Path]:
     """The preprocessing model and ``fashion_ensemble`` over ``model_name``; return their folders."""
     height, width = bundle.input_size
     preprocessing = bundle.manifest.get("preprocessing") or {}
     if hasattr(preprocessing, "to_dict"):
         preprocessing = preprocessing.to_dict()
-    preprocess = _text_model(repo, PREPROCESS_MODEL, {
-        "config.pbtxt": preprocess_config(max_batch, input_dims, dict(preprocessing), height, width),
-        "1/model.py": PREPROCESS_MODEL_PY,
-    })
-    ensemble = _text_model(repo, ENSEMBLE_MODEL, {
-        "config.pbtxt": ensemble_config(model_name, max_batch, heads),
-        # Ensembles have no files, but Triton wants the version folder and the export gate a non-empty one.
-        "1/README": f"{ENSEMBLE_MODEL}: image_bytes -> {PREPROCESS_MODEL} -> {model_name}; see config.pbtxt\n",
-    })
+    preprocess = _text_model(
+        repo,
+        PREPROCESS_MODEL,
+        {
+            "config.pbtxt": preprocess_config(max_batch, input_dims, dict(preprocessing), height, width),
+            "1/model.py": PREPROCESS_MODEL_PY,
+        },
+    )
+    ensemble = _text_model(
+        repo,
+        ENSEMBLE_MODEL,
+        {
+            "config.pbtxt": ensemble_config(model_name, max_batch, heads),
+            # Ensembles have no files, but Triton wants the version folder and the export gate a non-empty one.
+            "1/README": f"{ENSEMBLE_MODEL}: image_bytes -> {PREPROCESS_MODEL} -> {model_name}; see config.pbtxt\n",
+        },
+    )
     return [preprocess, ensemble]

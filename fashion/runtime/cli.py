@@ -31,8 +31,21 @@ from .errors import BackendUnavailableError, BundleError, Interrupted, PartialFa
 from .results import BatchItem
 
 #: Suffixes a folder scan expects to be photos; any other file in a folder gets an error row.
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".avif",
-                  ".heic", ".heif"}
+IMAGE_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".png",
+    ".gif",
+    ".bmp",
+    ".webp",
+    ".tif",
+    ".tiff",
+    ".avif",
+    ".heic",
+    ".heif",
+}
 #: Formats Pillow reads only with a plugin installed (``pip install pillow-heif``).
 PLUGIN_SUFFIXES = {".heic": "pillow-heif", ".heif": "pillow-heif"}
 #: Text a spreadsheet runs as a formula when a cell starts with it (CSV injection).
@@ -94,8 +107,10 @@ def _enable_plugins() -> None:
 def _explain(item: BatchItem) -> BatchItem:
     suffix = Path(item.source).suffix.lower()
     if item.error and suffix in PLUGIN_SUFFIXES and "not a recognised image format" in item.error:
-        return BatchItem(source=item.source, error=f"{item.error} ({suffix} photos need the optional "
-                                                    f"{PLUGIN_SUFFIXES[suffix]} package)")
+        return BatchItem(
+            source=item.source,
+            error=f"{item.error} ({suffix} photos need the optional {PLUGIN_SUFFIXES[suffix]} package)",
+        )
     return item
 
 
@@ -198,21 +213,31 @@ def load_classifier(bundle: str, **options: Any):
         raise BundleError(f"{bundle}: unusable bundle or options ({type(exc).__name__}: {exc})") from None
 
 
-def local_items(clf, paths: list[str], from_folder: set[str], batch_size: int, top_k: int,
-                consistent: bool) -> Iterator[list[BatchItem]]:
+def local_items(
+    clf, paths: list[str], from_folder: set[str], batch_size: int, top_k: int, consistent: bool
+) -> Iterator[list[BatchItem]]:
     """Groups of BATCHES_PER_WRITE batches of items, in input order; prechecked failures never reach the model."""
     group = batch_size * BATCHES_PER_WRITE
     for first in range(0, len(paths), group):
-        chunk = paths[first:first + group]
+        chunk = paths[first : first + group]
         reasons = [precheck(path, path in from_folder) for path in chunk]
         runnable = [path for path, reason in zip(chunk, reasons) if reason is None]
         predicted = iter(clf.predict_batch(runnable, batch_size=batch_size, top_k=top_k, consistent=consistent))
-        yield [_explain(next(predicted)) if reason is None else BatchItem(source=path, error=reason)
-               for path, reason in zip(chunk, reasons)]
+        yield [
+            _explain(next(predicted)) if reason is None else BatchItem(source=path, error=reason)
+            for path, reason in zip(chunk, reasons)
+        ]
 
 
-def run(groups: Iterator[list[BatchItem]], heads_of, total: int, fmt: str, top_k: int,
-        output: Path | None, progress_bar: bool = True) -> list[BatchItem]:
+def run(
+    groups: Iterator[list[BatchItem]],
+    heads_of,
+    total: int,
+    fmt: str,
+    top_k: int,
+    output: Path | None,
+    progress_bar: bool = True,
+) -> list[BatchItem]:
     """Write each group as it comes; on Ctrl-C or an error keep what was written and say where."""
     target = partial_path(output) if output else None
     handle = target.open("w", encoding="utf-8", newline="") if target else sys.stdout
@@ -220,15 +245,18 @@ def run(groups: Iterator[list[BatchItem]], heads_of, total: int, fmt: str, top_k
     failed: list[BatchItem] = []
     where = str(target) if target else "standard output"
     try:
-        with tqdm(total=total, unit="img", desc="predicting", file=sys.stderr, disable=total < 2 or not progress_bar) as progress:
+        with tqdm(
+            total=total, unit="img", desc="predicting", file=sys.stderr, disable=total < 2 or not progress_bar
+        ) as progress:
             for items in groups:
                 writer.write(items, heads_of())
                 failed += [item for item in items if not item.ok]
                 progress.update(len(items))
     except KeyboardInterrupt:
         _finish(writer, heads_of, handle, target)
-        raise Interrupted(f"interrupted after {writer.rows} of {total} inputs; the {writer.rows} rows done are "
-                          f"in {where}") from None
+        raise Interrupted(
+            f"interrupted after {writer.rows} of {total} inputs; the {writer.rows} rows done are in {where}"
+        ) from None
     except BaseException:
         _finish(writer, heads_of, handle, target)
         if writer.rows:
@@ -252,34 +280,86 @@ def _finish(writer: RowWriter, heads_of, handle: IO[str], target: Path | None) -
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("bundle", required=False)
 @click.argument("inputs", nargs=-1)
-@click.option("--check", "check", is_flag=True,
-              help="Only check BUNDLE (files, sha256, schema, vocabularies, each artifact's outputs) and list "
-                   "its problems; exit 2 when there are any.")
+@click.option(
+    "--check",
+    "check",
+    is_flag=True,
+    help="Only check BUNDLE (files, sha256, schema, vocabularies, each artifact's outputs) and list "
+    "its problems; exit 2 when there are any.",
+)
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
-@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Classes listed per head (CSV: that many label/probability columns per head).")
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Classes listed per head (CSV: that many label/probability columns per head).",
+)
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "fastest", "fp32", "fp16", "int8"]), default="auto",
-              show_default=True)
-@click.option("--provider", "providers", multiple=True,
-              help="ONNX Runtime provider (cpu, cuda, tensorrt); repeat to give a preference order.")
+@click.option(
+    "--precision", type=click.Choice(["auto", "fastest", "fp32", "fp16", "int8"]), default="auto", show_default=True
+)
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    help="ONNX Runtime provider (cpu, cuda, tensorrt); repeat to give a preference order.",
+)
 @click.option("--allow-fallback", is_flag=True, help="Run on the CPU if the requested provider is unavailable.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (default: all cores).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--consistent", is_flag=True,
-              help="Decode masterCategory/subCategory/articleType as a combination seen in training.")
-@click.option("--output", "-o", default=None,
-              help="Write here instead of standard output (rows go to OUTPUT.partial until the run ends).")
+@click.option(
+    "--consistent",
+    is_flag=True,
+    help="Decode masterCategory/subCategory/articleType as a combination seen in training.",
+)
+@click.option(
+    "--output",
+    "-o",
+    default=None,
+    help="Write here instead of standard output (rows go to OUTPUT.partial until the run ends).",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Say which artifact and backend run, and why, on stderr.")
-@click.option("--server", default=None, metavar="URL[,URL...]",
-              help="Predict on fashion-serve (Triton) servers instead of in-process; then every argument is an "
-                   "input (no BUNDLE) and backend options are the server's. Several URLs share the load.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Requests in flight at once with --server.")
-@click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
-              help="With --server: times one image is retried on another server after a connection error.")
-def main(bundle, inputs, check, fmt, top_k, backend, precision, providers, allow_fallback, threads, batch_size,
-         consistent, output, verbose, server, concurrency, retries):
+@click.option(
+    "--server",
+    default=None,
+    metavar="URL[,URL...]",
+    help="Predict on fashion-serve (Triton) servers instead of in-process; then every argument is an "
+    "input (no BUNDLE) and backend options are the server's. Several URLs share the load.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Requests in flight at once with --server.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="With --server: times one image is retried on another server after a connection error.",
+)
+def main(
+    bundle,
+    inputs,
+    check,
+    fmt,
+    top_k,
+    backend,
+    precision,
+    providers,
+    allow_fallback,
+    threads,
+    batch_size,
+    consistent,
+    output,
+    verbose,
+    server,
+    concurrency,
+    retries,
+):
     """Predict gender, categories, article type, colour and season for images in INPUTS (files or folders).
 
     BUNDLE is the model bundle; with --server URL it is left out and the server's model is used.
@@ -303,16 +383,28 @@ def main(bundle, inputs, check, fmt, top_k, backend, precision, providers, allow
     if server:
         from .remote import predict_remote
 
-        items, heads = predict_remote(server, paths, top_k=top_k, consistent=consistent,
-                                      concurrency=concurrency, retries=retries,
-                                      reason_not_to_send=lambda path: precheck(path, path in from_folder))
+        items, heads = predict_remote(
+            server,
+            paths,
+            top_k=top_k,
+            consistent=consistent,
+            concurrency=concurrency,
+            retries=retries,
+            reason_not_to_send=lambda path: precheck(path, path in from_folder),
+        )
         items = [_explain(item) for item in items]
         failed = run(iter([items]), lambda: heads, len(paths), fmt, top_k, out_path, progress_bar=False)
     else:
         if not Path(bundle).is_dir():
             raise click.BadParameter(f"{bundle!r} is not a bundle directory", param_hint="'BUNDLE'")
-        clf = load_classifier(bundle, backend=backend, precision=precision, providers=list(providers) or None,
-                              threads=threads, allow_fallback=allow_fallback)
+        clf = load_classifier(
+            bundle,
+            backend=backend,
+            precision=precision,
+            providers=list(providers) or None,
+            threads=threads,
+            allow_fallback=allow_fallback,
+        )
         with clf:
             if verbose:
                 click.echo(f"running: {json.dumps(clf.info, default=str)}", err=True)

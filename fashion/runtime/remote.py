@@ -75,6 +75,7 @@ class ServerUnavailableError(FashionError):
 
 # -- KServe v2 binary tensors ------------------------------------------------------------------------------
 
+
 def encode_bytes(items: Iterable[bytes]) -> bytes:
     """BYTES tensor contents in the binary extension: each element is a little-endian uint32 length + bytes."""
     return b"".join(struct.pack("<I", len(item)) + bytes(item) for item in items)
@@ -93,8 +94,10 @@ def decode_bytes(data: bytes) -> list[bytes]:
 def build_request(inputs: list[tuple[str, str, list[int], bytes]], outputs: list[str]) -> tuple[bytes, int]:
     """(body, json_header_length) of an inference request with binary inputs and binary outputs."""
     header = {
-        "inputs": [{"name": name, "datatype": dtype, "shape": shape, "parameters": {"binary_data_size": len(raw)}}
-                   for name, dtype, shape, raw in inputs],
+        "inputs": [
+            {"name": name, "datatype": dtype, "shape": shape, "parameters": {"binary_data_size": len(raw)}}
+            for name, dtype, shape, raw in inputs
+        ],
         "outputs": [{"name": name, "parameters": {"binary_data": True}} for name in outputs],
     }
     head = json.dumps(header, separators=(",", ":")).encode()
@@ -144,8 +147,9 @@ class TritonHTTP:
             conn = self._local.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         return conn
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         conn = self._connection()
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -166,8 +170,11 @@ class TritonHTTP:
     def infer(self, model: str, inputs: list[tuple[str, str, list[int], bytes]], outputs: list[str]) -> dict[str, Any]:
         body, header_length = build_request(inputs, outputs)
         status, headers, data = self.request(
-            "POST", f"/v2/models/{model}/infer", body,
-            {"Inference-Header-Content-Length": str(header_length), "Content-Type": "application/octet-stream"})
+            "POST",
+            f"/v2/models/{model}/infer",
+            body,
+            {"Inference-Header-Content-Length": str(header_length), "Content-Type": "application/octet-stream"},
+        )
         if status != 200:
             raise RemoteError(_error_text(self.url, status, data))
         length = headers.get("inference-header-content-length")
@@ -193,6 +200,7 @@ def _error_text(url: str, status: int, data: bytes) -> str:
 
 
 # -- the client ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Failover:
@@ -239,8 +247,13 @@ class _Pool:
 class RemoteClassifier:
     """Predicts through servers; results are the same :class:`BatchItem`\\ s as ``Classifier.predict_batch``."""
 
-    def __init__(self, urls: list[str] | str, concurrency: int = 8, retries: int = DEFAULT_RETRIES,
-                 timeout: float = DEFAULT_TIMEOUT_S):
+    def __init__(
+        self,
+        urls: list[str] | str,
+        concurrency: int = 8,
+        retries: int = DEFAULT_RETRIES,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ):
         if isinstance(urls, str):
             urls = [u.strip() for u in urls.split(",") if u.strip()]
         if not urls:
@@ -263,7 +276,9 @@ class RemoteClassifier:
             except ServerConnectionError as exc:
                 self.pool.mark_down(server, str(exc))
         if not seen:
-            raise ServerUnavailableError("cannot reach any server: " + "; ".join(f.reason for f in self.pool.down.values()))
+            raise ServerUnavailableError(
+                "cannot reach any server: " + "; ".join(f.reason for f in self.pool.down.values())
+            )
         first_url, first = next(iter(seen.items()))
         for url, info in seen.items():
             if (info["heads"], info["labels"]) != (first["heads"], first["labels"]):
@@ -284,8 +299,9 @@ class RemoteClassifier:
         for attempt in range(self.retries + 1):
             server = self.pool.pick(avoid)
             try:
-                out = server.infer(MODEL_BYTES, [(INPUT_IMAGE, "BYTES", [1, 1], encode_bytes([data]))],
-                                   [OUTPUT_ERROR, *self.heads])
+                out = server.infer(
+                    MODEL_BYTES, [(INPUT_IMAGE, "BYTES", [1, 1], encode_bytes([data]))], [OUTPUT_ERROR, *self.heads]
+                )
                 self.pool.count(server, avoid)
                 return out
             except ServerConnectionError as exc:
@@ -312,29 +328,39 @@ class RemoteClassifier:
         if error:
             # The server names the image "<N bytes>"; name it by its path, as local prediction does.
             prefix = f"<{len(data)} bytes>: "
-            return BatchItem(source=path, error=path + ": " + error[len(prefix):] if error.startswith(prefix) else error)
+            return BatchItem(
+                source=path, error=path + ": " + error[len(prefix) :] if error.startswith(prefix) else error
+            )
         probabilities = {head: np.asarray(out[head], dtype=np.float32).reshape(1, -1) for head in self.heads}
         latency_ms = (time.perf_counter() - start) * 1000
         return BatchItem(source=path, prediction=self.decode(probabilities, 0, top_k, consistent, latency_ms))
 
-    def decode(self, outputs: dict[str, np.ndarray], row: int, top_k: int, consistent: bool,
-               latency_ms: float) -> Prediction:
+    def decode(
+        self, outputs: dict[str, np.ndarray], row: int, top_k: int, consistent: bool, latency_ms: float
+    ) -> Prediction:
         """The same decoding as ``Classifier._decode``: argmax or the most probable known combination."""
         chosen: dict[str, int] = {}
         if consistent and self.hierarchy:
             combo = self.hierarchy.decode({level: outputs[level][row : row + 1] for level in LEVELS})[0]
             chosen = dict(zip(LEVELS, combo.tolist()))
-        heads = {head: decode_head(outputs[head][row], self.labels[head], top_k, chosen.get(head))
-                 for head in self.heads}
+        heads = {
+            head: decode_head(outputs[head][row], self.labels[head], top_k, chosen.get(head)) for head in self.heads
+        }
         return Prediction(heads=heads, latency_ms=latency_ms, consistent=bool(chosen))
 
-    def predict_files(self, paths: list[str], top_k: int = 3, consistent: bool = False,
-                      progress: Callable[[int], None] | None = None,
-                      reason_not_to_send: Callable[[str], str | None] | None = None) -> list[BatchItem]:
+    def predict_files(
+        self,
+        paths: list[str],
+        top_k: int = 3,
+        consistent: bool = False,
+        progress: Callable[[int], None] | None = None,
+        reason_not_to_send: Callable[[str], str | None] | None = None,
+    ) -> list[BatchItem]:
         """Every path gets exactly one item, in input order; ``concurrency`` requests are in flight at once.
 
         ``reason_not_to_send(path)`` (the CLI's precheck) turns a path into an error item without a request.
         """
+
         def work(path: str) -> BatchItem:
             reason = reason_not_to_send(path) if reason_not_to_send is not None else None
             item = BatchItem(source=path, error=reason) if reason else self._predict_one(path, top_k, consistent)
@@ -355,10 +381,17 @@ class RemoteClassifier:
         self.close()
 
 
-def predict_remote(urls: str | list[str], paths: list[str], top_k: int = 3, consistent: bool = False,
-                   concurrency: int = 8, retries: int = DEFAULT_RETRIES, timeout: float = DEFAULT_TIMEOUT_S,
-                   say: Callable[[str], None] | None = None,
-                   reason_not_to_send: Callable[[str], str | None] | None = None) -> tuple[list[BatchItem], list[str]]:
+def predict_remote(
+    urls: str | list[str],
+    paths: list[str],
+    top_k: int = 3,
+    consistent: bool = False,
+    concurrency: int = 8,
+    retries: int = DEFAULT_RETRIES,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    say: Callable[[str], None] | None = None,
+    reason_not_to_send: Callable[[str], str | None] | None = None,
+) -> tuple[list[BatchItem], list[str]]:
     """``fashion-predict --server``: (items in input order, heads), with a progress bar and a failover report."""
     import sys
 
@@ -374,14 +407,16 @@ def predict_remote(urls: str | list[str], paths: list[str], top_k: int = 3, cons
     for failover in remote.failovers:  # servers already unreachable before the first image
         tell(f"server down at start: {failover.reason}")
     start_down = {f.url for f in remote.failovers}
-    with remote, tqdm(total=len(paths), unit="img", desc="predicting", file=sys.stderr,
-                      disable=len(paths) < 2) as bar:
-        items = remote.predict_files(paths, top_k=top_k, consistent=consistent, progress=bar.update,
-                                     reason_not_to_send=reason_not_to_send)
+    with remote, tqdm(total=len(paths), unit="img", desc="predicting", file=sys.stderr, disable=len(paths) < 2) as bar:
+        items = remote.predict_files(
+            paths, top_k=top_k, consistent=consistent, progress=bar.update, reason_not_to_send=reason_not_to_send
+        )
     for failover in remote.failovers:
         if failover.url not in start_down:
-            tell(f"failover: {failover.url} dropped out ({failover.reason}); "
-                 f"{failover.retried} request(s) retried on the other server(s)")
+            tell(
+                f"failover: {failover.url} dropped out ({failover.reason}); "
+                f"{failover.retried} request(s) retried on the other server(s)"
+            )
     spread = ", ".join(f"{url} {count}" for url, count in sorted(remote.requests_per_server.items()))
     tell(f"requests per server: {spread or 'none'}")
     return items, remote.heads

@@ -28,6 +28,7 @@ def _port(value: int, name: str) -> int:
 
 def _stop_on_sigterm() -> None:
     """SIGTERM (docker stop, kubectl delete) stops the server like Ctrl-C, so tritonserver is shut down too."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
@@ -37,40 +38,95 @@ def _stop_on_sigterm() -> None:
 @run_cli
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind HTTP, gRPC and metrics to (0.0.0.0 opens the server to the network).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind HTTP, gRPC and metrics to (0.0.0.0 opens the server to the network).",
+)
 @click.option("--http-port", type=int, default=8000, show_default=True)
 @click.option("--grpc-port", type=int, default=8001, show_default=True)
 @click.option("--metrics-port", type=int, default=8002, show_default=True, help="Prometheus metrics (/metrics).")
-@click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Largest batch the dynamic batcher forms.")
-@click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=2000, show_default=True,
-              help="How long a request may wait for others to join its batch.")
-@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Model instances (each its own session) running batches side by side.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Intra-op threads per instance (default: all cores).")
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Largest batch the dynamic batcher forms.",
+)
+@click.option(
+    "--max-queue-delay-us",
+    type=click.IntRange(min=0),
+    default=2000,
+    show_default=True,
+    help="How long a request may wait for others to join its batch.",
+)
+@click.option(
+    "--instances",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Model instances (each its own session) running batches side by side.",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads per instance (default: all cores)."
+)
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True)
-@click.option("--provider", "providers", multiple=True,
-              help="ONNX Runtime provider (cpu, cuda, tensorrt); repeat to give a preference order.")
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    help="ONNX Runtime provider (cpu, cuda, tensorrt); repeat to give a preference order.",
+)
 @click.option("--allow-fallback", is_flag=True, help="Run on the CPU if the requested provider is unavailable.")
-@click.option("--max-image-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_IMAGE_BYTES, show_default=True,
-              help="Largest encoded image accepted; a larger one gets an error, the rest of its batch runs.")
+@click.option(
+    "--max-image-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_IMAGE_BYTES,
+    show_default=True,
+    help="Largest encoded image accepted; a larger one gets an error, the rest of its batch runs.",
+)
 @click.option("--http-threads", type=click.IntRange(min=1), default=None, help="Threads serving HTTP requests.")
-def main(bundle, host, http_port, grpc_port, metrics_port, max_batch, max_queue_delay_us, instances, threads,
-         backend, precision, providers, allow_fallback, max_image_bytes, http_threads):
+def main(
+    bundle,
+    host,
+    http_port,
+    grpc_port,
+    metrics_port,
+    max_batch,
+    max_queue_delay_us,
+    instances,
+    threads,
+    backend,
+    precision,
+    providers,
+    allow_fallback,
+    max_image_bytes,
+    http_threads,
+):
     """Serve BUNDLE on Triton: models fashion (image bytes), fashion_tensor (NHWC tensors), fashion_info."""
     ports = {"--http-port": http_port, "--grpc-port": grpc_port, "--metrics-port": metrics_port}
     for name, value in ports.items():
         _port(value, name)
     if len(set(ports.values())) != len(ports):
         raise ServeError(f"--http-port, --grpc-port and --metrics-port must differ, got {sorted(ports.values())}")
-    options = ServeOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
-                           max_batch=max_batch, max_queue_delay_us=max_queue_delay_us, instances=instances,
-                           threads=threads, backend=backend, precision=precision, providers=tuple(providers),
-                           allow_fallback=allow_fallback, max_image_bytes=max_image_bytes,
-                           http_threads=http_threads)
+    options = ServeOptions(
+        host=host,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        metrics_port=metrics_port,
+        max_batch=max_batch,
+        max_queue_delay_us=max_queue_delay_us,
+        instances=instances,
+        threads=threads,
+        backend=backend,
+        precision=precision,
+        providers=tuple(providers),
+        allow_fallback=allow_fallback,
+        max_image_bytes=max_image_bytes,
+        http_threads=http_threads,
+    )
     _stop_on_sigterm()
     try:
         serve(bundle, options, say=lambda line: click.echo(line, err=True))

@@ -57,8 +57,9 @@ def _photos(folder: str, limit: int) -> list[bytes]:
     return [p.read_bytes() for p in paths[:limit]]
 
 
-def _client_process(grpc_url: str, threads: int, photos: list[bytes], seconds: float, start_at: float,
-                    queue: Any) -> None:
+def _client_process(
+    grpc_url: str, threads: int, photos: list[bytes], seconds: float, start_at: float, queue: Any
+) -> None:
     """``threads`` gRPC clients sending one photo per request until the window closes; latencies to ``queue``."""
     import tritonclient.grpc as grpcclient
 
@@ -76,8 +77,11 @@ def _client_process(grpc_url: str, threads: int, photos: list[bytes], seconds: f
             tensor.set_data_from_numpy(np.array([[photos[index % len(photos)]]], dtype=object))
             begin = time.perf_counter()
             try:
-                result = conn.infer(MODEL_BYTES, [tensor], outputs=[grpcclient.InferRequestedOutput(OUTPUT_ERROR),
-                                                                    grpcclient.InferRequestedOutput("gender")])
+                result = conn.infer(
+                    MODEL_BYTES,
+                    [tensor],
+                    outputs=[grpcclient.InferRequestedOutput(OUTPUT_ERROR), grpcclient.InferRequestedOutput("gender")],
+                )
                 failed = result.as_numpy(OUTPUT_ERROR)[0, 0] != b""
             except Exception:  # noqa: BLE001 - counted, the run goes on
                 failed = True
@@ -104,8 +108,16 @@ def _stats(url: str) -> tuple[int, int]:
 
 def _row(mode: str, concurrency: int, latencies: list[float], errors: int, seconds: float) -> Row:
     values = np.asarray(latencies or [float("nan")])
-    return Row(mode, concurrency, len(latencies), errors, round(seconds, 2), round(len(latencies) / seconds, 1),
-               round(float(np.percentile(values, 50)), 1), round(float(np.percentile(values, 99)), 1))
+    return Row(
+        mode,
+        concurrency,
+        len(latencies),
+        errors,
+        round(seconds, 2),
+        round(len(latencies) / seconds, 1),
+        round(float(np.percentile(values, 50)), 1),
+        round(float(np.percentile(values, 99)), 1),
+    )
 
 
 def _pool(rows: list[Row]) -> Row:
@@ -114,10 +126,16 @@ def _pool(rows: list[Row]) -> Row:
     first = rows[0]
     images, seconds = sum(r.images for r in rows), sum(r.seconds for r in rows)
     weights = np.asarray([r.images for r in rows], dtype=float)
-    pooled = Row(first.mode, first.concurrency, images, sum(r.errors for r in rows), round(seconds, 2),
-                 round(images / seconds, 1),
-                 round(float(np.average([r.p50_ms for r in rows], weights=weights)), 1),
-                 round(float(max(r.p99_ms for r in rows)), 1))
+    pooled = Row(
+        first.mode,
+        first.concurrency,
+        images,
+        sum(r.errors for r in rows),
+        round(seconds, 2),
+        round(images / seconds, 1),
+        round(float(np.average([r.p50_ms for r in rows], weights=weights)), 1),
+        round(float(max(r.p99_ms for r in rows)), 1),
+    )
     if first.inference_count is not None:
         pooled.inference_count = sum(r.inference_count or 0 for r in rows)
         pooled.execution_count = sum(r.execution_count or 0 for r in rows)
@@ -125,16 +143,18 @@ def _pool(rows: list[Row]) -> Row:
     return pooled
 
 
-def run_server(http_url: str, grpc_url: str, concurrency: int, processes: int, photos: list[bytes],
-               seconds: float) -> Row:
+def run_server(
+    http_url: str, grpc_url: str, concurrency: int, processes: int, photos: list[bytes], seconds: float
+) -> Row:
     """C clients over up to ``processes`` processes against one server."""
     processes = max(1, min(processes, concurrency))
     shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
     context = mp.get_context("spawn")
     queue = context.Queue()
     start_at = time.time() + 3.0  # every process connected before the window opens
-    workers = [context.Process(target=_client_process, args=(grpc_url, n, photos, seconds, start_at, queue))
-               for n in shares]
+    workers = [
+        context.Process(target=_client_process, args=(grpc_url, n, photos, seconds, start_at, queue)) for n in shares
+    ]
     for worker in workers:
         worker.start()
     while time.time() < start_at:
@@ -212,18 +232,28 @@ def run_bulk_local(bundle: str, folder: str, threads: int | None) -> Row:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"# fashion-serve load test: {report['bundle']}", "",
-             f"`{report['command']}`", "",
-             f"Machine: {report['machine']}; server: {report['server_options']}; 1-minute load average "
-             f"{report['load_average_1min']['before']} before, {report['load_average_1min']['after']} after "
-             "(other work shared the cores)", "",
-             "| mode | clients | images | errors | images/s | p50 ms | p99 ms | inferences / executions (mean batch) |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"# fashion-serve load test: {report['bundle']}",
+        "",
+        f"`{report['command']}`",
+        "",
+        f"Machine: {report['machine']}; server: {report['server_options']}; 1-minute load average "
+        f"{report['load_average_1min']['before']} before, {report['load_average_1min']['after']} after "
+        "(other work shared the cores)",
+        "",
+        "| mode | clients | images | errors | images/s | p50 ms | p99 ms | inferences / executions (mean batch) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for row in report["rows"]:
-        batch = (f"{row['inference_count']} / {row['execution_count']} ({row['mean_batch']})"
-                 if row.get("inference_count") is not None else "")
-        lines.append(f"| {row['mode']} | {row['concurrency']} | {row['images']} | {row['errors']} | "
-                     f"{row['images_per_s']} | {row['p50_ms']} | {row['p99_ms']} | {batch} |")
+        batch = (
+            f"{row['inference_count']} / {row['execution_count']} ({row['mean_batch']})"
+            if row.get("inference_count") is not None
+            else ""
+        )
+        lines.append(
+            f"| {row['mode']} | {row['concurrency']} | {row['images']} | {row['errors']} | "
+            f"{row['images_per_s']} | {row['p50_ms']} | {row['p99_ms']} | {batch} |"
+        )
     if report.get("bulk_requests_per_server"):
         spread = ", ".join(f"{u}: {n}" for u, n in report["bulk_requests_per_server"].items())
         lines += ["", f"Bulk tagging requests per server: {spread}"]
@@ -241,14 +271,33 @@ def markdown(report: dict[str, Any]) -> str:
 @click.option("--processes", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--seconds", type=click.FloatRange(min=1), default=15, show_default=True, help="Window per row.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="In-process intra-op threads.")
-@click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Repeat each pair, alternating which runs first; rows pool the rounds (p99: the worst round).")
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Repeat each pair, alternating which runs first; rows pool the rounds (p99: the worst round).",
+)
 @click.option("--photos", type=click.IntRange(min=1), default=64, show_default=True, help="Distinct photos sent.")
 @click.option("--server-options", default="", help="How the server was started, recorded in the report.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None)
-def main(bundle, images, http_url, grpc_url, replicas, concurrency, processes, seconds, threads, rounds, photos,
-         server_options, json_path, md_path):
+def main(
+    bundle,
+    images,
+    http_url,
+    grpc_url,
+    replicas,
+    concurrency,
+    processes,
+    seconds,
+    threads,
+    rounds,
+    photos,
+    server_options,
+    json_path,
+    md_path,
+):
     """Throughput and latency through the server at each concurrency vs the in-process runtime."""
     levels = [int(c) for c in concurrency.split(",") if c.strip()]
     load_before = os.getloadavg()
@@ -259,8 +308,11 @@ def main(bundle, images, http_url, grpc_url, replicas, concurrency, processes, s
         for round_ in range(rounds):  # alternate which goes first, so drifting background load hits both
             order = ["server", "in-process"] if round_ % 2 == 0 else ["in-process", "server"]
             for mode in order:
-                row = (run_server(http_url, grpc_url, level, processes, sample, seconds) if mode == "server"
-                       else run_in_process(bundle, level, sample, seconds, threads))
+                row = (
+                    run_server(http_url, grpc_url, level, processes, sample, seconds)
+                    if mode == "server"
+                    else run_in_process(bundle, level, sample, seconds, threads)
+                )
                 runs[mode].append(row)
                 click.echo(f"{mode} c={level} round {round_ + 1}: {asdict(row)}", err=True)
         rows += [_pool(runs["server"]), _pool(runs["in-process"])]
@@ -272,10 +324,13 @@ def main(bundle, images, http_url, grpc_url, replicas, concurrency, processes, s
         rows.append(run_bulk_local(bundle, images, threads))
         click.echo(f"bulk in-process: {asdict(rows[-1])}", err=True)
     report = {
-        "bundle": bundle, "command": "python -m fashion.serve.loadgen " + shlex.join(sys.argv[1:]),
+        "bundle": bundle,
+        "command": "python -m fashion.serve.loadgen " + shlex.join(sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-                   f"{platform.python_version()}",
-        "server_options": server_options, "rows": [asdict(r) for r in rows], "bulk_requests_per_server": spread,
+        f"{platform.python_version()}",
+        "server_options": server_options,
+        "rows": [asdict(r) for r in rows],
+        "bulk_requests_per_server": spread,
         "load_average_1min": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
     }
     if json_path:

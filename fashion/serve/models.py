@@ -43,8 +43,9 @@ def _outputs(clf: Classifier, probabilities: dict[str, np.ndarray], errors: list
         top = probs.argmax(axis=1)
         labels = clf.bundle.labels[head]
         out[head] = probs.astype(np.float32, copy=False)
-        out[label_output(head)] = np.array([[labels[i].encode() if not e else b""] for i, e in zip(top, errors)],
-                                           dtype=object)
+        out[label_output(head)] = np.array(
+            [[labels[i].encode() if not e else b""] for i, e in zip(top, errors)], dtype=object
+        )
         out[confidence_output(head)] = probs[np.arange(len(top)), top].reshape(-1, 1).astype(np.float32)
     return out
 
@@ -113,8 +114,10 @@ class TensorModel:
         batch = np.asarray(request[given[0]])
         if batch.dtype == np.float32:
             finite = np.isfinite(batch).reshape(len(batch), -1).all(axis=1)
-            return ([b if ok else None for b, ok in zip(batch, finite)],
-                    ["" if ok else "image holds NaN or infinite values" for ok in finite])
+            return (
+                [b if ok else None for b, ok in zip(batch, finite)],
+                ["" if ok else "image holds NaN or infinite values" for ok in finite],
+            )
         return list(batch.astype(np.float32)), [""] * len(batch)
 
     def __call__(self, requests: Sequence[Request]) -> list[Response]:

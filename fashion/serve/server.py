@@ -78,8 +78,14 @@ def fix_libpython(environ: dict[str, str] | None = None) -> str | None:
     ldlibrary = sysconfig.get_config_var("LDLIBRARY") or ""
     if not libdir or not glob.glob(os.path.join(libdir, "libpython*.so*")):
         found = ctypes.util.find_library(f"python{sysconfig.get_python_version()}")
-        return None if found else (f"no shared libpython for this interpreter ({ldlibrary or 'static build'}); "
-                                   "Triton's Python backend may load another one")
+        return (
+            None
+            if found
+            else (
+                f"no shared libpython for this interpreter ({ldlibrary or 'static build'}); "
+                "Triton's Python backend may load another one"
+            )
+        )
     current = [p for p in environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
     if current[:1] == [libdir]:
         return None
@@ -89,10 +95,17 @@ def fix_libpython(environ: dict[str, str] | None = None) -> str | None:
 
 def load_classifiers(bundle: str, options: ServeOptions) -> list[Classifier]:
     """One classifier (its own session) per model instance, so instances run batches side by side."""
-    return [Classifier.load(bundle, backend=options.backend, precision=options.precision,
-                            providers=list(options.providers) or None, threads=options.threads,
-                            allow_fallback=options.allow_fallback)
-            for _ in range(options.instances)]
+    return [
+        Classifier.load(
+            bundle,
+            backend=options.backend,
+            precision=options.precision,
+            providers=list(options.providers) or None,
+            threads=options.threads,
+            allow_fallback=options.allow_fallback,
+        )
+        for _ in range(options.instances)
+    ]
 
 
 def _tensors(classifier: Classifier) -> dict[str, Any]:
@@ -101,13 +114,17 @@ def _tensors(classifier: Classifier) -> dict[str, Any]:
     height, width = classifier.input_size
     outputs = [Tensor(name=OUTPUT_ERROR, dtype=bytes, shape=(1,))]
     for head in classifier.heads:
-        outputs += [Tensor(name=head, dtype=np.float32, shape=(len(classifier.bundle.labels[head]),)),
-                    Tensor(name=label_output(head), dtype=bytes, shape=(1,)),
-                    Tensor(name=confidence_output(head), dtype=np.float32, shape=(1,))]
+        outputs += [
+            Tensor(name=head, dtype=np.float32, shape=(len(classifier.bundle.labels[head]),)),
+            Tensor(name=label_output(head), dtype=bytes, shape=(1,)),
+            Tensor(name=confidence_output(head), dtype=np.float32, shape=(1,)),
+        ]
     return {
         "bytes_inputs": [Tensor(name=INPUT_IMAGE, dtype=bytes, shape=(1,))],
-        "tensor_inputs": [Tensor(name=INPUT_IMAGE, dtype=np.float32, shape=(height, width, 3), optional=True),
-                          Tensor(name=INPUT_IMAGE_UINT8, dtype=np.uint8, shape=(height, width, 3), optional=True)],
+        "tensor_inputs": [
+            Tensor(name=INPUT_IMAGE, dtype=np.float32, shape=(height, width, 3), optional=True),
+            Tensor(name=INPUT_IMAGE_UINT8, dtype=np.uint8, shape=(height, width, 3), optional=True),
+        ],
         "outputs": outputs,
     }
 
@@ -119,8 +136,10 @@ def _check_numpy() -> None:
 
     pytriton_version = version("nvidia-pytriton")
     if int(np.__version__.split(".")[0]) >= 2 and pytriton_version.startswith("0.7"):
-        raise ServeUnavailable(f"nvidia-pytriton {pytriton_version} needs numpy<2 (this environment has numpy "
-                               f"{np.__version__}); serve from its own environment: make serve-env")
+        raise ServeUnavailable(
+            f"nvidia-pytriton {pytriton_version} needs numpy<2 (this environment has numpy "
+            f"{np.__version__}); serve from its own environment: make serve-env"
+        )
 
 
 def build_triton(classifiers: list[Classifier], options: ServeOptions):
@@ -129,36 +148,63 @@ def build_triton(classifiers: list[Classifier], options: ServeOptions):
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
         from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
     except ImportError as exc:
-        raise ServeUnavailable(f"PyTriton is not installed ({exc}); install the serve extra: "
-                               "pip install 'fashion-edge[serve]'") from None
+        raise ServeUnavailable(
+            f"PyTriton is not installed ({exc}); install the serve extra: pip install 'fashion-edge[serve]'"
+        ) from None
 
     _check_numpy()
-    config = TritonConfig(http_address=options.host, http_port=options.http_port, grpc_address=options.host,
-                          grpc_port=options.grpc_port, metrics_address=options.host,
-                          metrics_port=options.metrics_port, allow_metrics=True, allow_cpu_metrics=True,
-                          http_thread_count=options.http_threads, log_verbose=0, exit_on_error=True,
-                          strict_readiness=True, exit_timeout_secs=EXIT_TIMEOUT_S)
+    config = TritonConfig(
+        http_address=options.host,
+        http_port=options.http_port,
+        grpc_address=options.host,
+        grpc_port=options.grpc_port,
+        metrics_address=options.host,
+        metrics_port=options.metrics_port,
+        allow_metrics=True,
+        allow_cpu_metrics=True,
+        http_thread_count=options.http_threads,
+        log_verbose=0,
+        exit_on_error=True,
+        strict_readiness=True,
+        exit_timeout_secs=EXIT_TIMEOUT_S,
+    )
     triton = Triton(config=config, security_config=TritonSecurityConfig(restricted_endpoints=RESTRICTED_ENDPOINTS))
     tensors = _tensors(classifiers[0])
     batcher = DynamicBatcher(max_queue_delay_microseconds=options.max_queue_delay_us)
     batched = ModelConfig(max_batch_size=options.max_batch, batcher=batcher)
     bind: Callable[..., None] = triton.bind
-    bind(model_name=MODEL_BYTES, infer_func=[BytesModel(c, options.max_batch, options.max_image_bytes)
-                                             for c in classifiers],
-         inputs=tensors["bytes_inputs"], outputs=tensors["outputs"], config=batched, strict=True)
-    bind(model_name=MODEL_TENSOR, infer_func=[TensorModel(c, options.max_batch) for c in classifiers],
-         inputs=tensors["tensor_inputs"], outputs=tensors["outputs"], config=batched, strict=True)
-    bind(model_name=MODEL_INFO, infer_func=InfoModel(classifiers[0]),
-         inputs=[Tensor(name=INPUT_QUERY, dtype=bytes, shape=(1,))],
-         outputs=[Tensor(name=OUTPUT_INFO, dtype=bytes, shape=(1,))],
-         config=ModelConfig(batching=False))
+    bind(
+        model_name=MODEL_BYTES,
+        infer_func=[BytesModel(c, options.max_batch, options.max_image_bytes) for c in classifiers],
+        inputs=tensors["bytes_inputs"],
+        outputs=tensors["outputs"],
+        config=batched,
+        strict=True,
+    )
+    bind(
+        model_name=MODEL_TENSOR,
+        infer_func=[TensorModel(c, options.max_batch) for c in classifiers],
+        inputs=tensors["tensor_inputs"],
+        outputs=tensors["outputs"],
+        config=batched,
+        strict=True,
+    )
+    bind(
+        model_name=MODEL_INFO,
+        infer_func=InfoModel(classifiers[0]),
+        inputs=[Tensor(name=INPUT_QUERY, dtype=bytes, shape=(1,))],
+        outputs=[Tensor(name=OUTPUT_INFO, dtype=bytes, shape=(1,))],
+        config=ModelConfig(batching=False),
+    )
     return triton
 
 
 def endpoints(options: ServeOptions) -> dict[str, str]:
-    return {"http": f"http://{options.host}:{options.http_port}",
-            "grpc": f"{options.host}:{options.grpc_port}",
-            "metrics": f"http://{options.host}:{options.metrics_port}/metrics"}
+    return {
+        "http": f"http://{options.host}:{options.http_port}",
+        "grpc": f"{options.host}:{options.grpc_port}",
+        "metrics": f"http://{options.host}:{options.metrics_port}/metrics",
+    }
 
 
 def serve(bundle: str, options: ServeOptions, say: Callable[[str], None] = print) -> None:
@@ -175,8 +221,10 @@ def serve(bundle: str, options: ServeOptions, say: Callable[[str], None] = print
     try:
         triton.run()
         urls = endpoints(options)
-        say(f"serving {bundle} ({info['artifact']}, {info['backend']}, {options.instances} instance(s), "
-            f"max batch {options.max_batch}, queue delay {options.max_queue_delay_us} us)")
+        say(
+            f"serving {bundle} ({info['artifact']}, {info['backend']}, {options.instances} instance(s), "
+            f"max batch {options.max_batch}, queue delay {options.max_queue_delay_us} us)"
+        )
         say(f"  HTTP {urls['http']}  gRPC {urls['grpc']}  metrics {urls['metrics']}")
         say(f"  models: {MODEL_BYTES}, {MODEL_TENSOR}, {MODEL_INFO}; ready: {urls['http']}/v2/health/ready")
         triton.serve()

@@ -48,9 +48,16 @@ def save_head_weights(model, path: Path) -> None:
     np.savez(path, **arrays)
 
 
-def write_bundle(out_dir: str | Path, model, vocabularies: dict[str, list[str]], hierarchy: list[list[str]],
-                 training: dict[str, Any], metrics: dict[str, Any], split_file: str | Path | None,
-                 name: str = "fashion-effnetb0") -> Path:
+def write_bundle(
+    out_dir: str | Path,
+    model,
+    vocabularies: dict[str, list[str]],
+    hierarchy: list[list[str]],
+    training: dict[str, Any],
+    metrics: dict[str, Any],
+    split_file: str | Path | None,
+    name: str = "fashion-effnetb0",
+) -> Path:
     """Write model.keras, labels, hierarchy, head weights and bundle.json into a fresh ``out_dir``.
 
     The bundle is assembled in a temporary sibling directory and renamed into place, so an
@@ -70,8 +77,14 @@ def write_bundle(out_dir: str | Path, model, vocabularies: dict[str, list[str]],
         "name": name,
         "heads": list(HEADS),
         "num_classes": {h: len(vocabularies[h]) for h in HEADS},
-        "input": {"name": "image", "height": height, "width": width, "channels": 3, "layout": "NHWC",
-                  "dtype": "float32"},
+        "input": {
+            "name": "image",
+            "height": height,
+            "width": width,
+            "channels": 3,
+            "layout": "NHWC",
+            "dtype": "float32",
+        },
         "preprocessing": PREPROCESSING_SPEC,
         "feature_layer": "top_activation",
         "training": portable_training(training),  # names, sizes and digests; no machine paths

@@ -49,9 +49,13 @@ def build_train_data(data: str, split_file: str, workers: int | None = None):
 
     frame, vocab, report = _load(data, split_file)
     counts = {k: v for k, v in report.to_dict().items() if not isinstance(v, (list, str))}
-    description = {"data": Path(data).resolve().name, "split": Path(split_file).name,
-                   "train_images": int((frame["split"] == "train").sum()),
-                   "val_images": int((frame["split"] == "val").sum()), "loader_report": counts}
+    description = {
+        "data": Path(data).resolve().name,
+        "split": Path(split_file).name,
+        "train_images": int((frame["split"] == "train").sum()),
+        "val_images": int((frame["split"] == "val").sum()),
+        "loader_report": counts,
+    }
     return train_data_from_frame(frame, vocab, hierarchy(frame[frame["split"] == "train"]), description, workers)
 
 
@@ -66,29 +70,77 @@ def main():
 @click.option("--split", "split_file", default=DEFAULT_SPLIT, show_default=True, type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(), help="Bundle directory to write.")
 @click.option("--recipe", type=click.Choice(RECIPES), default="cpu", show_default=True)
-@click.option("--size", "sizes", multiple=True, default=["128x96"], show_default=True,
-              help="Input HEIGHTxWIDTH; the GPU recipe accepts several and bundles the first.")
-@click.option("--weights", default=None, help="ImageNet notop .weights.h5 (default: $FASHION_EFFICIENTNET_WEIGHTS, "
-              "../shared/weights, then Keras's download).")
+@click.option(
+    "--size",
+    "sizes",
+    multiple=True,
+    default=["128x96"],
+    show_default=True,
+    help="Input HEIGHTxWIDTH; the GPU recipe accepts several and bundles the first.",
+)
+@click.option(
+    "--weights",
+    default=None,
+    help="ImageNet notop .weights.h5 (default: $FASHION_EFFICIENTNET_WEIGHTS, "
+    "../shared/weights, then Keras's download).",
+)
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--learning-rate", default=5e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--label-smoothing", default=0.1, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--class-weights", default="", help="Comma-separated heads to weight by count^-0.5, e.g. articleType,baseColour.")
-@click.option("--gpu-seconds", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="GPU recipe: training seconds per size (time-based cosine; compilation not counted).")
-@click.option("--devices", default="1", show_default=True,
-              help="GPU recipe: number of devices to train on data-parallel, or 'all' (JAX backend).")
-@click.option("--precision", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
-              help="GPU recipe: mixed bfloat16 (auto: on an accelerator).")
+@click.option(
+    "--class-weights", default="", help="Comma-separated heads to weight by count^-0.5, e.g. articleType,baseColour."
+)
+@click.option(
+    "--gpu-seconds",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="GPU recipe: training seconds per size (time-based cosine; compilation not counted).",
+)
+@click.option(
+    "--devices",
+    default="1",
+    show_default=True,
+    help="GPU recipe: number of devices to train on data-parallel, or 'all' (JAX backend).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="GPU recipe: mixed bfloat16 (auto: on an accelerator).",
+)
 @click.option("--work-dir", default=None, type=click.Path(), help="Checkpoints and logs (default: runs/<bundle name>).")
 @click.option("--cache-dir", default="cache", show_default=True, type=click.Path(), help="CPU recipe activation cache.")
-@click.option("--cut-layer", default="block5c_add", show_default=True,
-              help="CPU recipe: layers above this one are fine-tuned on its cached activations.")
+@click.option(
+    "--cut-layer",
+    default="block5c_add",
+    show_default=True,
+    help="CPU recipe: layers above this one are fine-tuned on its cached activations.",
+)
 @click.option("--resume", is_flag=True, help="Continue a killed run from its last checkpoint.")
 @click.option("--backbone", type=click.Choice(["efficientnetb0", "tiny"]), default="efficientnetb0", hidden=True)
-def fit(data, split_file, out, recipe, sizes, weights, epochs, batch_size, learning_rate, label_smoothing,
-        class_weights, gpu_seconds, devices, precision, work_dir, cache_dir, cut_layer, resume, backbone):
+def fit(
+    data,
+    split_file,
+    out,
+    recipe,
+    sizes,
+    weights,
+    epochs,
+    batch_size,
+    learning_rate,
+    label_smoothing,
+    class_weights,
+    gpu_seconds,
+    devices,
+    precision,
+    work_dir,
+    cache_dir,
+    cut_layer,
+    resume,
+    backbone,
+):
     """Train on the split's train part, select on val, and write a bundle."""
     from fashion.data.paths import resolve_weights
 
@@ -106,29 +158,74 @@ def fit(data, split_file, out, recipe, sizes, weights, epochs, batch_size, learn
         raise TrainError(str(exc)) from exc
     work = Path(work_dir or Path("runs") / Path(out).name)
     train_data = build_train_data(data, split_file)
-    trainer = _recipe(recipe, parsed_sizes, weights, epochs, batch_size, learning_rate, label_smoothing, heads,
-                      gpu_seconds, devices, precision, cache_dir, cut_layer, resume, backbone)
+    trainer = _recipe(
+        recipe,
+        parsed_sizes,
+        weights,
+        epochs,
+        batch_size,
+        learning_rate,
+        label_smoothing,
+        heads,
+        gpu_seconds,
+        devices,
+        precision,
+        cache_dir,
+        cut_layer,
+        resume,
+        backbone,
+    )
     result = trainer.fit(train_data, work)
     _publish(result, train_data, out, split_file, work, recipe, parsed_sizes[0])
 
 
-def _recipe(recipe, sizes, weights, epochs, batch_size, learning_rate, label_smoothing, heads, gpu_seconds, devices,
-            precision, cache_dir, cut_layer, resume, backbone):
+def _recipe(
+    recipe,
+    sizes,
+    weights,
+    epochs,
+    batch_size,
+    learning_rate,
+    label_smoothing,
+    heads,
+    gpu_seconds,
+    devices,
+    precision,
+    cache_dir,
+    cut_layer,
+    resume,
+    backbone,
+):
     """The recipe object with its options dataclass (the CLI's only recipe-specific code)."""
     if recipe == "cpu":
         from .cpu_recipe import CpuRecipe, CpuRecipeConfig
 
         height, width = sizes[0]
-        config = CpuRecipeConfig(height=height, width=width, epochs=epochs, batch_size=batch_size,
-                                 cut_layer="stem_activation" if backbone == "tiny" else cut_layer,
-                                 learning_rate=learning_rate, label_smoothing=label_smoothing,
-                                 class_weight_heads=heads, backbone=backbone)
+        config = CpuRecipeConfig(
+            height=height,
+            width=width,
+            epochs=epochs,
+            batch_size=batch_size,
+            cut_layer="stem_activation" if backbone == "tiny" else cut_layer,
+            learning_rate=learning_rate,
+            label_smoothing=label_smoothing,
+            class_weight_heads=heads,
+            backbone=backbone,
+        )
         return CpuRecipe(config, weights=weights, cache_dir=cache_dir, resume=resume)
     from .gpu_recipe import GpuRecipe, GpuRecipeConfig
 
-    config = GpuRecipeConfig(sizes=sizes, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                             label_smoothing=label_smoothing, seconds_per_size=gpu_seconds, devices=devices,
-                             mixed_precision=precision, backbone=backbone)
+    config = GpuRecipeConfig(
+        sizes=sizes,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        label_smoothing=label_smoothing,
+        seconds_per_size=gpu_seconds,
+        devices=devices,
+        mixed_precision=precision,
+        backbone=backbone,
+    )
     return GpuRecipe(config, weights=weights, resume=resume)
 
 
@@ -137,8 +234,11 @@ def _publish(result, train_data, out, split_file, work, recipe, size) -> None:
     from .bundle_io import write_bundle
     from .evaluate import evaluate_predictions, format_table
 
-    metrics = {"val": evaluate_predictions(result.val_probs, result.val_labels, train_data.vocabularies, "val",
-                                           hierarchy=train_data.hierarchy)}
+    metrics = {
+        "val": evaluate_predictions(
+            result.val_probs, result.val_labels, train_data.vocabularies, "val", hierarchy=train_data.hierarchy
+        )
+    }
     click.echo(format_table(metrics["val"]))
     training = {**result.training, **train_data.description}
     path = write_bundle(out, result.model, train_data.vocabularies, train_data.hierarchy, training, metrics, split_file)
@@ -158,8 +258,13 @@ def _publish(result, train_data, out, split_file, work, recipe, size) -> None:
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="Kaggle-layout folder.")
-@click.option("--split", "split_file", default=None, type=click.Path(exists=True),
-              help="Split file (id,split); omit to evaluate every image in --data.")
+@click.option(
+    "--split",
+    "split_file",
+    default=None,
+    type=click.Path(exists=True),
+    help="Split file (id,split); omit to evaluate every image in --data.",
+)
 @click.option("--subset", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
 @click.option("--out", default=None, type=click.Path(), help="Report directory (metrics.json, PNGs).")
 @click.option("--record", is_flag=True, help="Also store the metrics in the bundle manifest.")
@@ -185,8 +290,12 @@ def evaluate(bundle, data, split_file, subset, out, record):
 
 
 @main.command("gpu-check", context_settings=CONTEXT_SETTINGS)
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Kaggle-layout subset with a split.csv (made by `benchmarks/gpu_check.sh prepare`).")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Kaggle-layout subset with a split.csv (made by `benchmarks/gpu_check.sh prepare`).",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSON file to write.")
 @click.option("--size", "sizes", multiple=True, default=["128x96", "224x168"], show_default=True)
 @click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
@@ -194,15 +303,29 @@ def evaluate(bundle, data, split_file, subset, out, record):
 @click.option("--devices", default="1", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True)
 @click.option("--work-dir", default=None, type=click.Path(), help="Run directory (default: runs/gpu-check).")
-@click.option("--weights", default=None, help="ImageNet notop .weights.h5; default: none (random init) on the "
-              "efficientnetb0 backbone, so the check needs no download.")
+@click.option(
+    "--weights",
+    default=None,
+    help="ImageNet notop .weights.h5; default: none (random init) on the "
+    "efficientnetb0 backbone, so the check needs no download.",
+)
 @click.option("--backbone", type=click.Choice(["efficientnetb0", "tiny"]), default="efficientnetb0", hidden=True)
 def gpu_check(data, out, sizes, epochs, batch_size, devices, precision, work_dir, weights, backbone):
     """Train the GPU recipe a fixed number of epochs per size; write compile s, img/s, val accuracy, memory."""
     from .gpu_check import run_gpu_check
 
-    report = run_gpu_check(data, out, [_parse_size(s) for s in sizes], epochs=epochs, batch_size=batch_size,
-                           devices=devices, precision=precision, work_dir=work_dir, weights=weights, backbone=backbone)
+    report = run_gpu_check(
+        data,
+        out,
+        [_parse_size(s) for s in sizes],
+        epochs=epochs,
+        batch_size=batch_size,
+        devices=devices,
+        precision=precision,
+        work_dir=work_dir,
+        weights=weights,
+        backbone=backbone,
+    )
     click.echo(f"gpu check written to {out} ({report['seconds']} s)")
 
 

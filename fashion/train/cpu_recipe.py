@@ -59,8 +59,9 @@ def _upper_model(model, cut_layer: str):
     return keras.Model(model.get_layer(cut_layer).output, model.output)
 
 
-def cache_activations(model, cut_layer: str, part: Part, height: int, width: int, cache_file: Path,
-                      flip: bool = False, chunk: int = 512) -> tuple[np.ndarray, set[int]]:
+def cache_activations(
+    model, cut_layer: str, part: Part, height: int, width: int, cache_file: Path, flip: bool = False, chunk: int = 512
+) -> tuple[np.ndarray, set[int]]:
     """Activations of ``cut_layer`` for the part's images (float16), cached in ``cache_file`` chunk by chunk.
 
     Resumable: a killed run continues after the last finished chunk. Unreadable images get the
@@ -86,8 +87,8 @@ def cache_activations(model, cut_layer: str, part: Part, height: int, width: int
         if flip:
             images = images[:, :, ::-1]
         for s in range(0, len(images), 64):
-            out = lower(images[s:s + 64].astype(np.float32), training=False)
-            cache[start + s:start + s + len(out)] = keras.ops.convert_to_numpy(out).astype(np.float16)
+            out = lower(images[s : s + 64].astype(np.float32), training=False)
+            cache[start + s : start + s + len(out)] = keras.ops.convert_to_numpy(out).astype(np.float16)
         cache.flush()
         skipped_file.write_text(json.dumps(sorted(skipped)))
         progress_file.write_text(str(start + len(images)))
@@ -117,26 +118,46 @@ def _sample_weights(labels: dict[str, np.ndarray], config: CpuRecipeConfig, num_
 
 def pooled_features(model, cut_layer: str, activations: np.ndarray, batch: int = 256) -> np.ndarray:
     pool = keras.Model(model.get_layer(cut_layer).output, model.get_layer("avg_pool").output)
-    return np.concatenate([keras.ops.convert_to_numpy(pool(activations[s:s + batch].astype(np.float32), training=False))
-                           for s in range(0, len(activations), batch)])
+    return np.concatenate(
+        [
+            keras.ops.convert_to_numpy(pool(activations[s : s + batch].astype(np.float32), training=False))
+            for s in range(0, len(activations), batch)
+        ]
+    )
 
 
-def train_heads(model, features: dict[str, np.ndarray], labels: dict, config: CpuRecipeConfig,
-                num_classes: dict[str, int], out_dir: Path) -> dict:
+def train_heads(
+    model,
+    features: dict[str, np.ndarray],
+    labels: dict,
+    config: CpuRecipeConfig,
+    num_classes: dict[str, int],
+    out_dir: Path,
+) -> dict:
     """Phase 1: fit the six Dense heads on pooled features, then copy them into ``model``."""
 
     inputs = keras.Input((features["train"].shape[1],), name="features")
     x = keras.layers.Dropout(config.dropout, name="head_dropout")(inputs)
     outputs = {h: keras.layers.Dense(num_classes[h], activation="softmax", name=h)(x) for h in HEADS}
     heads = keras.Model(inputs, outputs)
-    compile_model(heads, keras.optimizers.schedules.CosineDecay(
-        config.head_learning_rate, config.head_epochs * int(np.ceil(len(features["train"]) / 256))),
-        config.label_smoothing)
+    compile_model(
+        heads,
+        keras.optimizers.schedules.CosineDecay(
+            config.head_learning_rate, config.head_epochs * int(np.ceil(len(features["train"]) / 256))
+        ),
+        config.label_smoothing,
+    )
     weights = _sample_weights(labels["train"], config, num_classes)
-    history = heads.fit(features["train"], labels["train"], sample_weight=weights, batch_size=256,
-                        epochs=config.head_epochs, verbose=2,
-                        validation_data=(features["val"], labels["val"]),
-                        callbacks=[keras.callbacks.CSVLogger(str(out_dir / "phase1_log.csv"))])
+    history = heads.fit(
+        features["train"],
+        labels["train"],
+        sample_weight=weights,
+        batch_size=256,
+        epochs=config.head_epochs,
+        verbose=2,
+        validation_data=(features["val"], labels["val"]),
+        callbacks=[keras.callbacks.CSVLogger(str(out_dir / "phase1_log.csv"))],
+    )
     for head in HEADS:
         model.get_layer(head).set_weights(heads.get_layer(head).get_weights())
     return {k: float(v[-1]) for k, v in history.history.items() if k.startswith("val_") and k.endswith("_acc")}
@@ -156,7 +177,7 @@ class CachedBatches(keras.utils.PyDataset):
         return int(np.ceil(len(self.plain) / self.batch_size))
 
     def __getitem__(self, index):
-        idx = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        idx = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
         use_mirror = self.rng.random(len(idx)) < 0.5
         x = np.where(use_mirror[:, None, None, None], self.mirrored[idx], self.plain[idx]).astype(np.float32)
         return x, {h: self.labels[h][idx] for h in HEADS}, {h: self.weights[h][idx] for h in HEADS}
@@ -170,8 +191,13 @@ class CpuRecipe(Recipe):
 
     name = "cpu"
 
-    def __init__(self, config: CpuRecipeConfig | None = None, weights: str | None = None,
-                 cache_dir: str | Path = "cache", resume: bool = False):
+    def __init__(
+        self,
+        config: CpuRecipeConfig | None = None,
+        weights: str | None = None,
+        cache_dir: str | Path = "cache",
+        resume: bool = False,
+    ):
         self.config = config or CpuRecipeConfig()
         self.weights, self.cache_dir, self.resume = weights, Path(cache_dir), resume
 
@@ -179,10 +205,13 @@ class CpuRecipe(Recipe):
         config, out_dir = self.config, Path(run_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         state_file = out_dir / "state.json"
-        state = json.loads(state_file.read_text()) if self.resume and state_file.exists() else {"config": asdict(config)}
+        state = (
+            json.loads(state_file.read_text()) if self.resume and state_file.exists() else {"config": asdict(config)}
+        )
         if self.resume and state.get("config") and state["config"] != asdict(config):
-            raise ResumeMismatch(f"{state_file}: --resume with a different configuration; "
-                                 "start a new --work-dir or drop --resume")
+            raise ResumeMismatch(
+                f"{state_file}: --resume with a different configuration; start a new --work-dir or drop --resume"
+            )
 
         def save_state(**updates):
             state.update(updates)
@@ -191,17 +220,31 @@ class CpuRecipe(Recipe):
         started = time.time()
         num_classes = train_data.num_classes
         keras.utils.set_random_seed(config.seed)
-        model = build_model(num_classes, config.height, config.width, weights=self.weights, dropout=config.dropout,
-                            backbone=config.backbone)
+        model = build_model(
+            num_classes,
+            config.height,
+            config.width,
+            weights=self.weights,
+            dropout=config.dropout,
+            backbone=config.backbone,
+        )
         parts = {"train": train_data.train, "val": train_data.val}
         tag = f"{config.backbone}_{config.height}x{config.width}_{config.cut_layer}"
         acts, labels = {}, {}
         for name, part in parts.items():
-            acts[name], skipped = cache_activations(model, config.cut_layer, part, config.height, config.width,
-                                                    self.cache_dir / f"{tag}_{name}.npy")
+            acts[name], skipped = cache_activations(
+                model, config.cut_layer, part, config.height, config.width, self.cache_dir / f"{tag}_{name}.npy"
+            )
             labels[name] = _mask(part, skipped)
-        mirrored, _ = cache_activations(model, config.cut_layer, parts["train"], config.height, config.width,
-                                        self.cache_dir / f"{tag}_train_mirrored.npy", flip=True)
+        mirrored, _ = cache_activations(
+            model,
+            config.cut_layer,
+            parts["train"],
+            config.height,
+            config.width,
+            self.cache_dir / f"{tag}_train_mirrored.npy",
+            flip=True,
+        )
 
         if not state.get("phase1_done"):
             t0 = time.time()
@@ -214,11 +257,20 @@ class CpuRecipe(Recipe):
 
         set_trainable_from(model, _first_layer_after(model, config.cut_layer))
         upper = _upper_model(model, config.cut_layer)
-        batches = CachedBatches(acts["train"], mirrored, labels["train"],
-                                _sample_weights(labels["train"], config, num_classes), config.batch_size, config.seed)
+        batches = CachedBatches(
+            acts["train"],
+            mirrored,
+            labels["train"],
+            _sample_weights(labels["train"], config, num_classes),
+            config.batch_size,
+            config.seed,
+        )
         steps = config.epochs * len(batches)
-        compile_model(upper, keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.02),
-                      config.label_smoothing)
+        compile_model(
+            upper,
+            keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.02),
+            config.label_smoothing,
+        )
         initial_epoch = int(state.get("phase2_epochs_done", 0))
         upper.optimizer.build(upper.trainable_variables)
         if initial_epoch:
@@ -232,17 +284,26 @@ class CpuRecipe(Recipe):
         if initial_epoch < config.epochs:
             val_x = acts["val"].astype(np.float32)
             callbacks = standard_callbacks(out_dir / "phase2", patience=config.patience) + [Progress()]
-            upper.fit(batches, validation_data=(val_x, labels["val"]), epochs=config.epochs,
-                      initial_epoch=initial_epoch, verbose=2, callbacks=callbacks)
+            upper.fit(
+                batches,
+                validation_data=(val_x, labels["val"]),
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                verbose=2,
+                callbacks=callbacks,
+            )
         best = out_dir / "phase2" / "best.weights.h5"
         if best.exists():
             upper.load_weights(str(best))
         probs = upper.predict(acts["val"].astype(np.float32), batch_size=256, verbose=0)
         probs = {h: np.asarray(probs[h], dtype=np.float32) for h in HEADS}
         save_state(phase2_done=True, val_accuracy=accuracy_per_head(probs, labels["val"]))
-        training = {"recipe": self.name, **asdict(config),
-                    "weights": Path(self.weights).name if self.weights else None,
-                    "seconds": round(time.time() - started, 1)}
+        training = {
+            "recipe": self.name,
+            **asdict(config),
+            "weights": Path(self.weights).name if self.weights else None,
+            "seconds": round(time.time() - started, 1),
+        }
         return TrainResult(model, training, probs, labels["val"], out_dir)
 
 

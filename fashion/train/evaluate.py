@@ -44,6 +44,7 @@ def top_confusions(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], n
 
 def plot_confusion(y_true, y_pred, classes, path: Path, title: str, max_classes: int = 15) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -65,8 +66,15 @@ def plot_confusion(y_true, y_pred, classes, path: Path, title: str, max_classes:
     for i in range(len(keep)):
         for j in range(len(keep) + 1):
             if matrix[i, j] >= 0.005:
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if matrix[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{matrix[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if matrix[i, j] > 0.5 else "black",
+                )
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual (row-normalised)")
     ax.set_title(title)
@@ -77,6 +85,7 @@ def plot_confusion(y_true, y_pred, classes, path: Path, title: str, max_classes:
 
 def plot_sample_grid(paths, probs, labels, vocab, path: Path, n: int = 12, seed: int = 0) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from PIL import Image
@@ -85,8 +94,9 @@ def plot_sample_grid(paths, probs, labels, vocab, path: Path, n: int = 12, seed:
     picks = rng.choice(len(paths), size=min(n, len(paths)), replace=False)
     cols = 3
     rows = int(np.ceil(len(picks) / cols))
-    fig, axes = plt.subplots(rows, cols * 2, figsize=(cols * 5.2, rows * 2.3),
-                             gridspec_kw={"width_ratios": [1, 2.2] * cols}, squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols * 2, figsize=(cols * 5.2, rows * 2.3), gridspec_kw={"width_ratios": [1, 2.2] * cols}, squeeze=False
+    )
     for ax in axes.ravel():
         ax.axis("off")
     for slot, i in enumerate(picks):
@@ -96,16 +106,30 @@ def plot_sample_grid(paths, probs, labels, vocab, path: Path, n: int = 12, seed:
             pred, truth = int(probs[head][i].argmax()), int(labels[head][i])
             ok = truth < 0 or truth == pred
             text = f"{head}: {vocab[head][pred]}" + ("" if ok else f"\n    actual: {vocab[head][truth]}")
-            text_ax.text(0.02, 0.97 - k * 0.165, text, transform=text_ax.transAxes, fontsize=7.5,
-                         color="black" if ok else "red", va="top", fontweight="normal" if ok else "bold")
+            text_ax.text(
+                0.02,
+                0.97 - k * 0.165,
+                text,
+                transform=text_ax.transAxes,
+                fontsize=7.5,
+                color="black" if ok else "red",
+                va="top",
+                fontweight="normal" if ok else "bold",
+            )
     fig.suptitle("Sample predictions (red: mistake, with the actual label)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
-def evaluate_frame(model, frame: pd.DataFrame, vocab: dict[str, list[str]], out_dir: str | Path | None = None,
-                   name: str = "test", hierarchy: list | None = None) -> dict:
+def evaluate_frame(
+    model,
+    frame: pd.DataFrame,
+    vocab: dict[str, list[str]],
+    out_dir: str | Path | None = None,
+    name: str = "test",
+    hierarchy: list | None = None,
+) -> dict:
     """Score ``model`` on ``frame`` (rows with id, path and the six heads); write reports to ``out_dir``.
 
     Unreadable images are skipped and counted in the metrics (``skipped``).
@@ -119,9 +143,15 @@ def evaluate_frame(model, frame: pd.DataFrame, vocab: dict[str, list[str]], out_
     return metrics
 
 
-def evaluate_predictions(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray], vocab: dict[str, list[str]],
-                         name: str, hierarchy: list | None = None, out_dir: str | Path | None = None,
-                         paths: list[str] | None = None) -> dict:
+def evaluate_predictions(
+    probs: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    vocab: dict[str, list[str]],
+    name: str,
+    hierarchy: list | None = None,
+    out_dir: str | Path | None = None,
+    paths: list[str] | None = None,
+) -> dict:
     """Metrics for predictions already made (a recipe's validation pass): nothing is decoded or run again.
 
     With ``hierarchy`` (the bundle's known category combinations) the metrics also show what
@@ -139,8 +169,13 @@ def evaluate_predictions(probs: dict[str, np.ndarray], labels: dict[str, np.ndar
     predicted = {h: probs[h].argmax(axis=1) for h in HEADS}
     metrics["top_confusions"] = {h: top_confusions(labels[h], predicted[h], vocab[h]) for h in TOP_CONFUSION_HEADS}
     for head in CONFUSION_HEADS:
-        plot_confusion(labels[head], predicted[head], vocab[head], out / f"confusion_{head}.png",
-                       f"{head} ({name}, top classes)" if head == "subCategory" else f"{head} ({name})")
+        plot_confusion(
+            labels[head],
+            predicted[head],
+            vocab[head],
+            out / f"confusion_{head}.png",
+            f"{head} ({name}, top classes)" if head == "subCategory" else f"{head} ({name})",
+        )
     if paths is not None:
         plot_sample_grid(paths, probs, labels, vocab, out / "sample_predictions.png")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -18,8 +18,11 @@ from fashion.metrics.accuracy import head_scores
 def cosine_schedule(base_lr: float, total_steps: int, warmup_steps: int = 0):
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=base_lr if not warmup_steps else base_lr * 0.1,
-        decay_steps=max(1, total_steps - warmup_steps), alpha=0.02,
-        warmup_target=base_lr if warmup_steps else None, warmup_steps=warmup_steps)
+        decay_steps=max(1, total_steps - warmup_steps),
+        alpha=0.02,
+        warmup_target=base_lr if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
 
 
 class MeanValAccuracy(keras.callbacks.Callback):
@@ -41,8 +44,9 @@ def standard_callbacks(out_dir: Path, monitor: str = "val_mean_acc", patience: i
     callbacks = [
         MeanValAccuracy(),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(str(out_dir / "best.weights.h5"), monitor=monitor, mode=mode,
-                                        save_best_only=True, save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(
+            str(out_dir / "best.weights.h5"), monitor=monitor, mode=mode, save_best_only=True, save_weights_only=True
+        ),
         keras.callbacks.ModelCheckpoint(str(out_dir / "last.weights.h5"), save_weights_only=True),
         keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
     ]
@@ -74,6 +78,7 @@ def _number(text: str) -> float:
 def plot_training_curves(log_csv: str | Path, png: str | Path) -> None:
     """Loss and per-head accuracy (train dashed, validation solid) per epoch from a CSVLogger file."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd

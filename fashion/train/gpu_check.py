@@ -35,8 +35,14 @@ SUBSET_SPLIT = "split.csv"
 DEFAULT_IMAGES = 1600
 
 
-def prepare_subset(source: str | Path, dest: str | Path, images: int = DEFAULT_IMAGES, split_file: str | Path | None = None,
-                   seed: int = 0, val_fraction: float = 0.15) -> dict[str, Any]:
+def prepare_subset(
+    source: str | Path,
+    dest: str | Path,
+    images: int = DEFAULT_IMAGES,
+    split_file: str | Path | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+) -> dict[str, Any]:
     """Copy ``images`` seeded images (train and val of the project's split) with their label rows into ``dest``."""
     import pandas as pd
 
@@ -66,8 +72,12 @@ def prepare_subset(source: str | Path, dest: str | Path, images: int = DEFAULT_I
     rows.to_csv(dest / "styles.csv", index=False)
     picked[["id", "split"]].to_csv(dest / SUBSET_SPLIT, index=False)
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
-    summary = {"images": int(count), "train": int((picked["split"] == "train").sum()),
-               "val": int((picked["split"] == "val").sum()), "bytes": int(size)}
+    summary = {
+        "images": int(count),
+        "train": int((picked["split"] == "train").sum()),
+        "val": int((picked["split"] == "val").sum()),
+        "bytes": int(size),
+    }
     (dest / "subset.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -76,8 +86,11 @@ def device_facts() -> dict[str, Any]:
     """Backend, devices and versions of what runs the check."""
     import keras
 
-    facts: dict[str, Any] = {"backend": keras.backend.backend(), "python": platform.python_version(),
-                             "machine": platform.machine()}
+    facts: dict[str, Any] = {
+        "backend": keras.backend.backend(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
     for package in ("keras", "jax", "jaxlib", "numpy"):
         try:
             facts[package] = metadata.version(package)
@@ -101,9 +114,18 @@ def peak_memory_bytes() -> int | None:
     return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
 
 
-def run_gpu_check(data: str | Path, out: str | Path, sizes: list[tuple[int, int]], epochs: int = 3,
-                  batch_size: int = 128, devices: str = "1", precision: str = "auto", work_dir: str | Path | None = None,
-                  weights: str | None = None, backbone: str = "efficientnetb0") -> dict[str, Any]:
+def run_gpu_check(
+    data: str | Path,
+    out: str | Path,
+    sizes: list[tuple[int, int]],
+    epochs: int = 3,
+    batch_size: int = 128,
+    devices: str = "1",
+    precision: str = "auto",
+    work_dir: str | Path | None = None,
+    weights: str | None = None,
+    backbone: str = "efficientnetb0",
+) -> dict[str, Any]:
     """Train the GPU recipe ``epochs`` per size on ``data`` and write the check's JSON to ``out``."""
     from .cli import build_train_data
     from .gpu_recipe import GpuRecipe, GpuRecipeConfig
@@ -119,16 +141,29 @@ def run_gpu_check(data: str | Path, out: str | Path, sizes: list[tuple[int, int]
     work = Path(work_dir) if work_dir else Path("runs") / "gpu-check"
     train_data = build_train_data(str(data), str(split), workers=min(16, os.cpu_count() or 1))
     report: dict[str, Any] = {
-        "check": "gpu-recipe", "command": "fashion-train " + " ".join(sys.argv[1:]),
+        "check": "gpu-recipe",
+        "command": "fashion-train " + " ".join(sys.argv[1:]),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "facts": device_facts(), "backbone": backbone, "weights": Path(weights).name if weights else "random init",
-        "epochs": epochs, "batch_size": batch_size, "train_images": len(train_data.train),
-        "val_images": len(train_data.val), "sizes": {},
+        "facts": device_facts(),
+        "backbone": backbone,
+        "weights": Path(weights).name if weights else "random init",
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "train_images": len(train_data.train),
+        "val_images": len(train_data.val),
+        "sizes": {},
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     for height, width in sizes:
-        config = GpuRecipeConfig(sizes=[(height, width)], epochs=epochs, batch_size=batch_size, devices=devices,
-                                 mixed_precision=precision, backbone=backbone, patience=epochs + 1)
+        config = GpuRecipeConfig(
+            sizes=[(height, width)],
+            epochs=epochs,
+            batch_size=batch_size,
+            devices=devices,
+            mixed_precision=precision,
+            backbone=backbone,
+            patience=epochs + 1,
+        )
         t0 = time.time()
         result = GpuRecipe(config, weights=weights).fit(train_data, work)
         size = result.training["results"]["sizes"][f"{height}x{width}"]
@@ -153,19 +188,29 @@ def run_gpu_check(data: str | Path, out: str | Path, sizes: list[tuple[int, int]
 
 
 def _epoch_row(log: dict[str, Any], timing: dict[str, Any]) -> dict[str, Any]:
-    heads = {k[len("val_"):-len("_acc")]: round(float(v), 4) for k, v in log.items()
-             if k.startswith("val_") and k.endswith("_acc") and k != "val_mean_acc"}
-    return {"epoch": int(log.get("epoch", -1)) + 1, "loss": round(float(log.get("loss", float("nan"))), 4),
-            "val_loss": round(float(log.get("val_loss", float("nan"))), 4), "val_accuracy": heads,
-            "img_per_s": timing.get("img_per_s"), "train_seconds": timing.get("train_seconds"),
-            "data_wait_seconds": timing.get("data_wait_seconds")}
+    heads = {
+        k[len("val_") : -len("_acc")]: round(float(v), 4)
+        for k, v in log.items()
+        if k.startswith("val_") and k.endswith("_acc") and k != "val_mean_acc"
+    }
+    return {
+        "epoch": int(log.get("epoch", -1)) + 1,
+        "loss": round(float(log.get("loss", float("nan"))), 4),
+        "val_loss": round(float(log.get("val_loss", float("nan"))), 4),
+        "val_accuracy": heads,
+        "img_per_s": timing.get("img_per_s"),
+        "train_seconds": timing.get("train_seconds"),
+        "data_wait_seconds": timing.get("data_wait_seconds"),
+    }
 
 
 def _prepare_main(argv: list[str]) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m fashion.train.gpu_check prepare",
-                                     description="Copy a small seeded subset of a Kaggle-layout folder.")
+    parser = argparse.ArgumentParser(
+        prog="python -m fashion.train.gpu_check prepare",
+        description="Copy a small seeded subset of a Kaggle-layout folder.",
+    )
     parser.add_argument("--source", required=True)
     parser.add_argument("--dest", required=True)
     parser.add_argument("--images", type=int, default=DEFAULT_IMAGES)

@@ -79,8 +79,16 @@ class TimeCosine(keras.callbacks.Callback):
     base value: on JAX every push synchronises the model state.
     """
 
-    def __init__(self, base_lr: float, seconds: float, warmup_fraction: float = 0.08, floor: float = 0.02,
-                 already: float = 0.0, resolution: float = 0.002, clock=time.monotonic):
+    def __init__(
+        self,
+        base_lr: float,
+        seconds: float,
+        warmup_fraction: float = 0.08,
+        floor: float = 0.02,
+        already: float = 0.0,
+        resolution: float = 0.002,
+        clock=time.monotonic,
+    ):
         super().__init__()
         if seconds <= 0:
             raise TrainError(f"--gpu-seconds must be positive, not {seconds}")
@@ -157,8 +165,13 @@ class StepTimer(keras.callbacks.Callback):
         return float(getattr(self.batches, "fetch_seconds", 0.0))
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = {"epoch": epoch + 1, "steps": 0, "train_seconds": None, "data_wait_seconds": None,
-                       "img_per_s": None}
+        self._epoch = {
+            "epoch": epoch + 1,
+            "steps": 0,
+            "train_seconds": None,
+            "data_wait_seconds": None,
+            "img_per_s": None,
+        }
         self._epoch_begin, self._fetch_begin = time.perf_counter(), self._fetched()
         self._first_in_epoch = False
 
@@ -185,8 +198,11 @@ class StepTimer(keras.callbacks.Callback):
             steady_steps -= 1
             steady_seconds -= self.first_step or record["train_seconds"]
         record["steady_steps"], record["steady_seconds"] = steady_steps, round(max(steady_seconds, 0.0), 3)
-        record["img_per_s"] = round(steady_steps * self.batch_size / steady_seconds, 1) \
-            if steady_steps > 0 and steady_seconds > 0 else None
+        record["img_per_s"] = (
+            round(steady_steps * self.batch_size / steady_seconds, 1)
+            if steady_steps > 0 and steady_seconds > 0
+            else None
+        )
 
     def on_test_begin(self, logs=None):
         self._close_epoch()
@@ -209,8 +225,7 @@ class StepTimer(keras.callbacks.Callback):
         seconds = sum(e["steady_seconds"] for e in self.epochs)
         trained = sum(e["train_seconds"] for e in self.epochs)
         steady_step = seconds / steps if steps else 0.0
-        val_compile = self.validation[0] - float(np.median(self.validation[1:])) if len(self.validation) > 1 \
-            else None
+        val_compile = self.validation[0] - float(np.median(self.validation[1:])) if len(self.validation) > 1 else None
         epoch_seconds = [e["train_seconds"] for e in self.epochs]
         return {
             "compile_seconds": round(max(0.0, (self.first_step or 0.0) - steady_step), 2),
@@ -220,7 +235,8 @@ class StepTimer(keras.callbacks.Callback):
             "steady_epoch_seconds": round(float(np.median(epoch_seconds[1:])), 3) if len(epoch_seconds) > 1 else None,
             "steady_img_per_s": round(steps * self.batch_size / seconds, 1) if steps and seconds > 0 else None,
             "data_wait_fraction": round(sum(e["data_wait_seconds"] for e in self.epochs) / trained, 4)
-            if trained > 0 else None,
+            if trained > 0
+            else None,
             "epochs": self.epochs,
         }
 
@@ -230,8 +246,13 @@ class GpuRecipe(Recipe):
 
     name = "gpu"
 
-    def __init__(self, config: GpuRecipeConfig | None = None, weights: str | None = None, resume: bool = False,
-                 callbacks: Sequence[Any] = ()):
+    def __init__(
+        self,
+        config: GpuRecipeConfig | None = None,
+        weights: str | None = None,
+        resume: bool = False,
+        callbacks: Sequence[Any] = (),
+    ):
         self.config = config or GpuRecipeConfig()
         self.weights = weights
         self.resume = resume
@@ -250,8 +271,10 @@ class GpuRecipe(Recipe):
             enable_compilation_cache(Path(os.environ.get(CACHE_ENV) or run_dir / "jax_cache"))
         devices = select_devices(config.devices, config.batch_size)
         policy = precision_policy(config.mixed_precision)
-        print(f"GPU recipe on Keras {keras.__version__} / {backend}: {len(devices)} device(s) {devices}, "
-              f"policy {policy}", flush=True)
+        print(
+            f"GPU recipe on Keras {keras.__version__} / {backend}: {len(devices)} device(s) {devices}, policy {policy}",
+            flush=True,
+        )
         started = time.time()
         previous_policy = keras.mixed_precision.dtype_policy().name
         sizes: dict[str, Any] = {}
@@ -263,9 +286,12 @@ class GpuRecipe(Recipe):
             for height, width in config.sizes:
                 tag = f"{height}x{width}"
                 model, wrapper, sizes[tag], probs = self._fit_size(train_data, run_dir, height, width, state)
-                print(f"{tag}: compile {sizes[tag]['compile_seconds']} s, steady "
-                      f"{sizes[tag]['steady_img_per_s']} img/s, val accuracy "
-                      f"{json.dumps(sizes[tag]['val_accuracy'])}", flush=True)
+                print(
+                    f"{tag}: compile {sizes[tag]['compile_seconds']} s, steady "
+                    f"{sizes[tag]['steady_img_per_s']} img/s, val accuracy "
+                    f"{json.dumps(sizes[tag]['val_accuracy'])}",
+                    flush=True,
+                )
                 if first is None:
                     first = (model, probs)
                 _write_results(run_dir, backend, devices, policy, train_data, sizes, started)
@@ -278,9 +304,15 @@ class GpuRecipe(Recipe):
         height, width = config.sizes[0]
         bundle_model = float32_copy(model, train_data.num_classes, height, width, config.backbone)
         val = train_data.decoded("val", height, width)
-        training = {"recipe": self.name, **config.record(), "backend": backend, "devices": len(devices),
-                    "policy": policy, "weights": Path(self.weights).name if self.weights else None,
-                    "results": {"sizes": sizes, "seconds": round(time.time() - started, 1)}}
+        training = {
+            "recipe": self.name,
+            **config.record(),
+            "backend": backend,
+            "devices": len(devices),
+            "policy": policy,
+            "weights": Path(self.weights).name if self.weights else None,
+            "results": {"sizes": sizes, "seconds": round(time.time() - started, 1)},
+        }
         return TrainResult(bundle_model, training, probs, val.labels, run_dir)
 
     def _state_config(self) -> dict[str, Any]:
@@ -298,7 +330,9 @@ class GpuRecipe(Recipe):
         train, val = data.decoded("train", height, width), data.decoded("val", height, width)
         for name, part in (("train", train), ("val", val)):
             if part.skipped:
-                print(f"{tag} {name}: skipped {len(part.skipped)} unreadable images, e.g. {part.skipped[0]}", flush=True)
+                print(
+                    f"{tag} {name}: skipped {len(part.skipped)} unreadable images, e.g. {part.skipped[0]}", flush=True
+                )
         keras.utils.set_random_seed(config.seed)
         model = build_model(data.num_classes, height, width, weights=self.weights, backbone=config.backbone)
         set_trainable_from(model, "stem_conv")  # everything but BatchNormalization
@@ -312,8 +346,11 @@ class GpuRecipe(Recipe):
             max_epochs = config.max_epochs_timed
         else:
             steps = config.epochs * len(batches)
-            compile_model(wrapper, cosine_schedule(config.learning_rate, steps, warmup_steps=len(batches) // 2),
-                          config.label_smoothing)
+            compile_model(
+                wrapper,
+                cosine_schedule(config.learning_rate, steps, warmup_steps=len(batches) // 2),
+                config.label_smoothing,
+            )
             max_epochs = config.epochs
         wrapper.optimizer.build(wrapper.trainable_variables)  # so a checkpoint restores Adam's moments too
         initial_epoch = 0
@@ -330,18 +367,29 @@ class GpuRecipe(Recipe):
         timer = StepTimer(config.batch_size, batches)
         callbacks: list[keras.callbacks.Callback] = []
         if timed:
-            schedule = TimeCosine(config.learning_rate, config.seconds_per_size,
-                                  already=float(progress.get("train_seconds", 0.0)))
+            schedule = TimeCosine(
+                config.learning_rate, config.seconds_per_size, already=float(progress.get("train_seconds", 0.0))
+            )
             callbacks.append(schedule)
             self.schedules[tag] = schedule
-        callbacks += [timer, *selection_callbacks(size_dir, config.patience), _Checkpoint(size_dir, state, tag),
-                      *self.extra_callbacks]
+        callbacks += [
+            timer,
+            *selection_callbacks(size_dir, config.patience),
+            _Checkpoint(size_dir, state, tag),
+            *self.extra_callbacks,
+        ]
         self.timers[tag] = timer
         finished = bool(progress.get("done"))
         if not finished:
             if initial_epoch < max_epochs:
-                wrapper.fit(batches, validation_data=val_batches, epochs=max_epochs, initial_epoch=initial_epoch,
-                            verbose=2, callbacks=callbacks)
+                wrapper.fit(
+                    batches,
+                    validation_data=val_batches,
+                    epochs=max_epochs,
+                    initial_epoch=initial_epoch,
+                    verbose=2,
+                    callbacks=callbacks,
+                )
             save_weights_npz(wrapper, size_dir / "final.weights.npz")
             state.update_size(tag, done=True)
         else:
@@ -353,13 +401,16 @@ class GpuRecipe(Recipe):
             "val_accuracy": accuracy_per_head(probs, val.labels),
             "epochs_run": len(read_log(size_dir / "log.csv")),
             "per_epoch": read_log(size_dir / "log.csv"),
-            "train_images": int(len(train.images)), "val_images": int(len(val.images)),
+            "train_images": int(len(train.images)),
+            "val_images": int(len(val.images)),
             "skipped": {"train": train.skipped[:20], "val": val.skipped[:20]},
             **{k: v for k, v in timing.items()},
         }
         if timed:
-            result["schedule"] = {"train_seconds": round(self.schedules[tag].trained_seconds(), 2),
-                                  "first_rates": self.schedules[tag].first_rates[:3]}
+            result["schedule"] = {
+                "train_seconds": round(self.schedules[tag].trained_seconds(), 2),
+                "first_rates": self.schedules[tag].first_rates[:3],
+            }
         return model, wrapper, result, probs
 
 
@@ -379,7 +430,6 @@ class _Checkpoint(keras.callbacks.Callback):
         self.state.update_size(self.tag, **update)
 
 
-
 class _RunState:
     """``state.json``: the configuration and each size's progress; ``resume`` refuses another configuration."""
 
@@ -388,8 +438,9 @@ class _RunState:
         if resume and path.exists():
             self.data = json.loads(path.read_text())
             if self.data.get("config") != json.loads(json.dumps(config)):
-                raise ResumeMismatch(f"{path}: --resume with a different configuration; "
-                                     "start a new --work-dir or drop --resume")
+                raise ResumeMismatch(
+                    f"{path}: --resume with a different configuration; start a new --work-dir or drop --resume"
+                )
         else:
             self.data = {"config": config, "sizes": {}}
             self._write()
@@ -413,10 +464,18 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _write_results(run_dir: Path, backend: str, devices: list[str], policy: str, data: TrainData,
-                   sizes: dict[str, Any], started: float) -> None:
-    results = {"backend": backend, "devices": devices, "policy": policy, "train_images": len(data.train),
-               "val_images": len(data.val), "sizes": sizes, "seconds": round(time.time() - started, 1)}
+def _write_results(
+    run_dir: Path, backend: str, devices: list[str], policy: str, data: TrainData, sizes: dict[str, Any], started: float
+) -> None:
+    results = {
+        "backend": backend,
+        "devices": devices,
+        "policy": policy,
+        "train_images": len(data.train),
+        "val_images": len(data.val),
+        "sizes": sizes,
+        "seconds": round(time.time() - started, 1),
+    }
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable) + "\n")
 
 
@@ -427,10 +486,11 @@ def selection_callbacks(size_dir: Path, patience: int) -> list[keras.callbacks.C
     """
     from .finetune import MeanValAccuracy
 
-    return [MeanValAccuracy(),
-            keras.callbacks.EarlyStopping(monitor="val_mean_acc", mode="max", patience=patience,
-                                          restore_best_weights=True),
-            keras.callbacks.CSVLogger(str(size_dir / "log.csv"), append=True)]
+    return [
+        MeanValAccuracy(),
+        keras.callbacks.EarlyStopping(monitor="val_mean_acc", mode="max", patience=patience, restore_best_weights=True),
+        keras.callbacks.CSVLogger(str(size_dir / "log.csv"), append=True),
+    ]
 
 
 def save_weights_npz(model, path: Path) -> None:
@@ -449,8 +509,9 @@ def load_weights_npz(model, path: Path) -> None:
     with np.load(path, allow_pickle=False) as saved:
         missing = [v.path for v in model.weights if v.path not in saved.files]
         if missing:
-            raise TrainError(f"{path}: no values for {len(missing)} variables (e.g. {missing[0]}); "
-                             "start a new --work-dir")
+            raise TrainError(
+                f"{path}: no values for {len(missing)} variables (e.g. {missing[0]}); start a new --work-dir"
+            )
         for variable in model.weights:
             variable.assign(saved[variable.path])
 
@@ -466,8 +527,10 @@ def save_optimizer_state(optimizer, path: Path) -> None:
 def load_optimizer_state(optimizer, path: Path) -> None:
     with np.load(path, allow_pickle=False) as saved:
         if len(saved.files) != len(optimizer.variables):
-            raise TrainError(f"{path}: {len(saved.files)} optimizer variables saved, the model has "
-                             f"{len(optimizer.variables)}; start a new --work-dir")
+            raise TrainError(
+                f"{path}: {len(saved.files)} optimizer variables saved, the model has "
+                f"{len(optimizer.variables)}; start a new --work-dir"
+            )
         for i, variable in enumerate(optimizer.variables):
             variable.assign(saved[f"{i:05d}"])
 

@@ -30,8 +30,9 @@ def _import_keras():
     try:
         import keras
     except ImportError as exc:
-        raise BackendUnavailableError("the keras backend needs Keras 3 and a Keras backend "
-                                      "(pip install 'fashion-edge[train]')") from exc
+        raise BackendUnavailableError(
+            "the keras backend needs Keras 3 and a Keras backend (pip install 'fashion-edge[train]')"
+        ) from exc
     return keras
 
 
@@ -68,8 +69,9 @@ def set_threads(threads: int | None) -> list[str]:
             applied.append("jax already initialised: default threads")
         else:
             flags = os.environ.get("XLA_FLAGS", "")
-            os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false " \
-                                      f"intra_op_parallelism_threads={threads}".strip()
+            os.environ["XLA_FLAGS"] = (
+                f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}".strip()
+            )
             applied.append(f"jax intra-op threads {threads}")
     return applied
 
@@ -102,8 +104,16 @@ class KerasBackend(Backend):
             raise BundleError(f"{path or 'model'}: Keras model has no output for {', '.join(missing)}")
 
     @classmethod
-    def open(cls, path: Path, artifact: dict[str, Any] | None = None, *, providers: list[str] | None = None,
-             threads: int | None = None, allow_fallback: bool = False, **options: Any) -> KerasBackend:
+    def open(
+        cls,
+        path: Path,
+        artifact: dict[str, Any] | None = None,
+        *,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        allow_fallback: bool = False,
+        **options: Any,
+    ) -> KerasBackend:
         """``path``: a model.keras file or a bundle directory holding one (``artifact`` may name the file)."""
         applied = set_threads(threads)
         keras = _import_keras()
@@ -120,8 +130,10 @@ class KerasBackend(Backend):
         return cls(model, path, applied)
 
     def output_sizes(self) -> dict[str, int | None]:
-        return {h: (int(self.model.output[h].shape[-1]) if self.model.output[h].shape[-1] is not None else None)
-                for h in HEADS}
+        return {
+            h: (int(self.model.output[h].shape[-1]) if self.model.output[h].shape[-1] is not None else None)
+            for h in HEADS
+        }
 
     def _feature_model(self):
         if self._with_features is None:

@@ -15,8 +15,17 @@ from fashion.data.paths import WEIGHTS_FILE as NOTOP_FILE
 
 FEATURE_LAYER = "top_activation"  # last conv feature map, used for class-activation maps
 POOL_LAYER = "avg_pool"
-def build_model(num_classes: dict[str, int], height: int, width: int, weights: str | None = None,
-                dropout: float = 0.2, heads=HEADS, backbone: str = "efficientnetb0") -> keras.Model:
+
+
+def build_model(
+    num_classes: dict[str, int],
+    height: int,
+    width: int,
+    weights: str | None = None,
+    dropout: float = 0.2,
+    heads=HEADS,
+    backbone: str = "efficientnetb0",
+) -> keras.Model:
     """Build the classifier. ``weights``: a notop .weights.h5 path, "imagenet" (download) or None.
 
     ``backbone="tiny"`` is a few-layer stand-in with the same input, layer names and outputs,
@@ -27,9 +36,7 @@ def build_model(num_classes: dict[str, int], height: int, width: int, weights: s
         trunk = _tiny_trunk(inputs)
         weights = None
     else:
-        trunk = keras.applications.EfficientNetB0(
-            include_top=False, weights=None, input_tensor=inputs, pooling="avg"
-        )
+        trunk = keras.applications.EfficientNetB0(include_top=False, weights=None, input_tensor=inputs, pooling="avg")
     if weights == "imagenet":
         reference = _imagenet_trunk(height, width)
         trunk.set_weights(reference.get_weights())
@@ -38,8 +45,10 @@ def build_model(num_classes: dict[str, int], height: int, width: int, weights: s
     freeze_batchnorm(trunk)
     features = trunk.output
     x = keras.layers.Dropout(dropout, name="head_dropout")(features)
-    outputs = {head: keras.layers.Dense(num_classes[head], activation="softmax", name=head, dtype="float32")(x)
-               for head in heads}
+    outputs = {
+        head: keras.layers.Dense(num_classes[head], activation="softmax", name=head, dtype="float32")(x)
+        for head in heads
+    }
     return keras.Model(inputs, outputs, name="fashion_efficientnetb0")
 
 
@@ -56,8 +65,9 @@ def _tiny_trunk(inputs) -> keras.Model:
 
 def _imagenet_trunk(height: int, width: int) -> keras.Model:
     try:
-        return keras.applications.EfficientNetB0(include_top=False, weights="imagenet",
-                                                 input_shape=(height, width, 3), pooling="avg")
+        return keras.applications.EfficientNetB0(
+            include_top=False, weights="imagenet", input_shape=(height, width, 3), pooling="avg"
+        )
     except Exception as exc:  # offline: the download is the only thing that can fail here
         raise RuntimeError(
             "Could not download ImageNet EfficientNetB0 weights. Pass --weights PATH to an "
@@ -82,7 +92,8 @@ def set_trainable_from(model: keras.Model, first_layer: str | None) -> None:
         if layer.name == first_layer:
             trainable = True
         layer.trainable = (trainable or layer.name in head_layers) and not isinstance(
-            layer, keras.layers.BatchNormalization)
+            layer, keras.layers.BatchNormalization
+        )
 
 
 def masked_sparse_crossentropy(label_smoothing: float = 0.0, num_classes: int | None = None):
@@ -129,8 +140,13 @@ class MaskedAccuracy(keras.metrics.Metric):
         self.total.assign(0.0)
 
 
-def compile_model(model: keras.Model, learning_rate=1e-3, label_smoothing: float = 0.0,
-                  loss_weights: dict[str, float] | None = None, heads=HEADS) -> None:
+def compile_model(
+    model: keras.Model,
+    learning_rate=1e-3,
+    label_smoothing: float = 0.0,
+    loss_weights: dict[str, float] | None = None,
+    heads=HEADS,
+) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss={h: masked_sparse_crossentropy(label_smoothing) for h in heads},

@@ -129,8 +129,15 @@ class ArrayBatches(keras.utils.PyDataset):
     same sequence). Padding instead of a short last batch keeps one shape per size (one compilation).
     """
 
-    def __init__(self, images: np.ndarray, labels: dict[str, np.ndarray], batch_size: int, shuffle: bool = False,
-                 seed: int = 0, **kwargs: Any):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: dict[str, np.ndarray],
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         if len(images) == 0:
             raise ValueError("no images to batch")
@@ -149,7 +156,7 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         began = time.perf_counter()
-        idx = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        idx = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
         batch = pad_batch(self.images[idx], {h: v[idx] for h, v in self.labels.items()}, self.batch_size)
         self.fetch_seconds += time.perf_counter() - began
         return batch
@@ -178,9 +185,9 @@ def predict_padded(model: keras.Model, images: np.ndarray, batch_size: int) -> d
     outputs: dict[str, list[np.ndarray]] = {head: [] for head in HEADS}
     as_uint8 = str(model.inputs[0].dtype) == "uint8"  # the training wrapper takes uint8; a bundle model float32
     for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
+        chunk = images[start : start + batch_size]
         batch = pad_batch(chunk, None, batch_size)
         batch = model.predict_on_batch(batch if as_uint8 else batch.astype(np.float32))
         for head in HEADS:
-            outputs[head].append(np.asarray(batch[head], dtype=np.float32)[:len(chunk)])
+            outputs[head].append(np.asarray(batch[head], dtype=np.float32)[: len(chunk)])
     return {head: np.concatenate(chunks) for head, chunks in outputs.items()}

@@ -78,8 +78,7 @@ class TrainData:
         return self._decoded[key]
 
 
-def decode_part(part: Part, height: int, width: int, workers: int | None = None, allow_empty: bool = False
-                ) -> Decoded:
+def decode_part(part: Part, height: int, width: int, workers: int | None = None, allow_empty: bool = False) -> Decoded:
     """Decode with the project's one image loader (thread pool: no fork after JAX); unreadable images are
     skipped and reported, and their rows dropped from the labels too."""
     from fashion.data.images import decode_images
@@ -88,7 +87,9 @@ def decode_part(part: Part, height: int, width: int, workers: int | None = None,
     rows = np.flatnonzero(decoded.ok)
     skipped = [(int(part.ids[position]), reason) for position, reason in decoded.failed]
     if not len(rows) and not allow_empty:
-        raise TrainError(f"none of the {len(part)} images could be decoded (first: {skipped[0][1] if skipped else '?'})")
+        raise TrainError(
+            f"none of the {len(part)} images could be decoded (first: {skipped[0][1] if skipped else '?'})"
+        )
     return Decoded(decoded.images[rows], {h: v[rows] for h, v in part.labels.items()}, part.ids[rows], skipped)
 
 
@@ -113,8 +114,13 @@ class Recipe(ABC):
         """Train on ``train_data.train``, select on ``train_data.val``; checkpoints and logs go to ``run_dir``."""
 
 
-def train_data_from_frame(frame, vocabularies: dict[str, list[str]], hierarchy: list[list[str]],
-                          description: dict[str, Any] | None = None, workers: int | None = None) -> TrainData:
+def train_data_from_frame(
+    frame,
+    vocabularies: dict[str, list[str]],
+    hierarchy: list[list[str]],
+    description: dict[str, Any] | None = None,
+    workers: int | None = None,
+) -> TrainData:
     """``TrainData`` from a dataset frame with a ``split`` column (train/val rows; others are ignored)."""
     from fashion.data.labels import encode
 

@@ -27,10 +27,23 @@ FAST = ["--iters", "5", "--warmup", "1", "--batch-sizes", "1,4", "--quiet"]
 def bench_run(tiny_bundle, sample_dir, tmp_path_factory):
     """One real run with an accuracy gate no model can pass: exit code, output, JSON and plot paths."""
     out = tmp_path_factory.mktemp("bench")
-    result = CliRunner().invoke(main, [str(tiny_bundle), "--data", str(sample_dir), *FAST,
-                                       "--json", str(out / "bench.json"), "--plot", str(out / "bench.png"),
-                                       "--markdown", str(out / "bench.md"),
-                                       "--min-accuracy", "articleType=1.01"])
+    result = CliRunner().invoke(
+        main,
+        [
+            str(tiny_bundle),
+            "--data",
+            str(sample_dir),
+            *FAST,
+            "--json",
+            str(out / "bench.json"),
+            "--plot",
+            str(out / "bench.png"),
+            "--markdown",
+            str(out / "bench.md"),
+            "--min-accuracy",
+            "articleType=1.01",
+        ],
+    )
     return result, json.loads((out / "bench.json").read_text()), out
 
 
@@ -100,9 +113,12 @@ def _independent_scores(bundle_dir, sample_dir, head):
     truth = np.array(truth)
     top1 = probabilities.argmax(axis=1)
     top3 = np.argsort(-probabilities, axis=1)[:, :3]
-    return {"n": len(truth), "accuracy": float(np.mean(top1 == truth)),
-            "macro_f1": float(f1_score(truth, top1, average="macro")),
-            "top3": float(np.mean([t in row for t, row in zip(truth, top3)]))}
+    return {
+        "n": len(truth),
+        "accuracy": float(np.mean(top1 == truth)),
+        "macro_f1": float(f1_score(truth, top1, average="macro")),
+        "top3": float(np.mean([t in row for t, row in zip(truth, top3)])),
+    }
 
 
 def test_accuracy_matches_an_independent_computation(bench_run, tiny_bundle, sample_dir):
@@ -118,7 +134,10 @@ def test_accuracy_matches_an_independent_computation(bench_run, tiny_bundle, sam
         assert got[metric] == pytest.approx(expected[metric], abs=1e-9), metric
     # the one empty baseColour label in the sample is excluded, not scored
     assert scores["baseColour"]["missing_labels"] >= 1
-    assert scores["baseColour"]["n"] == payload["data"]["images"] - scores["baseColour"]["missing_labels"] - scores["baseColour"]["unknown_labels"]
+    assert (
+        scores["baseColour"]["n"]
+        == payload["data"]["images"] - scores["baseColour"]["missing_labels"] - scores["baseColour"]["unknown_labels"]
+    )
 
 
 def test_min_accuracy_gate_fails_the_run(bench_run):
@@ -138,8 +157,21 @@ def test_table_and_plots_are_written(bench_run):
 
 
 def test_passing_gate_exits_zero(tiny_bundle, sample_dir):
-    result = CliRunner().invoke(main, [str(tiny_bundle), "--data", str(sample_dir), *FAST, "--limit", "40",
-                                       "--backends", "onnx-fp32,onnx-int8", "--min-accuracy", "gender=0"])
+    result = CliRunner().invoke(
+        main,
+        [
+            str(tiny_bundle),
+            "--data",
+            str(sample_dir),
+            *FAST,
+            "--limit",
+            "40",
+            "--backends",
+            "onnx-fp32,onnx-int8",
+            "--min-accuracy",
+            "gender=0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "onnx-int8" in result.output and "Keras" not in result.output
 
@@ -155,8 +187,12 @@ def test_bad_arguments_are_refused(tiny_bundle, sample_dir):
 
 def test_thresholds_and_failures():
     thresholds = parse_thresholds(["gender=0.9", "season=0.5"], list(HEADS))
-    result = {"rows": [{"name": "a", "status": "ok", "accuracy": {"gender": {"accuracy": 0.95}, "season": {"accuracy": 0.4}}},
-                       {"name": "b", "status": "skipped"}]}
+    result = {
+        "rows": [
+            {"name": "a", "status": "ok", "accuracy": {"gender": {"accuracy": 0.95}, "season": {"accuracy": 0.4}}},
+            {"name": "b", "status": "skipped"},
+        ]
+    }
     assert accuracy_failures(result, thresholds) == ["a season accuracy 0.4000 < 0.5"]
     with pytest.raises(ValueError):
         parse_thresholds(["gender"], list(HEADS))
@@ -195,8 +231,21 @@ def test_named_split_narrows_any_data_folder(tiny_bundle, sample_dir, tmp_path):
         sample_ids = [row[0] for row in list(csv.reader(handle))[1:]]
     expected = sum(i in val_ids and (sample_dir / "images" / f"{i}.jpg").is_file() for i in sample_ids)
     out = tmp_path / "split.json"
-    result = CliRunner().invoke(main, [str(tiny_bundle), "--data", str(sample_dir), "--split", "val", *FAST,
-                                       "--backends", "onnx-fp32", "--json", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            str(tiny_bundle),
+            "--data",
+            str(sample_dir),
+            "--split",
+            "val",
+            *FAST,
+            "--backends",
+            "onnx-fp32",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())["data"]
     assert data["split"] == "val" and data["split_file"].endswith("fashion-product-images.csv")
@@ -214,9 +263,29 @@ def test_ab_compares_graph_variants_in_one_process(tiny_bundle, sample_dir, tmp_
     remove_noop_reshapes(model)
     onnx.save(model, str(variant))
     out = tmp_path / "ab.json"
-    result = CliRunner().invoke(main, [str(tiny_bundle), "--data", str(sample_dir), "--limit", "8", "--iters", "6",
-                                       "--batch-sizes", "1,4", "--threads", "1", "--ab-rounds", "2", "--quiet",
-                                       "--ab", f"rewritten={variant}", "--json", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            str(tiny_bundle),
+            "--data",
+            str(sample_dir),
+            "--limit",
+            "8",
+            "--iters",
+            "6",
+            "--batch-sizes",
+            "1,4",
+            "--threads",
+            "1",
+            "--ab-rounds",
+            "2",
+            "--quiet",
+            "--ab",
+            f"rewritten={variant}",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
     assert set(payload["variants"]) == {"bundle", "rewritten"} and payload["threads"] == 1

@@ -50,9 +50,29 @@ def test_keras_row_runs_the_model_through_the_keras_backend(keras_bundle):
 def test_bench_runs_the_keras_row_and_computes_speedups(keras_bundle, sample_dir, tmp_path):
     root, _ = keras_bundle
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(main, [str(root), "--data", str(sample_dir), "--limit", "48", "--iters", "5",
-                                       "--warmup", "1", "--batch-sizes", "1,8", "--threads", "1", "--quiet",
-                                       "--backends", "keras,onnx-fp32", "--json", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            str(root),
+            "--data",
+            str(sample_dir),
+            "--limit",
+            "48",
+            "--iters",
+            "5",
+            "--warmup",
+            "1",
+            "--batch-sizes",
+            "1,8",
+            "--threads",
+            "1",
+            "--quiet",
+            "--backends",
+            "keras,onnx-fp32",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
     for name in ("keras", "onnx-fp32"):
@@ -67,7 +87,9 @@ def test_bench_runs_the_keras_row_and_computes_speedups(keras_bundle, sample_dir
     # agreement columns come from fashion.metrics.compare_outputs: the reference agrees with itself exactly
     fp32 = rows["onnx-fp32"]["vs_fp32"]
     assert fp32["reference"] == "onnx-fp32"
-    assert all(v == 1.0 for v in fp32["top1_agreement"].values()) and all(v == 0.0 for v in fp32["max_abs_diff"].values())
+    assert all(v == 1.0 for v in fp32["top1_agreement"].values()) and all(
+        v == 0.0 for v in fp32["max_abs_diff"].values()
+    )
     keras_vs = rows["keras"]["vs_fp32"]  # two different untrained models: real, finite differences
     assert set(keras_vs["max_abs_diff"]) == set(HEADS)
     assert all(0.0 <= v <= 1.0 for v in keras_vs["top1_agreement"].values())

@@ -16,8 +16,10 @@ from fashion.runtime import Classifier  # noqa: E402
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not browser.CHROMIUM.is_file(),
-                       reason=f"{browser.CHROMIUM} missing: install Debian's chromium (`make browser`, needs root)"),
+    pytest.mark.skipif(
+        not browser.CHROMIUM.is_file(),
+        reason=f"{browser.CHROMIUM} missing: install Debian's chromium (`make browser`, needs root)",
+    ),
 ]
 
 
@@ -68,14 +70,12 @@ def test_clicking_an_example_predicts_it(page, demo_url, classifier, sample_dir)
     examples = page.locator("button.gallery-item")
     assert examples.count() == len(views.example_images(sample_dir))
     examples.first.click()
-    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Prediction took')",
-                           timeout=60_000)
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Prediction took')", timeout=60_000)
     expected = classifier.predict(views.example_images(sample_dir)[0]).heads["articleType"].label
     assert expected in page.inner_text("#head-articleType")
 
 
-def test_bad_upload_shows_an_error_in_the_page_and_the_next_photo_still_works(page, demo_url, sample_dir,
-                                                                             tmp_path):
+def test_bad_upload_shows_an_error_in_the_page_and_the_next_photo_still_works(page, demo_url, sample_dir, tmp_path):
     bad = tmp_path / "holiday.jpg"
     bad.write_bytes(b"these bytes are not a photo")
     status = browser.predict_photo(page, demo_url, bad)
@@ -94,11 +94,14 @@ def test_batch_tab_fills_the_table_and_downloads_the_csv(page, demo_url, classif
     page.set_input_files("#batch-files input[type=file]", [str(p) for p in images])
     page.wait_for_function(
         "(n) => document.querySelectorAll('#batch-files .file-preview tr, #batch-files table tr').length >= n",
-        arg=len(images), timeout=60_000)
+        arg=len(images),
+        timeout=60_000,
+    )
     page.click("#batch-run")
     last = images[-1].name
-    page.wait_for_function("(name) => document.querySelector('#batch-table')?.innerText.includes(name)",
-                           arg=last, timeout=60_000)
+    page.wait_for_function(
+        "(name) => document.querySelector('#batch-table')?.innerText.includes(name)", arg=last, timeout=60_000
+    )
     table = page.inner_text("#batch-table")
     for image in images:
         assert image.name in table
@@ -117,7 +120,6 @@ def test_screenshot_command_writes_a_png(tiny_bundle, sample_dir, tmp_path):
 
     out = tmp_path / "shot.png"
     image = views.example_images(sample_dir, count=1)[0]
-    result = CliRunner().invoke(browser.main, ["--bundle", str(tiny_bundle), "--image", str(image),
-                                               "--out", str(out)])
+    result = CliRunner().invoke(browser.main, ["--bundle", str(tiny_bundle), "--image", str(image), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "Prediction took" in result.output

@@ -62,9 +62,9 @@ def sample_images(sample_dir) -> list[Path]:
 
 def test_jet_runs_from_blue_through_green_to_red():
     cold, mid, hot = views.jet(np.array([[0.0, 0.5, 1.0]]))[0]
-    assert cold[2] > 100 and cold[0] == 0          # blue
+    assert cold[2] > 100 and cold[0] == 0  # blue
     assert mid[1] == 255 and mid[0] < 200 and mid[2] < 200  # green dominates
-    assert hot[0] > 100 and hot[2] == 0            # red
+    assert hot[0] > 100 and hot[2] == 0  # red
     assert views.jet(np.zeros((4, 3))).shape == (4, 3, 3)
 
 
@@ -75,7 +75,7 @@ def test_overlay_tints_hot_regions_red_and_keeps_cold_regions_close_to_the_photo
     out = views.overlay(image, heat)
     assert out.shape == image.shape and out.dtype == np.uint8
     hot, cold = out[:4].reshape(-1, 3).mean(0), out[4:].reshape(-1, 3).mean(0)
-    assert hot[0] > hot[2] + 60                     # red over the hot half
+    assert hot[0] > hot[2] + 60  # red over the hot half
     assert np.abs(cold - 200).max() < np.abs(hot - 200).max()
     with pytest.raises(ValueError, match="sizes differ"):
         views.overlay(image, np.zeros((4, 4)))
@@ -188,8 +188,17 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(tmp_path):
     rows = [["=2+5+cmd|' -C calc'!A0.jpg", "Men", 0.5, "-x", "@SUM(A1)", "+1", "\tTab", "plain", -0.25]]
     with views.write_csv(tmp_path / "out.csv", ["image"] + ["c"] * 8, rows).open(newline="") as handle:
         written = list(csv.reader(handle))[1]
-    assert written == ["'=2+5+cmd|' -C calc'!A0.jpg", "Men", "0.5", "'-x", "'@SUM(A1)", "'+1", "'\tTab", "plain",
-                       "-0.25"]
+    assert written == [
+        "'=2+5+cmd|' -C calc'!A0.jpg",
+        "Men",
+        "0.5",
+        "'-x",
+        "'@SUM(A1)",
+        "'+1",
+        "'\tTab",
+        "plain",
+        "-0.25",
+    ]
 
 
 def test_demo_process_never_imports_tensorflow(tiny_bundle, sample_images):
@@ -207,8 +216,9 @@ print("HEAVY", heavy)
 assert not heavy, heavy
 """
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env,
-                          cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env, cwd=ROOT
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "HEAVY []" in done.stdout
     assert not list((ROOT / "demo").glob("*.pyi"))  # building the app writes nothing into the source tree
@@ -218,11 +228,10 @@ assert not heavy, heavy
 
 
 def _labels_of(result) -> dict[str, dict]:
-    return dict(zip(HEADS, result[1:1 + len(HEADS)]))
+    return dict(zip(HEADS, result[1 : 1 + len(HEADS)]))
 
 
-def test_prediction_returns_all_six_heads_with_labels_from_the_vocabularies(client, classifier, labels,
-                                                                           sample_images):
+def test_prediction_returns_all_six_heads_with_labels_from_the_vocabularies(client, classifier, labels, sample_images):
     image = sample_images[0]
     result = client.predict(gradio_client.handle_file(str(image)), "articleType", api_name="/predict")
     status, heads, heat_map = result[0], _labels_of(result), result[-1]
@@ -244,20 +253,26 @@ def test_prediction_returns_all_six_heads_with_labels_from_the_vocabularies(clie
 
 def test_heat_map_endpoint_follows_the_chosen_head(client, sample_images):
     image = gradio_client.handle_file(str(sample_images[1]))
-    maps = [np.asarray(Image.open(client.predict(image, head, api_name="/heat_map")).convert("RGB"), np.int16)
-            for head in ("articleType", "baseColour")]
+    maps = [
+        np.asarray(Image.open(client.predict(image, head, api_name="/heat_map")).convert("RGB"), np.int16)
+        for head in ("articleType", "baseColour")
+    ]
     assert maps[0].shape == maps[1].shape
     assert np.abs(maps[0] - maps[1]).mean() > 1  # different heads, different evidence
 
 
-@pytest.mark.parametrize("payload, reason", [
-    ("text", "not a recognised image format"),
-    ("truncated", "corrupt or truncated"),
-    ("pixel bomb", "-pixel limit"),  # 64 megapixels in a few kilobytes
-    ("pillow bomb", "-pixel limit"),  # 900 megapixels: over Pillow's own limit, refused when opened
-])
-def test_bad_upload_shows_an_error_and_the_server_keeps_serving(client, labels, sample_images, tmp_path, payload,
-                                                                 reason):
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        ("text", "not a recognised image format"),
+        ("truncated", "corrupt or truncated"),
+        ("pixel bomb", "-pixel limit"),  # 64 megapixels in a few kilobytes
+        ("pillow bomb", "-pixel limit"),  # 900 megapixels: over Pillow's own limit, refused when opened
+    ],
+)
+def test_bad_upload_shows_an_error_and_the_server_keeps_serving(
+    client, labels, sample_images, tmp_path, payload, reason
+):
     bad = tmp_path / "upload.jpg"
     if payload == "text":
         bad.write_bytes(b"plain text, not a photo")
@@ -282,8 +297,9 @@ def test_oversized_upload_is_refused_by_the_server_and_it_keeps_serving(demo_url
     import httpx
 
     huge = b"\xff\xd8\xff" + os.urandom(MAX_UPLOAD_MB * 1024 * 1024 + 1024)
-    response = httpx.post(f"{demo_url}/gradio_api/upload", files={"files": ("huge.jpg", huge, "image/jpeg")},
-                          timeout=60)
+    response = httpx.post(
+        f"{demo_url}/gradio_api/upload", files={"files": ("huge.jpg", huge, "image/jpeg")}, timeout=60
+    )
     assert response.status_code == 413
     good = client.predict(gradio_client.handle_file(str(sample_images[0])), "gender", api_name="/predict")
     assert "Prediction took" in good[0]
@@ -352,8 +368,13 @@ def test_fashion_demo_command_serves_on_loopback_without_tensorflow(tiny_bundle,
     temp = tmp_path / "tmp"
     temp.mkdir()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", TMPDIR=str(temp))
-    process = subprocess.Popen([str(command), "--bundle", str(tiny_bundle), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    process = subprocess.Popen(
+        [str(command), "--bundle", str(tiny_bundle), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 120
@@ -400,8 +421,9 @@ def test_shipped_model_in_the_demo_gets_the_sample_examples_right(shipped_bundle
         client = gradio_client.Client(url, verbose=False)
         right = {"masterCategory": 0, "articleType": 0}
         for image in examples:
-            shown = _labels_of(client.predict(gradio_client.handle_file(str(image)), "articleType",
-                                              api_name="/predict"))
+            shown = _labels_of(
+                client.predict(gradio_client.handle_file(str(image)), "articleType", api_name="/predict")
+            )
             for head in right:
                 right[head] += shown[head]["label"] == truth[image.stem][head]
         client.close()

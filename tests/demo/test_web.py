@@ -83,8 +83,13 @@ def test_a_bundle_without_a_standalone_model_says_how_to_build_one(tiny_bundle):
 
 
 def _tag(model: Path, folder: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([NODE, str(WEB_DIR / "tag-folder.mjs"), str(model), str(folder), *extra],
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [NODE, str(WEB_DIR / "tag-folder.mjs"), str(model), str(folder), *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @needs_node
@@ -114,8 +119,11 @@ def test_node_tags_jpegs_like_the_runtime(model, classifier, sample_dir, tmp_pat
     assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(results) == 20
-    agree = sum(result["heads"][head]["label"] == _runtime_labels(classifier, folder / result["file"])[head]
-                for result in results for head in HEADS)
+    agree = sum(
+        result["heads"][head]["label"] == _runtime_labels(classifier, folder / result["file"])[head]
+        for result in results
+        for head in HEADS
+    )
     assert agree / (6 * len(results)) >= 0.95
 
 

@@ -23,8 +23,15 @@ FAST = ["--parity-images", "256", "--calib-images", "48", "--eval-images", "64",
 NO_TIMINGS = ["--no-timings"]
 
 
-def make_keras_bundle(root: Path, data_dir: Path, height: int = HEIGHT, width: int = WIDTH,
-                      backbone: str = "tiny", weights: str | None = None, seed: int = 7) -> Path:
+def make_keras_bundle(
+    root: Path,
+    data_dir: Path,
+    height: int = HEIGHT,
+    width: int = WIDTH,
+    backbone: str = "tiny",
+    weights: str | None = None,
+    seed: int = 7,
+) -> Path:
     """A training-style bundle written by the training code's bundle writer, with an untrained model."""
     import keras
 
@@ -37,8 +44,16 @@ def make_keras_bundle(root: Path, data_dir: Path, height: int = HEIGHT, width: i
     labels = build_vocabularies(frame)
     keras.utils.set_random_seed(seed)
     model = build_model({h: len(labels[h]) for h in HEADS}, height, width, weights=weights, backbone=backbone)
-    return write_bundle(root, model, labels, hierarchy(frame), training={"backbone": backbone}, metrics={},
-                        split_file=SPLIT_FILE, name="export-test")
+    return write_bundle(
+        root,
+        model,
+        labels,
+        hierarchy(frame),
+        training={"backbone": backbone},
+        metrics={},
+        split_file=SPLIT_FILE,
+        name="export-test",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +69,22 @@ def exported(tmp_path_factory, export_data):
 
     root = make_keras_bundle(tmp_path_factory.mktemp("exported") / "bundle", export_data)
     repo = root.parent / "triton"
-    result = CliRunner().invoke(main, [str(root), "--fp16", "--int8", "--triton", "--out", str(repo),
-                                       "--data", str(export_data), "--max-drop", "100", *FAST])
+    result = CliRunner().invoke(
+        main,
+        [
+            str(root),
+            "--fp16",
+            "--int8",
+            "--triton",
+            "--out",
+            str(repo),
+            "--data",
+            str(export_data),
+            "--max-drop",
+            "100",
+            *FAST,
+        ],
+    )
     return root, repo, result
 
 
@@ -166,7 +195,9 @@ def test_fp32_gate_failure_exits_nonzero_and_writes_nothing(tmp_path, export_dat
     root = make_keras_bundle(tmp_path / "bundle", export_data)
     before = _files(root)
     manifest_before = (root / MANIFEST).read_text()
-    result = CliRunner().invoke(main, [str(root), "--data", str(export_data), "--parity-atol", "-1", *FAST, *NO_TIMINGS])
+    result = CliRunner().invoke(
+        main, [str(root), "--data", str(export_data), "--parity-atol", "-1", *FAST, *NO_TIMINGS]
+    )
     assert result.exit_code == 3, result.output
     assert "Error: ONNX FP32 refused by its gate" in result.output and "max abs diff" in result.output
     assert "Traceback" not in result.output
@@ -178,7 +209,9 @@ def test_int8_gate_failure_is_refused_and_leaves_no_int8(tmp_path, export_data):
     from fashion.export.cli import main
 
     root = make_keras_bundle(tmp_path / "bundle", export_data)
-    result = CliRunner().invoke(main, [str(root), "--int8", "--data", str(export_data), "--max-drop", "-1", *FAST, *NO_TIMINGS])
+    result = CliRunner().invoke(
+        main, [str(root), "--int8", "--data", str(export_data), "--max-drop", "-1", *FAST, *NO_TIMINGS]
+    )
     assert result.exit_code == 3, result.output
     assert "ONNX INT8: REFUSED" in result.output
     assert not (root / "model_int8.onnx").exists()
@@ -260,8 +293,21 @@ def test_cli_help_lists_the_options():
 
     result = CliRunner().invoke(main, ["-h"])
     assert result.exit_code == 0 and "Exit codes" in result.output
-    for option in ("--out", "--fp16", "--int8", "--tensorrt", "--triton", "--opset", "--max-batch",
-                   "--calib-images", "--max-drop", "--data", "--split", "--standalone", "--no-timings"):
+    for option in (
+        "--out",
+        "--fp16",
+        "--int8",
+        "--tensorrt",
+        "--triton",
+        "--opset",
+        "--max-batch",
+        "--calib-images",
+        "--max-drop",
+        "--data",
+        "--split",
+        "--standalone",
+        "--no-timings",
+    ):
         assert option in result.output
 
 
@@ -272,8 +318,14 @@ def test_real_efficientnet_trunk_converts_with_parity(tmp_path, export_data):
     from fashion.train.model import NOTOP_FILE
 
     weights = export_data.parents[1] / "weights" / NOTOP_FILE
-    root = make_keras_bundle(tmp_path / "bundle", export_data, 64, 48, backbone="efficientnetb0",
-                             weights=str(weights) if weights.is_file() else None)
+    root = make_keras_bundle(
+        tmp_path / "bundle",
+        export_data,
+        64,
+        48,
+        backbone="efficientnetb0",
+        weights=str(weights) if weights.is_file() else None,
+    )
     result = CliRunner().invoke(main, [str(root), "--data", str(export_data), *FAST, *NO_TIMINGS])
     assert result.exit_code == 0, result.output
     parity = load_manifest(root).artifacts["onnx_fp32"]["parity"]["heads"]
@@ -285,12 +337,13 @@ def test_shipped_bundle_onnx_matches_its_manifest(shipped_bundle):
     if "onnx_fp32" not in bundle.artifacts:
         pytest.skip("shipped bundle not exported yet")
     assert "default_artifact" not in bundle.manifest.to_dict()  # no shared choice in the shipped bundle
-    assert all(r["max_abs_diff"] <= 1e-4 and r["argmax_agreement"] == 1.0
-               for r in bundle.artifacts["onnx_fp32"]["parity"]["heads"].values())
+    assert all(
+        r["max_abs_diff"] <= 1e-4 and r["argmax_agreement"] == 1.0
+        for r in bundle.artifacts["onnx_fp32"]["parity"]["heads"].values()
+    )
     if "onnx_int8" in bundle.artifacts:
         gate = bundle.artifacts["onnx_int8"]["accuracy_gate"]
         assert gate["images"] >= 1000 and all(d is None or d <= gate["max_drop_pp"] for d in gate["drop_pp"].values())
-
 
 
 def test_failing_tf2onnx_conversion_is_an_export_error_with_exit_2(tmp_path, export_data):
@@ -314,8 +367,14 @@ def test_reexport_keeps_the_records_of_other_artifacts(tmp_path, export_data):
     args = [str(root), "--data", str(export_data), *FAST]
     first = CliRunner().invoke(main, args + ["--fp16", "--report-accuracy"])
     assert first.exit_code == 0, first.output
-    elsewhere = {"cpu": "Another CPU", "flags": ["avx2"], "threads": 4, "batch": 1, "p50_ms": 1.5,
-                 "measured_at": "2026-01-01T00:00:00Z"}
+    elsewhere = {
+        "cpu": "Another CPU",
+        "flags": ["avx2"],
+        "threads": 4,
+        "batch": 1,
+        "p50_ms": 1.5,
+        "measured_at": "2026-01-01T00:00:00Z",
+    }
     with edit_manifest(root) as draft:
         draft.update_artifact("onnx_fp16", timings=[*draft.manifest.artifacts["onnx_fp16"].timings, elsewhere])
         draft.put("default_artifact", "onnx_fp32")  # an old fact about this very FP32 file
@@ -368,7 +427,9 @@ def test_driver_refusal_and_build_failure_leave_nothing_half_written(exported, t
     assert run_stage(ctx, Refused()) is False
     assert "attempt a is not good enough" in ctx.result.refused["onnx_fp16"]
     assert "attempt b is not good enough" in ctx.result.refused["onnx_fp16"]
-    assert "onnx_fp16" not in load_manifest(root).artifacts and not (root / "model_fp16.onnx").exists()  # stale copy gone
+    assert (
+        "onnx_fp16" not in load_manifest(root).artifacts and not (root / "model_fp16.onnx").exists()
+    )  # stale copy gone
     assert not [p.name for p in root.iterdir() if p.name.endswith(".tmp")]
 
     class Broken(Refused):

@@ -36,8 +36,12 @@ def _se_block(channels: int = 8, reduced: int = 2, seed: int = 0) -> onnx.ModelP
     ]
     init.append(numpy_helper.from_array(np.array([-1, channels * 4 * 3], np.int64), "shape_flat"))
     graph = helper.make_graph(
-        nodes, "se", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", channels, 4, 3])],
-        [helper.make_tensor_value_info("flat", TensorProto.FLOAT, ["batch", channels * 12])], init)
+        nodes,
+        "se",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", channels, 4, 3])],
+        [helper.make_tensor_value_info("flat", TensorProto.FLOAT, ["batch", channels * 12])],
+        init,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -92,7 +96,11 @@ def test_shipped_model_loses_every_se_noop_and_nothing_else(shipped_bundle):
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     names = [o.name for o in original.graph.output]
-    a = ort.InferenceSession(original.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(names, {"image": x})
-    b = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(names, {"image": x})
+    a = ort.InferenceSession(original.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(
+        names, {"image": x}
+    )
+    b = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(
+        names, {"image": x}
+    )
     for left, right in zip(a, b):
         np.testing.assert_array_equal(left, right)

@@ -68,8 +68,9 @@ def test_pad_and_resize_reproduce_pillow(photos, size, model_size):
     # every column of the photo.
     height, width = model_size
     graph = standalone.preprocessing_graph(height, width, output="image")
-    session = _session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", standalone.OPSET)],
-                                         ir_version=8))
+    session = _session(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", standalone.OPSET)], ir_version=8)
+    )
     for photo in photos:
         image = photo if size is None else photo.resize(size, Image.Resampling.BICUBIC)
         diff = np.abs(_graph_pixels(session, image) - fit_to_input(image, height, width).astype(np.float32))
@@ -136,8 +137,9 @@ def _split_file(sample_dir: Path, path: Path) -> Path:
 def test_export_gates_records_and_writes_ort(tiny_bundle, sample_dir, tmp_path):
     root = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, root)
-    options = standalone.StandaloneOptions(data_dir=sample_dir, split_file=_split_file(sample_dir, tmp_path / "s.csv"),
-                                           limit=24, upscaled_limit=6)
+    options = standalone.StandaloneOptions(
+        data_dir=sample_dir, split_file=_split_file(sample_dir, tmp_path / "s.csv"), limit=24, upscaled_limit=6
+    )
     logs: list[str] = []
     entry = standalone.export_standalone(root, options, log=logs.append)
 
@@ -167,8 +169,9 @@ def test_gate_refuses_a_model_that_disagrees_with_the_runtime(tiny_bundle, sampl
     other, _ = build_model({head: len(bundle.labels[head]) for head in HEADS}, seed=99)  # other weights
     path = tmp_path / "other.onnx"
     onnx.save(standalone.build_standalone(other, bundle, "0" * 64), str(path))
-    sets = standalone.gate_sets(bundle, sample_dir, _split_file(sample_dir, tmp_path / "s.csv"), limit=40,
-                                upscaled_limit=4)
+    sets = standalone.gate_sets(
+        bundle, sample_dir, _split_file(sample_dir, tmp_path / "s.csv"), limit=40, upscaled_limit=4
+    )
     verdict = standalone.run_gate(tiny_bundle, path, sets, log=lambda _: None)
     assert not verdict.passed
     assert "top-1 agreement" in verdict.summary
@@ -188,9 +191,24 @@ def test_command_line_builds_records_and_writes_the_report(tiny_bundle, sample_d
     shutil.copytree(tiny_bundle, root)
     split = _split_file(sample_dir, tmp_path / "s.csv")
     with pytest.raises(SystemExit) as done:
-        standalone.main([str(root), "--data", str(sample_dir), "--split", str(split), "--images", "10",
-                         "--upscaled-images", "3", "--no-ort", "--report", str(tmp_path / "eval"),
-                         "--latency-images", "2"])
+        standalone.main(
+            [
+                str(root),
+                "--data",
+                str(sample_dir),
+                "--split",
+                str(split),
+                "--images",
+                "10",
+                "--upscaled-images",
+                "3",
+                "--no-ort",
+                "--report",
+                str(tmp_path / "eval"),
+                "--latency-images",
+                "2",
+            ]
+        )
     assert done.value.code == 0, capsys.readouterr().err
     assert "onnx_standalone" in load_manifest(root).artifacts and not (root / standalone.ORT_FILE).exists()
     report = json.loads((tmp_path / "eval" / "standalone.json").read_text(encoding="utf-8"))
@@ -214,8 +232,9 @@ def test_stage_runs_under_the_export_driver(tiny_bundle, sample_dir, tmp_path):
     root = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, root)
     (root / "model.keras").write_bytes(b"")  # the driver's context insists on one; this stage never reads it
-    options = pipeline.ExportOptions(standalone=True, data_dir=sample_dir,
-                                     split_file=_split_file(sample_dir, tmp_path / "s.csv"), progress=False)
+    options = pipeline.ExportOptions(
+        standalone=True, data_dir=sample_dir, split_file=_split_file(sample_dir, tmp_path / "s.csv"), progress=False
+    )
     options.standalone_images, options.standalone_upscaled_images = 12, 2  # type: ignore[attr-defined]
     ctx = pipeline.ExportContext(root, options, log=lambda _: None)
     ctx.fp32_entry = load_manifest(root).artifacts["onnx_fp32"].to_dict()

@@ -23,8 +23,10 @@ CPU implementer\t: 0x41
 def test_cpu_facts_read_model_and_the_isa_flags_that_matter(tmp_path):
     (tmp_path / "x86").write_text(X86)
     facts = cpu_facts(tmp_path / "x86")
-    assert facts == {"cpu": "Intel(R) Xeon(R) Platinum 8480+",
-                     "flags": ["avx2", "fma", "avx512f", "avx512_vnni", "amx_tile", "amx_int8"]}
+    assert facts == {
+        "cpu": "Intel(R) Xeon(R) Platinum 8480+",
+        "flags": ["avx2", "fma", "avx512f", "avx512_vnni", "amx_tile", "amx_int8"],
+    }
     (tmp_path / "arm").write_text(ARM)
     assert cpu_facts(tmp_path / "arm")["flags"] == ["asimd", "asimddp"]
     here = cpu_facts()

@@ -74,10 +74,23 @@ def test_tensorrt_plan_model_config_parses(tmp_path, exported):  # noqa: F811 (f
     copy = tmp_path / "bundle"
     shutil.copytree(root, copy)
     (copy / "model_fp16.sm90.trt10.3.engine").write_bytes(b"engine bytes stand-in")
-    record_artifact(copy, "tensorrt_fp16", "model_fp16.sm90.trt10.3.engine", format="tensorrt", precision="fp16",
-                    max_batch=16, compute_capability="9.0", tensorrt_version="10.3.0")
+    record_artifact(
+        copy,
+        "tensorrt_fp16",
+        "model_fp16.sm90.trt10.3.engine",
+        format="tensorrt",
+        precision="fp16",
+        max_batch=16,
+        compute_capability="9.0",
+        tensorrt_version="10.3.0",
+    )
     written = write_repository(load_manifest(copy), tmp_path / "repo", max_batch=32)
-    assert [p.name for p in written] == ["export-test", "export-test_tensorrt_fp16", "fashion_preprocess", "fashion_ensemble"]
+    assert [p.name for p in written] == [
+        "export-test",
+        "export-test_tensorrt_fp16",
+        "fashion_preprocess",
+        "fashion_ensemble",
+    ]
     config, _ = parse_config(tmp_path / "repo" / "export-test_tensorrt_fp16" / "config.pbtxt")
     assert config.platform == "tensorrt_plan" and config.max_batch_size == 16
     assert (tmp_path / "repo" / "export-test_tensorrt_fp16" / "1" / "model.plan").is_file()

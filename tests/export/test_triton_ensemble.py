@@ -97,17 +97,26 @@ def _fake_backend_utils() -> types.ModuleType:
 
 def test_generated_model_py_preprocesses_like_the_runtime(repo, tiny_bundle, sample_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _fake_backend_utils())
-    spec = importlib.util.spec_from_file_location("fashion_preprocess_model", repo / PREPROCESS_MODEL / "1" / "model.py")
+    spec = importlib.util.spec_from_file_location(
+        "fashion_preprocess_model", repo / PREPROCESS_MODEL / "1" / "model.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     model = module.TritonPythonModel()
     parsed, _ = _parse(repo / PREPROCESS_MODEL / "config.pbtxt")
-    model.initialize({"model_config": json.dumps({"parameters": {
-        key: {"string_value": value.string_value} for key, value in parsed.parameters.items()}})})
+    model.initialize(
+        {
+            "model_config": json.dumps(
+                {"parameters": {key: {"string_value": value.string_value} for key, value in parsed.parameters.items()}}
+            )
+        }
+    )
     photos = [p.read_bytes() for p in sorted((sample_dir / "images").iterdir())[:3]]
-    requests = [{"image_bytes": _Tensor("image_bytes", np.array([[photos[0]], [photos[1]]], dtype=object))},
-                {"image_bytes": _Tensor("image_bytes", np.array([[b"broken"]], dtype=object))},
-                {"image_bytes": _Tensor("image_bytes", np.array([[photos[2]]], dtype=object))}]
+    requests = [
+        {"image_bytes": _Tensor("image_bytes", np.array([[photos[0]], [photos[1]]], dtype=object))},
+        {"image_bytes": _Tensor("image_bytes", np.array([[b"broken"]], dtype=object))},
+        {"image_bytes": _Tensor("image_bytes", np.array([[photos[2]]], dtype=object))},
+    ]
     first, bad, last = model.execute(requests)
     assert "not a recognised image format" in bad.error and bad.output_tensors is None
     with Classifier.load(tiny_bundle) as clf:

@@ -38,6 +38,7 @@ def refused(clf, source, match: str) -> None:
 
 # -- refused --------------------------------------------------------------------------------------
 
+
 def test_empty_file(clf, tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     refused(clf, tmp_path / "empty.jpg", r"empty\.jpg: empty file")
@@ -55,10 +56,12 @@ def test_random_bytes(clf, tmp_path):
 
 
 def test_pdf(clf, tmp_path):
-    pdf = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
-           b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
-           b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 60 80]>>endobj\n"
-           b"trailer<</Root 1 0 R>>\n%%EOF\n")
+    pdf = (
+        b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+        b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+        b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 60 80]>>endobj\n"
+        b"trailer<</Root 1 0 R>>\n%%EOF\n"
+    )
     (tmp_path / "catalogue.pdf").write_bytes(pdf)
     refused(clf, tmp_path / "catalogue.pdf", r"catalogue\.pdf: not a recognised image format")
 
@@ -73,8 +76,9 @@ def write_huge_png(path: Path, side: int = 20000) -> None:
     compressor = zlib.compressobj(9)
     idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
     ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat)
-                     + _png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("side", [8000, 20000])
@@ -132,6 +136,7 @@ def test_top_k_below_one_is_an_error_with_a_message(clf, photo, top_k):
 
 
 # -- handled ---------------------------------------------------------------------------------------
+
 
 def tensor(source, size=(80, 60)) -> np.ndarray:
     """The runtime's uint8 tensor at the sample photos' own size (80x60), to compare pixels."""
@@ -222,13 +227,22 @@ def test_bytes_and_pil_inputs_are_handled(clf, photo, rgb):
 
 # -- batches ---------------------------------------------------------------------------------------
 
+
 def test_in_a_batch_bad_inputs_are_reported_and_the_others_predicted(clf, sample_dir, tmp_path):
     good = sorted((sample_dir / "images").glob("*.jpg"))[:3]
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "half.jpg").write_bytes(good[0].read_bytes()[:300])
     write_huge_png(tmp_path / "bomb.png")
-    inputs = [good[0], tmp_path / "empty.jpg", good[1], b"%PDF-1.4 nope", tmp_path / "half.jpg",
-              np.zeros((4, 4), dtype=np.float64), tmp_path / "bomb.png", good[2]]
+    inputs = [
+        good[0],
+        tmp_path / "empty.jpg",
+        good[1],
+        b"%PDF-1.4 nope",
+        tmp_path / "half.jpg",
+        np.zeros((4, 4), dtype=np.float64),
+        tmp_path / "bomb.png",
+        good[2],
+    ]
     items = clf.predict_batch(inputs, batch_size=3)
     assert [item.ok for item in items] == [True, False, True, False, False, False, False, True]
     for item, source in zip(items, inputs):

@@ -20,8 +20,9 @@ print(json.dumps({"labels": prediction.labels(), "batch_ok": [i.ok for i in batc
 
 def test_runtime_never_imports_training_or_export_packages(tiny_bundle, sample_dir):
     photo = sorted((sample_dir / "images").glob("*.jpg"))[0]
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tiny_bundle), str(photo)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tiny_bundle), str(photo)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(report["labels"]) == 6

@@ -128,8 +128,11 @@ def test_ctrl_c_keeps_the_rows_done_and_says_where(tiny_bundle, photos, tmp_path
     output = tmp_path / "predictions.csv"
     partial = tmp_path / "predictions.csv.partial"
     inputs = [str(p) for p in photos] * 1500  # long enough to be interrupted mid-run
-    process = subprocess.Popen(command() + [str(tiny_bundle), *inputs, "--batch-size", "1", "--format", "csv",
-                                            "-o", str(output)], stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command() + [str(tiny_bundle), *inputs, "--batch-size", "1", "--format", "csv", "-o", str(output)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not (partial.is_file() and partial.read_text().count("\n") >= 3):
         assert process.poll() is None, process.stderr.read()
@@ -204,8 +207,12 @@ def test_short_help_and_usage_errors():
 def test_console_script_runs_with_a_progress_bar_on_stderr(tiny_bundle, sample_dir, tmp_path):
     images = sorted((sample_dir / "images").glob("*.jpg"))[:40]
     output = tmp_path / "out.json"
-    done = subprocess.run(command() + [str(tiny_bundle), *map(str, images), "--batch-size", "8", "-o", str(output)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        command() + [str(tiny_bundle), *map(str, images), "--batch-size", "8", "-o", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert len(json.loads(output.read_text())) == 40
     assert "predicting" in done.stderr and "40/40" in done.stderr

@@ -20,7 +20,9 @@ def test_engine_for_another_gpu_or_tensorrt_is_refused(tmp_path):
     engine = tmp_path / "model_fp16_sm90_trt10.3.0.plan"
     entry = {"compute_capability": "9.0", "tensorrt_version": "10.3.0"}
     check_engine_compatibility(engine, entry, "9.0", "10.3.0")  # same GPU and TensorRT: accepted
-    with pytest.raises(BundleError, match=r"sm90_trt10\.3\.0\.plan: engine was built for GPU compute capability 9\.0, this GPU is 8\.6"):
+    with pytest.raises(
+        BundleError, match=r"sm90_trt10\.3\.0\.plan: engine was built for GPU compute capability 9\.0, this GPU is 8\.6"
+    ):
         check_engine_compatibility(engine, entry, "8.6", "10.3.0")
     with pytest.raises(BundleError, match=r"built with TensorRT 10\.3\.0, this machine has 10\.8\.0.*rebuild"):
         check_engine_compatibility(engine, entry, "9.0", "10.8.0")
@@ -33,13 +35,20 @@ def test_engine_for_another_gpu_or_tensorrt_is_refused(tmp_path):
 def test_missing_tensorrt_names_the_gpu_extra(tiny_bundle, tmp_path):
     bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
     (bundle / "model_fp16.plan").write_bytes(b"an engine would be here")
-    record_artifact(bundle, "tensorrt_fp16", "model_fp16.plan", format="tensorrt", precision="fp16",
-                    outputs={h: h for h in ("gender", "masterCategory", "subCategory", "articleType", "baseColour", "season")})
+    record_artifact(
+        bundle,
+        "tensorrt_fp16",
+        "model_fp16.plan",
+        format="tensorrt",
+        precision="fp16",
+        outputs={h: h for h in ("gender", "masterCategory", "subCategory", "articleType", "baseColour", "season")},
+    )
     with pytest.raises(BackendUnavailableError, match=r"needs the 'tensorrt' package.*fashion-edge\[gpu\]"):
         Classifier.load(bundle, backend="tensorrt")
 
 
 # -- on a machine with TensorRT 10 and a GPU -----------------------------------------------------------
+
 
 def _gpu_ready() -> str | None:
     if not HAVE_TENSORRT:
@@ -79,9 +88,17 @@ def trt_bundle(tiny_bundle, tmp_path_factory):
     assert plan is not None
     (bundle / "model_fp16.plan").write_bytes(bytes(plan))
     heads = ("gender", "masterCategory", "subCategory", "articleType", "baseColour", "season")
-    record_artifact(bundle, "tensorrt_fp16", "model_fp16.plan", format="tensorrt", precision="fp16",
-                    outputs={h: h for h in heads}, feature_map="feature_map",
-                    compute_capability=current_compute_capability(), tensorrt_version=trt.__version__)
+    record_artifact(
+        bundle,
+        "tensorrt_fp16",
+        "model_fp16.plan",
+        format="tensorrt",
+        precision="fp16",
+        outputs={h: h for h in heads},
+        feature_map="feature_map",
+        compute_capability=current_compute_capability(),
+        tensorrt_version=trt.__version__,
+    )
     return bundle
 
 

@@ -113,11 +113,21 @@ def _start(python: str, bundle: Path, log_dir: Path, extra: tuple[str, ...]) -> 
     """Start one server and wait until it is ready, exits, or the start timeout passes."""
     http_port, grpc_port, metrics_port = free_ports(3)
     log = log_dir / f"serve-{http_port}.log"
-    command = [python, "-m", "fashion.serve.cli", str(bundle), "--http-port", str(http_port),
-               "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port), *extra]
+    command = [
+        python,
+        "-m",
+        "fashion.serve.cli",
+        str(bundle),
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc_port),
+        "--metrics-port",
+        str(metrics_port),
+        *extra,
+    ]
     with open(log, "wb") as handle:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(process, http_port, grpc_port, metrics_port, log)
     deadline = time.monotonic() + START_TIMEOUT_S
     while not server.ready() and process.poll() is None and time.monotonic() < deadline:
@@ -135,7 +145,15 @@ def server(shipped_bundle, tmp_path_factory):
 @pytest.fixture(scope="module")
 def second_server(shipped_bundle, tmp_path_factory):
     # two model instances with one thread each: the replica tests also cover --instances
-    srv = start_server(shipped_bundle, tmp_path_factory.mktemp("serve2"), "--max-queue-delay-us", "5000",
-                       "--instances", "2", "--threads", "1")
+    srv = start_server(
+        shipped_bundle,
+        tmp_path_factory.mktemp("serve2"),
+        "--max-queue-delay-us",
+        "5000",
+        "--instances",
+        "2",
+        "--threads",
+        "1",
+    )
     yield srv
     srv.stop()

@@ -51,14 +51,26 @@ def triton(tiny_bundle, tmp_path_factory):
     shutil.copytree(os.path.join(paths["dist"], "backends", "python"), backend)
     shutil.copy(paths["stub"], backend / "triton_python_backend_stub")
     http_port, grpc_port = free_ports(2)
-    env = dict(os.environ, PATH=f"{paths['bin']}:{os.environ.get('PATH', '')}",
-               LD_LIBRARY_PATH=f"{sysconfig.get_config_var('LIBDIR')}:{paths['libs']}")
+    env = dict(
+        os.environ,
+        PATH=f"{paths['bin']}:{os.environ.get('PATH', '')}",
+        LD_LIBRARY_PATH=f"{sysconfig.get_config_var('LIBDIR')}:{paths['libs']}",
+    )
     log = root / "tritonserver.log"
-    command = [os.path.join(paths["dist"], "bin", "tritonserver"), f"--model-repository={root / 'repo'}",
-               f"--backend-directory={root / 'backends'}", "--model-control-mode=explicit",
-               f"--load-model={PREPROCESS_MODEL}", "--http-address=127.0.0.1", f"--http-port={http_port}",
-               "--grpc-address=127.0.0.1", f"--grpc-port={grpc_port}", "--allow-metrics=false", "--log-verbose=0",
-               "--exit-timeout-secs=2"]
+    command = [
+        os.path.join(paths["dist"], "bin", "tritonserver"),
+        f"--model-repository={root / 'repo'}",
+        f"--backend-directory={root / 'backends'}",
+        "--model-control-mode=explicit",
+        f"--load-model={PREPROCESS_MODEL}",
+        "--http-address=127.0.0.1",
+        f"--http-port={http_port}",
+        "--grpc-address=127.0.0.1",
+        f"--grpc-port={grpc_port}",
+        "--allow-metrics=false",
+        "--log-verbose=0",
+        "--exit-timeout-secs=2",
+    ]
     with open(log, "wb") as handle:
         process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{http_port}"

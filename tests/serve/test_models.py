@@ -42,9 +42,11 @@ def photos(sample_dir) -> list[bytes]:
 
 def test_batched_requests_keep_their_rows_and_a_bad_image_fails_alone(clf, photos):
     model = BytesModel(clf, max_batch=4)  # 6 images over two model runs
-    requests = [{"image": np.array([[photos[0]], [photos[1]]], dtype=object)},
-                {"image": np.array([[b"not an image"]], dtype=object)},
-                {"image": np.array([[p] for p in photos[2:5]], dtype=object)}]
+    requests = [
+        {"image": np.array([[photos[0]], [photos[1]]], dtype=object)},
+        {"image": np.array([[b"not an image"]], dtype=object)},
+        {"image": np.array([[p] for p in photos[2:5]], dtype=object)},
+    ]
     responses = model(requests)
     assert [len(r[OUTPUT_ERROR]) for r in responses] == [2, 1, 3]
     assert responses[1][OUTPUT_ERROR][0, 0].decode() == "<12 bytes>: not a recognised image format"
@@ -65,8 +67,9 @@ def test_tensor_model_uint8_float32_and_bad_values(clf, photos):
     model = TensorModel(clf, max_batch=8)
     bad = pixels.astype(np.float32)
     bad[1, 0, 0, 0] = np.nan
-    as_uint8, as_float, with_nan, neither = model([{"image_uint8": pixels}, {"image": pixels.astype(np.float32)},
-                                                   {"image": bad}, {}])
+    as_uint8, as_float, with_nan, neither = model(
+        [{"image_uint8": pixels}, {"image": pixels.astype(np.float32)}, {"image": bad}, {}]
+    )
     np.testing.assert_allclose(as_uint8["season"], as_float["season"], atol=1e-6)
     assert [e.decode() for e in with_nan[OUTPUT_ERROR].reshape(-1)] == ["", "image holds NaN or infinite values"]
     assert neither[OUTPUT_ERROR][0, 0].decode().startswith("send exactly one of")
@@ -86,8 +89,9 @@ def test_binary_protocol_round_trip():
     header = json.loads(body[:length])
     assert header["inputs"][0]["parameters"]["binary_data_size"] == len(body) - length
     probs = np.array([[0.25, 0.75]], dtype=np.float32)
-    response = json.dumps({"outputs": [{"name": "gender", "datatype": "FP32", "shape": [1, 2],
-                                        "parameters": {"binary_data_size": 8}}]}).encode()
+    response = json.dumps(
+        {"outputs": [{"name": "gender", "datatype": "FP32", "shape": [1, 2], "parameters": {"binary_data_size": 8}}]}
+    ).encode()
     parsed = parse_response(response + probs.tobytes(), len(response))
     np.testing.assert_array_equal(parsed["gender"], probs)
 

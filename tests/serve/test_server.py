@@ -52,12 +52,19 @@ def local(shipped_bundle, sample_paths):
                     probs[head].append(value)
         heads = list(clf.heads)
         labels = {h: clf.bundle.labels[h] for h in heads}
-    run = CliRunner().invoke(predict_main, [str(shipped_bundle), str(ROOT / "data" / "sample" / "images"),
-                                            "--format", "csv"], catch_exceptions=False)
+    run = CliRunner().invoke(
+        predict_main,
+        [str(shipped_bundle), str(ROOT / "data" / "sample" / "images"), "--format", "csv"],
+        catch_exceptions=False,
+    )
     assert run.exit_code == 0, run.output
     csv_text = run.stdout.replace(f"{ROOT}/", "")
-    return {"heads": heads, "labels": labels, "probs": {h: np.concatenate(v) for h, v in probs.items()},
-            "csv": csv_text}
+    return {
+        "heads": heads,
+        "labels": labels,
+        "probs": {h: np.concatenate(v) for h, v in probs.items()},
+        "csv": csv_text,
+    }
 
 
 def _images(paths: list[str]) -> np.ndarray:
@@ -71,8 +78,9 @@ def _check_outputs(results: dict[str, np.ndarray], local, rows: slice) -> None:
         np.testing.assert_allclose(results[head], expected, atol=1e-5, rtol=0)
         top = expected.argmax(axis=1)
         assert [v.decode() for v in results[label_output(head)].reshape(-1)] == [local["labels"][head][i] for i in top]
-        np.testing.assert_allclose(results[confidence_output(head)].reshape(-1),
-                                   expected[np.arange(len(top)), top], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(
+            results[confidence_output(head)].reshape(-1), expected[np.arange(len(top)), top], atol=1e-5, rtol=0
+        )
 
 
 def _outputs_of(local) -> list[str]:
@@ -90,8 +98,9 @@ def test_http_predictions_equal_in_process(server, local, sample_paths):
         tensor.set_data_from_numpy(_images(chunk), binary_data=True)
         outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in _outputs_of(local)]
         result = client.infer(MODEL_BYTES, [tensor], outputs=outputs)
-        _check_outputs({name: result.as_numpy(name) for name in _outputs_of(local)}, local,
-                       slice(first, first + len(chunk)))
+        _check_outputs(
+            {name: result.as_numpy(name) for name in _outputs_of(local)}, local, slice(first, first + len(chunk))
+        )
 
 
 def test_grpc_predictions_equal_in_process(server, local, sample_paths):
@@ -103,10 +112,12 @@ def test_grpc_predictions_equal_in_process(server, local, sample_paths):
         chunk = sample_paths[first : first + REQUEST_IMAGES]
         tensor = grpcclient.InferInput("image", [len(chunk), 1], "BYTES")
         tensor.set_data_from_numpy(_images(chunk))
-        result = client.infer(MODEL_BYTES, [tensor],
-                              outputs=[grpcclient.InferRequestedOutput(n) for n in _outputs_of(local)])
-        _check_outputs({name: result.as_numpy(name) for name in _outputs_of(local)}, local,
-                       slice(first, first + len(chunk)))
+        result = client.infer(
+            MODEL_BYTES, [tensor], outputs=[grpcclient.InferRequestedOutput(n) for n in _outputs_of(local)]
+        )
+        _check_outputs(
+            {name: result.as_numpy(name) for name in _outputs_of(local)}, local, slice(first, first + len(chunk))
+        )
 
 
 def test_tensor_model_takes_uint8_and_float32(server, local, shipped_bundle, sample_paths):
@@ -194,13 +205,15 @@ def test_server_binds_loopback_only(server):
 
 
 def _predict_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fashion.runtime.cli", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "fashion.runtime.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=240
+    )
 
 
 def test_two_servers_share_the_load_and_match_local(server, second_server, local):
-    run = _predict_cli("--server", f"{server.url},{second_server.url}", "data/sample/images", "--format", "csv",
-                       "--concurrency", "8")
+    run = _predict_cli(
+        "--server", f"{server.url},{second_server.url}", "data/sample/images", "--format", "csv", "--concurrency", "8"
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout == local["csv"]
     assert "fashion_0_1" in second_server.log.read_text(errors="replace")  # --instances 2: a second instance
@@ -250,8 +263,17 @@ def test_failover_when_a_server_is_killed(server, second_server, local, sample_p
 
     watcher = threading.Thread(target=killer, daemon=True)
     watcher.start()
-    run = _predict_cli("--server", f"{server.url},{second_server.url}", "data/sample/images", "--format", "csv",
-                       "--concurrency", "8", "--retries", "2")
+    run = _predict_cli(
+        "--server",
+        f"{server.url},{second_server.url}",
+        "data/sample/images",
+        "--format",
+        "csv",
+        "--concurrency",
+        "8",
+        "--retries",
+        "2",
+    )
     watcher.join(timeout=5)
     assert killed.is_set(), "the run finished before the server could be killed"
     assert run.returncode == 0, run.stderr[-2000:]

@@ -59,10 +59,12 @@ def main(sample_dir: str, split: str, work: str) -> dict:
     recipe = GpuRecipe(config(seconds_per_size=1.0), callbacks=[SlowFirstStep()])
     result = recipe.fit(data, work_dir / "warmup")
     schedule = recipe.schedules["32x24"]
-    out["warmup"] = {"first_rates": schedule.first_rates,
-                     "steps": sum(e["steps"] for e in recipe.timers["32x24"].epochs),
-                     "train_seconds": schedule.trained_seconds(),
-                     "compile_seconds": result.training["results"]["sizes"]["32x24"]["compile_seconds"]}
+    out["warmup"] = {
+        "first_rates": schedule.first_rates,
+        "steps": sum(e["steps"] for e in recipe.timers["32x24"].epochs),
+        "train_seconds": schedule.trained_seconds(),
+        "compile_seconds": result.training["results"]["sizes"]["32x24"]["compile_seconds"],
+    }
 
     one = GpuRecipe(config(devices="1")).fit(data, work_dir / "one")
     two = GpuRecipe(config(devices="2")).fit(data, work_dir / "two")
@@ -76,11 +78,14 @@ def main(sample_dir: str, split: str, work: str) -> dict:
     state = json.loads((work_dir / "resume" / "state.json").read_text())
     resumed = GpuRecipe(config(), resume=True)
     result = resumed.fit(data, work_dir / "resume")
-    out["resume"] = {"epochs_done_before": state["sizes"]["32x24"]["epochs_done"], "losses": losses(result),
-                     "resumed_from": resumed.resumed_from.get("32x24"),
-                     "steps_per_epoch": -(-len(data.train) // 32),
-                     "uninterrupted": losses(one), "val_accuracy": result.training["results"]["sizes"]["32x24"][
-                         "val_accuracy"]}
+    out["resume"] = {
+        "epochs_done_before": state["sizes"]["32x24"]["epochs_done"],
+        "losses": losses(result),
+        "resumed_from": resumed.resumed_from.get("32x24"),
+        "steps_per_epoch": -(-len(data.train) // 32),
+        "uninterrupted": losses(one),
+        "val_accuracy": result.training["results"]["sizes"]["32x24"]["val_accuracy"],
+    }
     return out
 
 

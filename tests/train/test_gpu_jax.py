@@ -48,10 +48,14 @@ def small_split(tmp_path_factory, sample_dir) -> Path:
 @pytest.fixture(scope="module")
 def scenarios(tmp_path_factory, sample_dir, small_split) -> tuple[dict, str]:
     work = tmp_path_factory.mktemp("jax_scenarios")
-    result = subprocess.run([sys.executable, "-m", "tests.train.jax_scenarios", str(sample_dir), str(small_split),
-                             str(work)], capture_output=True, text=True, cwd=ROOT, timeout=900,
-                            env=_jax_env(XLA_FLAGS="--xla_force_host_platform_device_count=2",
-                                         FASHION_JAX_CACHE=str(work / "jax_cache")))  # runs share compilations
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.train.jax_scenarios", str(sample_dir), str(small_split), str(work)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+        env=_jax_env(XLA_FLAGS="--xla_force_host_platform_device_count=2", FASHION_JAX_CACHE=str(work / "jax_cache")),
+    )  # runs share compilations
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
 
@@ -91,17 +95,47 @@ def test_a_jax_run_does_not_fork(scenarios):
 
 def test_gpu_check_script_runs_end_to_end_on_the_cpu(tmp_path, sample_dir):
     check_dir = tmp_path / "check"
-    prepared = subprocess.run([sys.executable, "-m", "fashion.train.gpu_check", "prepare", "--source", str(sample_dir),
-                               "--dest", str(check_dir / "data"), "--images", "96"],
-                              capture_output=True, text=True, cwd=ROOT, timeout=300, env=_jax_env())
+    prepared = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fashion.train.gpu_check",
+            "prepare",
+            "--source",
+            str(sample_dir),
+            "--dest",
+            str(check_dir / "data"),
+            "--images",
+            "96",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env=_jax_env(),
+    )
     assert prepared.returncode == 0, prepared.stderr[-3000:]
     subset = json.loads((check_dir / "data" / "subset.json").read_text())
     assert subset["images"] == 96 and subset["train"] + subset["val"] == 96 and subset["val"] > 0
     out = tmp_path / "gpu-check.json"
-    env = _jax_env(CHECK_DIR=str(check_dir), WORK_DIR=str(tmp_path / "run"), PYTHON=sys.executable, SIZES="32x24 48x36", EPOCHS="2", BATCH="16",
-                   BACKBONE="tiny", LIMIT="600")
-    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "run", str(out)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
+    env = _jax_env(
+        CHECK_DIR=str(check_dir),
+        WORK_DIR=str(tmp_path / "run"),
+        PYTHON=sys.executable,
+        SIZES="32x24 48x36",
+        EPOCHS="2",
+        BATCH="16",
+        BACKBONE="tiny",
+        LIMIT="600",
+    )
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "run", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert FORK_WARNING not in result.stderr
     report = json.loads(out.read_text())

@@ -32,8 +32,9 @@ def _keras_twin(onnx_path) -> keras.Model:
     for i, name in enumerate(("conv1", "conv2")):
         kernel = np.transpose(weights[f"{name}_w"], (2, 3, 1, 0))  # OIHW -> HWIO
         x = keras.layers.ZeroPadding2D(1, name=f"pad{i}")(x)
-        conv = keras.layers.Conv2D(kernel.shape[-1], 3, strides=2, padding="valid", name=name,
-                                   activation="relu" if name == "conv1" else None)
+        conv = keras.layers.Conv2D(
+            kernel.shape[-1], 3, strides=2, padding="valid", name=name, activation="relu" if name == "conv1" else None
+        )
         x = conv(x)
         conv.set_weights([kernel, weights[f"{name}_b"]])
     x = keras.layers.Activation("relu", name="top_activation")(x)

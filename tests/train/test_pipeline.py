@@ -62,7 +62,7 @@ def test_zoom_goes_both_ways_within_its_range():
     white = (out[..., 0] > 127).mean(axis=(1, 2))
     assert (white == 0).any(), "zooming in keeps the frame filled"
     assert (white > 0).any(), "zooming out shows background"
-    assert white.max() < 1 - 1 / 1.2 ** 2 + 0.1
+    assert white.max() < 1 - 1 / 1.2**2 + 0.1
 
 
 def test_brightness_and_contrast_stay_mild(clean):

@@ -32,9 +32,31 @@ def sample_split(tmp_path_factory, sample_dir) -> Path:
 
 def _fit_command(sample_dir, split, out, work, cache, epochs, extra=()):
     """The CPU recipe through the CLI (the GPU recipe's CLI path is tested under JAX in test_gpu_jax.py)."""
-    return [sys.executable, "-m", "fashion.train.cli", "fit", "--data", str(sample_dir), "--split", str(split),
-            "--out", str(out), "--work-dir", str(work), "--cache-dir", str(cache), "--backbone", "tiny",
-            "--size", "32x24", "--epochs", str(epochs), "--batch-size", "16", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "fashion.train.cli",
+        "fit",
+        "--data",
+        str(sample_dir),
+        "--split",
+        str(split),
+        "--out",
+        str(out),
+        "--work-dir",
+        str(work),
+        "--cache-dir",
+        str(cache),
+        "--backbone",
+        "tiny",
+        "--size",
+        "32x24",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "16",
+        *extra,
+    ]
 
 
 def test_a_few_steps_lower_the_loss(sample_dir, sample_split):
@@ -69,8 +91,13 @@ def test_missing_labels_are_masked_not_learned():
 
 def test_fit_writes_a_bundle_that_reloads_and_predicts_identically(sample_dir, sample_split, tmp_path):
     out = tmp_path / "bundle"
-    result = subprocess.run(_fit_command(sample_dir, sample_split, out, tmp_path / "work", tmp_path / "cache", 2),
-                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = subprocess.run(
+        _fit_command(sample_dir, sample_split, out, tmp_path / "work", tmp_path / "cache", 2),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((out / "bundle.json").read_text())
     assert manifest["heads"] == list(HEADS)
@@ -155,8 +182,17 @@ def test_fit_refuses_bad_options_with_a_message_and_exit_2(sample_dir, sample_sp
     from fashion.train.cli import main
 
     runner = CliRunner()
-    base = ["fit", "--data", str(sample_dir), "--split", str(sample_split), "--out", str(tmp_path / "b"),
-            "--backbone", "tiny"]
+    base = [
+        "fit",
+        "--data",
+        str(sample_dir),
+        "--split",
+        str(sample_split),
+        "--out",
+        str(tmp_path / "b"),
+        "--backbone",
+        "tiny",
+    ]
     result = runner.invoke(main, base + ["--recipe", "cpu", "--size", "32x24", "--size", "64x48"])
     assert result.exit_code == 2 and "Error: the CPU recipe trains one --size" in result.output
     result = runner.invoke(main, base + ["--recipe", "gpu", "--devices", "3", "--size", "32x24"])
@@ -172,9 +208,30 @@ def test_cli_gpu_recipe_honours_the_backbone_and_records_timings(sample_dir, sam
     from fashion.train.cli import main
 
     out, work = tmp_path / "bundle", tmp_path / "work"
-    result = CliRunner().invoke(main, ["fit", "--data", str(sample_dir), "--split", str(sample_split), "--out", str(out),
-                                       "--work-dir", str(work), "--recipe", "gpu", "--backbone", "tiny",
-                                       "--size", "32x24", "--epochs", "1", "--batch-size", "32"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "fit",
+            "--data",
+            str(sample_dir),
+            "--split",
+            str(sample_split),
+            "--out",
+            str(out),
+            "--work-dir",
+            str(work),
+            "--recipe",
+            "gpu",
+            "--backbone",
+            "tiny",
+            "--size",
+            "32x24",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+        ],
+    )
     assert result.exit_code == 0, result.output[-3000:]
     training = json.loads((out / "bundle.json").read_text())["training"]
     assert training["recipe"] == "gpu" and training["backbone"] == "tiny"

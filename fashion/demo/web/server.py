@@ -24,8 +24,14 @@ WEB_DIR = Path(__file__).resolve().parent
 ORT_DIST = WEB_DIR / "node_modules" / "onnxruntime-web" / "dist"
 STATIC = ("index.html", "app.js", "fashion-model.js")
 STANDALONE_KEY = "onnx_standalone"
-TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
-         ".wasm": "application/wasm", ".onnx": "application/octet-stream", ".map": "application/json"}
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".wasm": "application/wasm",
+    ".onnx": "application/octet-stream",
+    ".map": "application/json",
+}
 
 
 class WebSetupError(RuntimeError):
@@ -41,8 +47,10 @@ def resolve_model(bundle_or_model: str | Path) -> Path:
         return path
     bundle = load_manifest(path, verify_hashes=False)
     if STANDALONE_KEY not in bundle.artifacts:
-        raise WebSetupError(f"{path}: no standalone model; build it with `python -m fashion.export.standalone "
-                            f"{path}` or `fashion-export {path} --standalone`")
+        raise WebSetupError(
+            f"{path}: no standalone model; build it with `python -m fashion.export.standalone "
+            f"{path}` or `fashion-export {path} --standalone`"
+        )
     return bundle.artifact_path(STANDALONE_KEY)
 
 
@@ -111,8 +119,14 @@ def serving(model: str | Path, host: str = "127.0.0.1", port: int = 0) -> Iterat
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--bundle", "model", type=click.Path(exists=True, path_type=Path), default=Path("models/fashion-effnetb0"),
-              show_default=True, help="Bundle with a standalone model, or a standalone .onnx file.")
+@click.option(
+    "--bundle",
+    "model",
+    type=click.Path(exists=True, path_type=Path),
+    default=Path("models/fashion-effnetb0"),
+    show_default=True,
+    help="Bundle with a standalone model, or a standalone .onnx file.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 def main(model: Path, host: str, port: int) -> None:
