@@ -19,7 +19,7 @@ from types import FrameType
 import click
 
 from fashion.runtime import Classifier
-from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, model_options, run_cli
 from fashion.runtime.errors import EXIT_USAGE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -68,8 +68,7 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     default=None,
     help=f"Model bundle directory [default: the shipped {BUNDLE_NAME}].",
 )
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True)
+@model_options
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes the demo to your network."
 )
@@ -81,7 +80,17 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     type=click.FloatRange(min=0.01),
     help="Largest file the page accepts.",
 )
-def main(bundle: Path | None, backend: str, precision: str, host: str, port: int, max_upload_mb: float) -> None:
+def main(
+    bundle: Path | None,
+    backend: str,
+    precision: str,
+    providers: tuple[str, ...],
+    allow_fallback: bool,
+    threads: int | None,
+    host: str,
+    port: int,
+    max_upload_mb: float,
+) -> None:
     """Serve the fashion-edge demo page (Gradio) on HOST:PORT.
 
     Exit status: 0 after a clean stop (Ctrl-C), 2 for an unusable bundle or a port in use, 4 when the
@@ -89,7 +98,14 @@ def main(bundle: Path | None, backend: str, precision: str, host: str, port: int
     """
     bundle_dir = resolve_bundle(bundle)
     check_port(host, port)
-    classifier = Classifier.load(bundle_dir, backend=backend, precision=precision)
+    classifier = Classifier.load(
+        bundle_dir,
+        backend=backend,
+        precision=precision,
+        providers=list(providers) or None,
+        allow_fallback=allow_fallback,
+        threads=threads,
+    )
     click.echo(
         f"fashion-demo: {bundle_dir} on {classifier.info['backend']} "
         f"({classifier.info['precision']}, {', '.join(classifier.info['providers'])})"

@@ -26,7 +26,7 @@ from typing import IO, Any
 import click
 from tqdm import tqdm
 
-from .cli_support import CONTEXT_SETTINGS, run_cli
+from .cli_support import CONTEXT_SETTINGS, model_options, run_cli
 from .errors import BackendUnavailableError, BundleError, Interrupted, PartialFailure
 from .results import BatchItem
 
@@ -295,18 +295,7 @@ def _finish(writer: RowWriter, heads_of, handle: IO[str], target: Path | None) -
     show_default=True,
     help="Classes listed per head (CSV: that many label/probability columns per head).",
 )
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
-@click.option(
-    "--precision", type=click.Choice(["auto", "fastest", "fp32", "fp16", "int8"]), default="auto", show_default=True
-)
-@click.option(
-    "--provider",
-    "providers",
-    multiple=True,
-    help="ONNX Runtime provider (cpu, cuda, tensorrt); repeat to give a preference order.",
-)
-@click.option("--allow-fallback", is_flag=True, help="Run on the CPU if the requested provider is unavailable.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (default: all cores).")
+@model_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option(
     "--consistent",

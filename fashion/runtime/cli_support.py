@@ -100,3 +100,38 @@ def run_cli(fn: F) -> F:
 
 #: Alias for readers who prefer a decorator name that says what it does.
 cli_errors = run_cli
+
+
+def model_options(fn: F) -> F:
+    """The options every command that opens a bundle through ``Classifier.load`` shares.
+
+    Adds ``--backend``, ``--precision``, ``--provider`` (as ``providers``), ``--allow-fallback`` and
+    ``--threads`` with one spelling, one set of choices and one help text across fashion-predict,
+    fashion-serve and fashion-demo.
+    """
+    decorators = (
+        click.option(
+            "--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(["auto", "fastest", "fp32", "fp16", "int8"]),
+            default="auto",
+            show_default=True,
+            help="auto: INT8 where this CPU has the instructions that make it pay, else FP32; "
+            "fastest: time the candidates here once (cached).",
+        ),
+        click.option(
+            "--provider",
+            "providers",
+            multiple=True,
+            help="ONNX Runtime provider (cpu, cuda, tensorrt); repeat to give a preference order.",
+        ),
+        click.option("--allow-fallback", is_flag=True, help="Run on the CPU if the requested provider is unavailable."),
+        click.option(
+            "--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (default: the usable cores)."
+        ),
+    )
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return fn

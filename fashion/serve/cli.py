@@ -13,7 +13,7 @@ from types import FrameType
 
 import click
 
-from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, model_options, run_cli
 
 from .errors import ServeError
 from .models import DEFAULT_MAX_IMAGE_BYTES
@@ -68,18 +68,7 @@ def _stop_on_sigterm() -> None:
     show_default=True,
     help="Model instances (each its own session) running batches side by side.",
 )
-@click.option(
-    "--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads per instance (default: all cores)."
-)
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True)
-@click.option(
-    "--provider",
-    "providers",
-    multiple=True,
-    help="ONNX Runtime provider (cpu, cuda, tensorrt); repeat to give a preference order.",
-)
-@click.option("--allow-fallback", is_flag=True, help="Run on the CPU if the requested provider is unavailable.")
+@model_options
 @click.option(
     "--max-image-bytes",
     type=click.IntRange(min=1),
