@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -161,26 +162,6 @@ def main(
 
         sys.exit(run_photo_bench_cli(bundle, data, split, split_file, threads, json_path, markdown_path, log))
     split_explicit = ctx.get_parameter_source("split") == click.core.ParameterSource.COMMANDLINE
-    if ab_variants:
-        sys.exit(
-            _run_ab(
-                bundle,
-                data,
-                split,
-                split_file,
-                split_explicit,
-                batch_sizes,
-                iters,
-                threads,
-                limit,
-                ab_variants,
-                ab_rounds,
-                json_path,
-                markdown_path,
-                quiet,
-                log,
-            )
-        )
     config = BenchConfig(
         bundle=bundle,
         data=data,
@@ -194,6 +175,8 @@ def main(
         threads=threads,
         limit=limit,
     )
+    if ab_variants:
+        sys.exit(_run_ab(config, ab_variants, ab_rounds, json_path, markdown_path, quiet, log))
     try:
         from fashion.runtime.bundle import load_manifest
 
@@ -224,47 +207,29 @@ def main(
     sys.exit(1 if failures or failed_rows else 0)
 
 
-def _run_ab(
-    bundle,
-    data,
-    split,
-    split_file,
-    split_explicit,
-    batch_sizes,
-    iters,
-    threads,
-    limit,
-    ab_variants,
-    ab_rounds,
-    json_path,
-    markdown_path,
-    quiet,
-    log,
-) -> int:
+def _run_ab(config, ab_variants, ab_rounds, json_path, markdown_path, quiet, log) -> int:
     """--ab: the bundle's FP32 graph vs variants of it, in this one process (see ab.py)."""
     from fashion.runtime.bundle import load_manifest
 
     from . import system
     from .ab import compare_graphs, parse_variants, render_markdown
-    from .bench import BenchConfig, load_images
+    from .bench import load_images
     from .report import write_json
 
     try:
         variants = parse_variants(list(ab_variants))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--ab") from None
-    loaded = load_manifest(bundle)
-    config = BenchConfig(
-        bundle=bundle, data=data, split=split, split_file=split_file, split_explicit=split_explicit, limit=limit or 64
-    )
+    loaded = load_manifest(config.bundle)
+    config = dataclasses.replace(config, limit=config.limit or 64)
     images, source = load_images(loaded, config, progress=not quiet)
     result = compare_graphs(
         loaded,
         variants,
         np.asarray(images.images[: config.limit], dtype=np.float32),
-        threads or system.available_cores(),
-        batch_sizes,
-        iters=iters,
+        config.threads or system.available_cores(),
+        config.batch_sizes,
+        iters=config.iters,
         rounds=ab_rounds,
         log=log,
     )
