@@ -48,31 +48,43 @@ class Verdict:
     summary: str = ""
 
 
-def comparison_record(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
-                      heads: list[str]) -> dict[str, dict[str, float]]:
+def comparison_record(
+    reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], heads: list[str]
+) -> dict[str, dict[str, float]]:
     """Per head {"max_abs_diff", "argmax_agreement"} from :func:`fashion.metrics.compare_outputs`."""
     from fashion.metrics import compare_outputs
 
     comparison = compare_outputs(reference, candidate, heads)
-    return {head: {"max_abs_diff": float(comparison[head].max_abs_diff),
-                   "argmax_agreement": float(comparison[head].top1_agreement)} for head in heads}
+    return {
+        head: {
+            "max_abs_diff": float(comparison[head].max_abs_diff),
+            "argmax_agreement": float(comparison[head].top1_agreement),
+        }
+        for head in heads
+    }
 
 
-def parity_gate(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], heads: list[str],
-                atol: float | None = PARITY_ATOL, min_agreement: float = PARITY_MIN_AGREEMENT,
-                reference_name: str = "keras") -> Verdict:
+def parity_gate(
+    reference: dict[str, np.ndarray],
+    candidate: dict[str, np.ndarray],
+    heads: list[str],
+    atol: float | None = PARITY_ATOL,
+    min_agreement: float = PARITY_MIN_AGREEMENT,
+    reference_name: str = "keras",
+) -> Verdict:
     """Per head: max abs diff <= ``atol`` (not gated when None) and top-1 agreement >= ``min_agreement``."""
     report = comparison_record(reference, candidate, heads)
     images = len(next(iter(reference.values())))
     limit = "" if atol is None else f" (limit {atol:g})"
-    failures = [f"{head}: max abs diff {r['max_abs_diff']:.3g}{limit}, "
-                f"argmax agreement {r['argmax_agreement']:.2%} (need {min_agreement:.2%})"
-                for head, r in report.items()
-                if not ((atol is None or r["max_abs_diff"] <= atol) and r["argmax_agreement"] >= min_agreement)]
+    failures = [
+        f"{head}: max abs diff {r['max_abs_diff']:.3g}{limit}, "
+        f"argmax agreement {r['argmax_agreement']:.2%} (need {min_agreement:.2%})"
+        for head, r in report.items()
+        if not ((atol is None or r["max_abs_diff"] <= atol) and r["argmax_agreement"] >= min_agreement)
+    ]
     worst = max(r["max_abs_diff"] for r in report.values())
     lowest = min(r["argmax_agreement"] for r in report.values())
-    summary = (f"vs {reference_name} on {images} images: max abs diff {worst:.2e}, "
-               f"argmax agreement >= {lowest:.2%}")
+    summary = f"vs {reference_name} on {images} images: max abs diff {worst:.2e}, argmax agreement >= {lowest:.2%}"
     record: dict[str, Any] = {"reference": reference_name, "images": int(images)}
     if atol is not None:
         record["atol"] = atol
@@ -80,15 +92,22 @@ def parity_gate(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarra
     return Verdict(not failures, record, "; ".join(failures) if failures else summary)
 
 
-def agreement_gate(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], heads: list[str],
-                   min_agreement: float = FP16_MIN_AGREEMENT, reference_name: str = "onnx_fp32") -> Verdict:
+def agreement_gate(
+    reference: dict[str, np.ndarray],
+    candidate: dict[str, np.ndarray],
+    heads: list[str],
+    min_agreement: float = FP16_MIN_AGREEMENT,
+    reference_name: str = "onnx_fp32",
+) -> Verdict:
     """Per head top-1 agreement >= ``min_agreement``; the max abs difference is recorded, not gated."""
-    return parity_gate(reference, candidate, heads, atol=None, min_agreement=min_agreement,
-                       reference_name=reference_name)
+    return parity_gate(
+        reference, candidate, heads, atol=None, min_agreement=min_agreement, reference_name=reference_name
+    )
 
 
-def head_accuracy(probabilities: dict[str, np.ndarray], labels: dict[str, np.ndarray],
-                  heads: list[str]) -> dict[str, dict[str, Any]]:
+def head_accuracy(
+    probabilities: dict[str, np.ndarray], labels: dict[str, np.ndarray], heads: list[str]
+) -> dict[str, dict[str, Any]]:
     """Per head {"accuracy", "n"} over the images whose label is known (label -1 is skipped)."""
     from fashion.metrics.accuracy import head_scores
 
@@ -99,9 +118,14 @@ def head_accuracy(probabilities: dict[str, np.ndarray], labels: dict[str, np.nda
     return report
 
 
-def accuracy_drop_gate(reference_accuracy: dict[str, dict], candidate_accuracy: dict[str, dict],
-                       max_drop_pp: float = INT8_MAX_DROP_PP, images: int = 0, split: str = "val",
-                       candidate_name: str = "int8") -> Verdict:
+def accuracy_drop_gate(
+    reference_accuracy: dict[str, dict],
+    candidate_accuracy: dict[str, dict],
+    max_drop_pp: float = INT8_MAX_DROP_PP,
+    images: int = 0,
+    split: str = "val",
+    candidate_name: str = "int8",
+) -> Verdict:
     """Per head: drop (pp) = 100 x (reference - candidate) accuracy; passes when every drop <= ``max_drop_pp``."""
     drops: dict[str, float | None] = {}
     for head, reference in reference_accuracy.items():
@@ -110,8 +134,17 @@ def accuracy_drop_gate(reference_accuracy: dict[str, dict], candidate_accuracy: 
     over = {head: drop for head, drop in drops.items() if drop is not None and drop > max_drop_pp}
     known = [d for d in drops.values() if d is not None]
     worst = max(known) if known else 0.0
-    record = {"split": split, "images": int(images), "max_drop_pp": max_drop_pp, "fp32": reference_accuracy,
-              candidate_name: candidate_accuracy, "drop_pp": drops}
-    summary = (f"accuracy drop vs FP32 above {max_drop_pp:g} pp: {over}" if over
-               else f"worst accuracy drop vs FP32 {worst:+.2f} pp on {images} {split} images")
+    record = {
+        "split": split,
+        "images": int(images),
+        "max_drop_pp": max_drop_pp,
+        "fp32": reference_accuracy,
+        candidate_name: candidate_accuracy,
+        "drop_pp": drops,
+    }
+    summary = (
+        f"accuracy drop vs FP32 above {max_drop_pp:g} pp: {over}"
+        if over
+        else f"worst accuracy drop vs FP32 {worst:+.2f} pp on {images} {split} images"
+    )
     return Verdict(not over, record, summary)

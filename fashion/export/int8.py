@@ -52,10 +52,18 @@ CALIBRATION_METHODS = {
 # early expand convolutions next). Which plan passed, and each attempt's drops, are in the manifest.
 PLANS = (
     QuantPlan("pointwise/entropy", ("Conv",), ("first_conv", "squeeze_excite", "depthwise", "last_conv"), "entropy"),
-    QuantPlan("expand/minmax-avg", ("Conv",), ("first_conv", "squeeze_excite", "depthwise", "project", "last_conv"),
-              "minmax-avg"),
-    QuantPlan("late-expand/minmax-avg", ("Conv",),
-              ("first_conv", "squeeze_excite", "depthwise", "project", "last_conv", "early_expand"), "minmax-avg"),
+    QuantPlan(
+        "expand/minmax-avg",
+        ("Conv",),
+        ("first_conv", "squeeze_excite", "depthwise", "project", "last_conv"),
+        "minmax-avg",
+    ),
+    QuantPlan(
+        "late-expand/minmax-avg",
+        ("Conv",),
+        ("first_conv", "squeeze_excite", "depthwise", "project", "last_conv", "early_expand"),
+        "minmax-avg",
+    ),
 )
 
 
@@ -108,9 +116,12 @@ def nodes_kept_float(proto, keep: tuple[str, ...]) -> list[str]:
     if "project" in keep:
         # MBConv projection convs read the squeeze-excited tensor (a Mul) and write the residual stream
         producers = {out: node for node in proto.graph.node for out in node.output}
-        names += [node.name for node in convs
-                  if getattr(producers.get(node.input[0]), "op_type", None) == "Mul"
-                  and not any(a.name == "group" and a.i > 1 for a in node.attribute)]
+        names += [
+            node.name
+            for node in convs
+            if getattr(producers.get(node.input[0]), "op_type", None) == "Mul"
+            and not any(a.name == "group" and a.i > 1 for a in node.attribute)
+        ]
     if "squeeze_excite" in keep:
         # squeeze-excite convolutions run on the globally pooled 1x1 map; tf2onnx keeps Keras's layer names
         names += [node.name for node in convs if "_se_" in node.name]
@@ -138,15 +149,31 @@ def quantize(source: Path, target: Path, calibration: np.ndarray, plan: QuantPla
 
         reader = ImageCalibrationReader(calibration, progress=progress)
         quantize_static(
-            str(prepared), str(target), reader,
-            quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            op_types_to_quantize=list(plan.op_types), nodes_to_exclude=excluded,
+            str(prepared),
+            str(target),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(plan.op_types),
+            nodes_to_exclude=excluded,
             calibrate_method=CALIBRATION_METHODS[plan.calibration](CalibrationMethod),
-            extra_options={"CalibStridedMinMax": reader.stride(), "CalibPercentile": 99.999,
-                           "CalibMovingAverage": plan.calibration == "minmax-avg"},
+            extra_options={
+                "CalibStridedMinMax": reader.stride(),
+                "CalibPercentile": 99.999,
+                "CalibMovingAverage": plan.calibration == "minmax-avg",
+            },
         )
-    return {"plan": plan.name, "op_types_quantized": list(plan.op_types), "nodes_kept_float": excluded,
-            "calibration_method": plan.calibration,
-            "quant_pre_process": preprocessed, "calibration_images": int(len(calibration)),
-            "format": "QDQ", "per_channel": True, "activations": "uint8", "weights": "int8"}
+    return {
+        "plan": plan.name,
+        "op_types_quantized": list(plan.op_types),
+        "nodes_kept_float": excluded,
+        "calibration_method": plan.calibration,
+        "quant_pre_process": preprocessed,
+        "calibration_images": int(len(calibration)),
+        "format": "QDQ",
+        "per_channel": True,
+        "activations": "uint8",
+        "weights": "int8",
+    }

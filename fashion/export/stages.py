@@ -78,11 +78,16 @@ def _derived(ctx: ExportContext) -> dict[str, Any]:
 
 def _io_fields(ctx: ExportContext) -> dict[str, Any]:
     fp32 = ctx.fp32_entry
-    return {"opset": fp32["opset"], "input": fp32.get("input", "image"), "outputs": fp32["outputs"],
-            "feature_map": fp32.get("feature_map")}
+    return {
+        "opset": fp32["opset"],
+        "input": fp32.get("input", "image"),
+        "outputs": fp32["outputs"],
+        "feature_map": fp32.get("feature_map"),
+    }
 
 
 # -- ONNX FP32 ------------------------------------------------------------------------------------------
+
 
 class OnnxFp32Stage(Stage):
     """Keras -> ONNX FP32 (tf2onnx, no-op reshapes removed), gated on parity with Keras on real images.
@@ -101,30 +106,45 @@ class OnnxFp32Stage(Stage):
         from .graph import RECIPE
 
         keras_file = ctx.keras_file
-        return {"file": keras_file, "sha256": sha256_file(ctx.root / keras_file), "opset": ctx.options.opset,
-                "graph": RECIPE}
+        return {
+            "file": keras_file,
+            "sha256": sha256_file(ctx.root / keras_file),
+            "opset": ctx.options.opset,
+            "graph": RECIPE,
+        }
 
     def _reusable(self, ctx: ExportContext) -> bool:
         from fashion.runtime.bundle import sha256_file
 
         previous = ctx.previous.get(self.key)
         target = self.target(ctx)
-        return (previous is not None and not ctx.options.force and target.is_file()
-                and previous.get("source") == self.source(ctx) and previous.get("sha256") == sha256_file(target))
+        return (
+            previous is not None
+            and not ctx.options.force
+            and target.is_file()
+            and previous.get("source") == self.source(ctx)
+            and previous.get("sha256") == sha256_file(target)
+        )
 
     def attempts(self, ctx: ExportContext) -> list[Any]:
         return ["reuse" if self._reusable(ctx) else "convert"]
 
     def describe(self, attempt: Any) -> str:
-        return ("the recorded FP32 comes from this Keras file, opset and recipe: re-checking it" if attempt == "reuse"
-                else "converting with tf2onnx")
+        return (
+            "the recorded FP32 comes from this Keras file, opset and recipe: re-checking it"
+            if attempt == "reuse"
+            else "converting with tf2onnx"
+        )
 
     def build(self, ctx: ExportContext, attempt: Any, staged: Path) -> dict[str, Any]:
         if attempt == "reuse":
             shutil.copyfile(self.target(ctx), staged)
             previous = ctx.previous[self.key]
-            return {"outputs": previous["outputs"], "rewrites": previous.get("graph_rewrites", {}),
-                    "tool_versions": previous.get("tool_versions", {})}
+            return {
+                "outputs": previous["outputs"],
+                "rewrites": previous.get("graph_rewrites", {}),
+                "tool_versions": previous.get("tool_versions", {}),
+            }
         from .onnx_fp32 import build_onnx_fp32
 
         return build_onnx_fp32(ctx.bundle, ctx.root / ctx.keras_file, staged, opset=ctx.options.opset)
@@ -140,9 +160,15 @@ class OnnxFp32Stage(Stage):
         return {"format": "onnx", "input": INPUT, "outputs": built["outputs"], "feature_map": FEATURE_MAP}
 
     def entry(self, ctx: ExportContext, attempt: Any, built: dict[str, Any], verdict: gates.Verdict) -> dict[str, Any]:
-        return {**self._entry_io(ctx, built), "precision": "fp32", "opset": ctx.options.opset,
-                "tool_versions": built["tool_versions"], "graph_rewrites": built["rewrites"],
-                "parity": verdict.record, "source": self.source(ctx)}
+        return {
+            **self._entry_io(ctx, built),
+            "precision": "fp32",
+            "opset": ctx.options.opset,
+            "tool_versions": built["tool_versions"],
+            "graph_rewrites": built["rewrites"],
+            "parity": verdict.record,
+            "source": self.source(ctx),
+        }
 
     def accepted(self, ctx: ExportContext, entry: dict[str, Any]) -> None:
         ctx.fp32_entry = entry
@@ -150,6 +176,7 @@ class OnnxFp32Stage(Stage):
 
 
 # -- ONNX FP16 ------------------------------------------------------------------------------------------
+
 
 class OnnxFp16Stage(Stage):
     """FP32 -> FP16 weights and activations (I/O FP32); retried with sensitive ops kept FP32."""
@@ -177,12 +204,20 @@ class OnnxFp16Stage(Stage):
         return gates.agreement_gate(ctx.fp32_reference, candidate, ctx.heads, ctx.options.fp16_min_agreement)
 
     def entry(self, ctx: ExportContext, attempt: Any, built: dict[str, Any], verdict: gates.Verdict) -> dict[str, Any]:
-        return {"format": "onnx", "precision": "fp16", **_io_fields(ctx), "io_precision": "fp32",
-                "kept_fp32_ops": list(attempt), "tool_versions": {**ctx.fp32_entry.get("tool_versions", {}), **built},
-                "parity": verdict.record, **_derived(ctx)}
+        return {
+            "format": "onnx",
+            "precision": "fp16",
+            **_io_fields(ctx),
+            "io_precision": "fp32",
+            "kept_fp32_ops": list(attempt),
+            "tool_versions": {**ctx.fp32_entry.get("tool_versions", {}), **built},
+            "parity": verdict.record,
+            **_derived(ctx),
+        }
 
 
 # -- ONNX INT8 ------------------------------------------------------------------------------------------
+
 
 class OnnxInt8Stage(Stage):
     """Static INT8 (QDQ, per-channel), plans tried in order (``int8.PLANS``), gated on val accuracy drop."""
@@ -195,8 +230,10 @@ class OnnxInt8Stage(Stage):
     def attempts(self, ctx: ExportContext) -> list[Any]:
         from .int8 import PLANS
 
-        ctx.log(f"{self.title}: calibrating on {len(ctx.calibration)} train images, gate on {len(ctx.val)} val "
-                f"images (max drop {ctx.options.max_drop_pp:g} pp per head)")
+        ctx.log(
+            f"{self.title}: calibrating on {len(ctx.calibration)} train images, gate on {len(ctx.val)} val "
+            f"images (max drop {ctx.options.max_drop_pp:g} pp per head)"
+        )
         self.tried: list[dict[str, Any]] = []
         return list(PLANS)
 
@@ -211,21 +248,29 @@ class OnnxInt8Stage(Stage):
     def gate(self, ctx: ExportContext, attempt: Any, staged: Path, built: dict[str, Any]) -> gates.Verdict:
         probabilities = run_model(staged, {**ctx.fp32_entry, "precision": "int8"}, ctx.val.batch())
         accuracy = gates.head_accuracy(probabilities, ctx.val.labels, ctx.heads)
-        verdict = gates.accuracy_drop_gate(ctx.fp32_val_accuracy, accuracy, ctx.options.max_drop_pp,
-                                           images=len(ctx.val))
+        verdict = gates.accuracy_drop_gate(
+            ctx.fp32_val_accuracy, accuracy, ctx.options.max_drop_pp, images=len(ctx.val)
+        )
         self.tried.append({"plan": attempt.name, "drop_pp": verdict.record["drop_pp"]})
         return verdict
 
     def entry(self, ctx: ExportContext, attempt: Any, built: dict[str, Any], verdict: gates.Verdict) -> dict[str, Any]:
         import onnxruntime
 
-        return {"format": "onnx", "precision": "int8", **_io_fields(ctx), "io_precision": "fp32",
-                "quantization": built,
-                "tool_versions": {**ctx.fp32_entry.get("tool_versions", {}), "onnxruntime": onnxruntime.__version__},
-                "accuracy_gate": {**verdict.record, "attempts": list(self.tried)}, **_derived(ctx)}
+        return {
+            "format": "onnx",
+            "precision": "int8",
+            **_io_fields(ctx),
+            "io_precision": "fp32",
+            "quantization": built,
+            "tool_versions": {**ctx.fp32_entry.get("tool_versions", {}), "onnxruntime": onnxruntime.__version__},
+            "accuracy_gate": {**verdict.record, "attempts": list(self.tried)},
+            **_derived(ctx),
+        }
 
 
 # -- TensorRT -------------------------------------------------------------------------------------------
+
 
 class TensorRTStage(Stage):
     """A TensorRT engine from the FP32 ONNX, gated by opening it with the runtime's TensorRT backend."""
@@ -257,17 +302,33 @@ class TensorRTStage(Stage):
         from .tensorrt import build_engine
 
         calibration = ctx.calibration.batch() if self.precision == "int8" else None
-        staged.write_bytes(build_engine(ctx.fp32_path, self.precision, ctx.height, ctx.width, ctx.options.max_batch,
-                                        Path(ctx.options.cache_dir), calibration, fp32_fallback=attempt))
+        staged.write_bytes(
+            build_engine(
+                ctx.fp32_path,
+                self.precision,
+                ctx.height,
+                ctx.width,
+                ctx.options.max_batch,
+                Path(ctx.options.cache_dir),
+                calibration,
+                fp32_fallback=attempt,
+            )
+        )
         return {}
 
     def _entry(self, ctx: ExportContext, attempt: Any) -> dict[str, Any]:
         from .tensorrt import FP32_FALLBACK_LAYER_TYPES, engine_facts
 
         max_batch = ctx.options.max_batch
-        return {"format": "tensorrt", "precision": self.precision, **_io_fields(ctx), **engine_facts(),
-                "max_batch": max_batch, "profile": {"min": 1, "opt": max(1, max_batch // 2), "max": max_batch},
-                "fp32_fallback_layers": list(FP32_FALLBACK_LAYER_TYPES) if attempt else []}
+        return {
+            "format": "tensorrt",
+            "precision": self.precision,
+            **_io_fields(ctx),
+            **engine_facts(),
+            "max_batch": max_batch,
+            "profile": {"min": 1, "opt": max(1, max_batch // 2), "max": max_batch},
+            "fp32_fallback_layers": list(FP32_FALLBACK_LAYER_TYPES) if attempt else [],
+        }
 
     def gate(self, ctx: ExportContext, attempt: Any, staged: Path, built: dict[str, Any]) -> gates.Verdict:
         entry = self._entry(ctx, attempt)
@@ -285,6 +346,7 @@ class TensorRTStage(Stage):
 
 
 # -- Triton ---------------------------------------------------------------------------------------------
+
 
 class TritonStage(Stage):
     """A Triton model repository from the recorded artifacts; gated by reading every written config back."""
@@ -315,11 +377,17 @@ class TritonStage(Stage):
         return {"models": write_repository(load_manifest(ctx.root), staged, ctx.options.max_batch)}
 
     def gate(self, ctx: ExportContext, attempt: Any, staged: Path, built: dict[str, Any]) -> gates.Verdict:
-        problems = [str(model) for model in built["models"]
-                    if not (model / "config.pbtxt").is_file() or not any((model / "1").iterdir())]
+        problems = [
+            str(model)
+            for model in built["models"]
+            if not (model / "config.pbtxt").is_file() or not any((model / "1").iterdir())
+        ]
         names = ", ".join(p.name for p in built["models"])
-        return gates.Verdict(not problems, {"models": names},
-                             f"incomplete model folders: {problems}" if problems else f"{staged} ({names})")
+        return gates.Verdict(
+            not problems,
+            {"models": names},
+            f"incomplete model folders: {problems}" if problems else f"{staged} ({names})",
+        )
 
     def entry(self, ctx: ExportContext, attempt: Any, built: dict[str, Any], verdict: gates.Verdict) -> dict[str, Any]:
         ctx.result.triton_models = built["models"]
