@@ -161,42 +161,27 @@ def fit(
     trainer = _recipe(
         recipe,
         parsed_sizes,
-        weights,
-        epochs,
-        batch_size,
-        learning_rate,
-        label_smoothing,
-        heads,
-        gpu_seconds,
-        devices,
-        precision,
-        cache_dir,
-        cut_layer,
-        resume,
-        backbone,
+        weights=weights,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        label_smoothing=label_smoothing,
+        heads=heads,
+        gpu_seconds=gpu_seconds,
+        devices=devices,
+        precision=precision,
+        cache_dir=cache_dir,
+        cut_layer=cut_layer,
+        resume=resume,
+        backbone=backbone,
     )
     result = trainer.fit(train_data, work)
     _publish(result, train_data, out, split_file, work, recipe, parsed_sizes[0])
 
 
-def _recipe(
-    recipe,
-    sizes,
-    weights,
-    epochs,
-    batch_size,
-    learning_rate,
-    label_smoothing,
-    heads,
-    gpu_seconds,
-    devices,
-    precision,
-    cache_dir,
-    cut_layer,
-    resume,
-    backbone,
-):
+def _recipe(recipe: str, sizes, **options):
     """The recipe object with its options dataclass (the CLI's only recipe-specific code)."""
+    o = options
     if recipe == "cpu":
         from .cpu_recipe import CpuRecipe, CpuRecipeConfig
 
@@ -204,29 +189,29 @@ def _recipe(
         config = CpuRecipeConfig(
             height=height,
             width=width,
-            epochs=epochs,
-            batch_size=batch_size,
-            cut_layer="stem_activation" if backbone == "tiny" else cut_layer,
-            learning_rate=learning_rate,
-            label_smoothing=label_smoothing,
-            class_weight_heads=heads,
-            backbone=backbone,
+            epochs=o["epochs"],
+            batch_size=o["batch_size"],
+            cut_layer="stem_activation" if o["backbone"] == "tiny" else o["cut_layer"],
+            learning_rate=o["learning_rate"],
+            label_smoothing=o["label_smoothing"],
+            class_weight_heads=o["heads"],
+            backbone=o["backbone"],
         )
-        return CpuRecipe(config, weights=weights, cache_dir=cache_dir, resume=resume)
+        return CpuRecipe(config, weights=o["weights"], cache_dir=o["cache_dir"], resume=o["resume"])
     from .gpu_recipe import GpuRecipe, GpuRecipeConfig
 
     config = GpuRecipeConfig(
         sizes=sizes,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        label_smoothing=label_smoothing,
-        seconds_per_size=gpu_seconds,
-        devices=devices,
-        mixed_precision=precision,
-        backbone=backbone,
+        epochs=o["epochs"],
+        batch_size=o["batch_size"],
+        learning_rate=o["learning_rate"],
+        label_smoothing=o["label_smoothing"],
+        seconds_per_size=o["gpu_seconds"],
+        devices=o["devices"],
+        mixed_precision=o["precision"],
+        backbone=o["backbone"],
     )
-    return GpuRecipe(config, weights=weights, resume=resume)
+    return GpuRecipe(config, weights=o["weights"], resume=o["resume"])
 
 
 def _publish(result, train_data, out, split_file, work, recipe, size) -> None:
