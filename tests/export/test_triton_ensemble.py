@@ -11,7 +11,6 @@ import importlib.util
 import json
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,24 +18,7 @@ import pytest
 from fashion.export.triton import ENSEMBLE_MODEL, PREPROCESS_MODEL, write_repository
 from fashion.runtime import Classifier
 from fashion.runtime.bundle import load_manifest
-
-
-def _schema():
-    spec = importlib.util.find_spec("tritonclient")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("tritonclient is not installed (dev extra): cannot load Triton's model_config schema")
-    path = Path(list(spec.submodule_search_locations)[0]) / "grpc" / "model_config_pb2.py"
-    module_spec = importlib.util.spec_from_file_location("triton_model_config_pb2_ensemble", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
-def _parse(path: Path):
-    from google.protobuf import text_format
-
-    schema = _schema()
-    return text_format.Parse(path.read_text(), schema.ModelConfig()), schema
+from tests.export.triton_schema import parse_config
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +32,16 @@ def repo(tiny_bundle, tmp_path_factory):
 def test_preprocess_and_ensemble_configs_parse_with_tritons_schema(repo, tiny_bundle):
     bundle = load_manifest(tiny_bundle)
     height, width = bundle.input_size
-    pre, schema = _parse(repo / PREPROCESS_MODEL / "config.pbtxt")
+    pre, schema = parse_config(repo / PREPROCESS_MODEL / "config.pbtxt")
     assert pre.backend == "python" and pre.max_batch_size == 8 and pre.HasField("dynamic_batching")
     assert [(i.name, i.data_type) for i in pre.input] == [("image_bytes", schema.TYPE_STRING)]
     assert list(pre.output[0].dims) == [height, width, 3] and pre.output[0].data_type == schema.TYPE_FP32
     assert json.loads(pre.parameters["preprocessing"].string_value) is not None
     assert (repo / PREPROCESS_MODEL / "1" / "model.py").is_file()
 
-    ens, _ = _parse(repo / ENSEMBLE_MODEL / "config.pbtxt")
+    ens, _ = parse_config(repo / ENSEMBLE_MODEL / "config.pbtxt")
     model_name = next(p.name for p in repo.iterdir() if (p / "1" / "model.onnx").is_file())
-    onnx_model, _ = _parse(repo / model_name / "config.pbtxt")
+    onnx_model, _ = parse_config(repo / model_name / "config.pbtxt")
     assert ens.platform == "ensemble" and ens.max_batch_size == 8
     assert [s.model_name for s in ens.ensemble_scheduling.step] == [PREPROCESS_MODEL, model_name]
     assert onnx_model.HasField("dynamic_batching")  # the models inside the ensemble batch
@@ -103,7 +85,7 @@ def test_generated_model_py_preprocesses_like_the_runtime(repo, tiny_bundle, sam
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     model = module.TritonPythonModel()
-    parsed, _ = _parse(repo / PREPROCESS_MODEL / "config.pbtxt")
+    parsed, _ = parse_config(repo / PREPROCESS_MODEL / "config.pbtxt")
     model.initialize(
         {
             "model_config": json.dumps(
