@@ -27,6 +27,16 @@ BUNDLE_NAME = Path("models") / "fashion-effnetb0"
 SAMPLE_DIR = REPO_ROOT / "data" / "sample"
 
 
+def bundle_option(purpose: str = "Model bundle directory"):
+    """The ``--bundle`` option of every demo command; ``resolve_bundle`` turns its value into a directory."""
+    return click.option(
+        "--bundle",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help=f"{purpose} [default: the shipped {BUNDLE_NAME}].",
+    )
+
+
 def resolve_bundle(bundle: Path | None) -> Path:
     """``bundle``, or the shipped model next to the code or under the working directory."""
     candidates = [bundle] if bundle is not None else [REPO_ROOT / BUNDLE_NAME, Path.cwd() / BUNDLE_NAME]
@@ -62,12 +72,7 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 @run_cli
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option(
-    "--bundle",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help=f"Model bundle directory [default: the shipped {BUNDLE_NAME}].",
-)
+@bundle_option()
 @model_options
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes the demo to your network."

@@ -19,6 +19,8 @@ import click
 
 from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
 
+from .app import bundle_option
+
 CHROMIUM = Path(os.environ.get("FASHION_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless",
@@ -85,12 +87,7 @@ def wait_for_heat_map(page, timeout_s: float = 30) -> None:
 
 @run_cli
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option(
-    "--bundle",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Model bundle [default: the shipped one].",
-)
+@bundle_option("Model bundle")
 @click.option("--image", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=True)
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
 def main(bundle: Path | None, image: Path, out: Path) -> None:

@@ -23,6 +23,7 @@ from PIL import Image
 
 from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
 
+from .app import bundle_option
 from .browser import DONE_MARKERS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -117,12 +118,7 @@ def burst(url: str, pid: int, photos: list[Path], settle_s: float = 3.0) -> dict
 
 @run_cli
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option(
-    "--bundle",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Bundle to serve [default: the shipped one].",
-)
+@bundle_option("Bundle to serve")
 @click.option("--clients", default=8, show_default=True, type=click.IntRange(1, 64))
 @click.option(
     "--side",

@@ -22,6 +22,7 @@ import numpy as np
 
 from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
 
+from .app import bundle_option
 from .browser import DONE_MARKERS
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[2] / "data" / "sample" / "images"
@@ -96,12 +97,7 @@ def run_load(
 @run_cli
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--url", default=None, help="A running demo; without it the command serves --bundle itself.")
-@click.option(
-    "--bundle",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Bundle to serve when no --url [default: the shipped one].",
-)
+@bundle_option("Bundle to serve when no --url")
 @click.option(
     "--images",
     "image_dir",
