@@ -18,8 +18,7 @@ from types import FrameType
 
 import click
 
-from fashion.runtime import Classifier
-from fashion.runtime.cli_support import CONTEXT_SETTINGS, model_options, run_cli
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, load_classifier, model_options, run_cli
 from fashion.runtime.errors import EXIT_USAGE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +102,7 @@ def main(
     """
     bundle_dir = resolve_bundle(bundle)
     check_port(host, port)
-    classifier = Classifier.load(
+    classifier = load_classifier(
         bundle_dir,
         backend=backend,
         precision=precision,

@@ -26,8 +26,8 @@ from typing import IO, Any
 import click
 from tqdm import tqdm
 
-from .cli_support import CONTEXT_SETTINGS, model_options, run_cli
-from .errors import BackendUnavailableError, BundleError, Interrupted, PartialFailure
+from .cli_support import CONTEXT_SETTINGS, load_classifier, model_options, run_cli
+from .errors import BundleError, Interrupted, PartialFailure
 from .results import BatchItem
 
 #: Suffixes a folder scan expects to be photos; any other file in a folder gets an error row.
@@ -196,21 +196,6 @@ def partial_path(output: Path) -> Path:
 
 
 # -- prediction -----------------------------------------------------------------------------------------
-
-
-def load_classifier(bundle: str, **options: Any):
-    """Classifier.load with every way a bundle can be unusable turned into BundleError (exit 2)."""
-    from .classifier import Classifier
-
-    try:
-        return Classifier.load(bundle, **options)
-    except BackendUnavailableError as exc:
-        # The runtime names its Python argument; on the command line it is a flag.
-        raise BackendUnavailableError(str(exc).replace("allow_fallback=True", "--allow-fallback")) from None
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, BundleError):
-            raise
-        raise BundleError(f"{bundle}: unusable bundle or options ({type(exc).__name__}: {exc})") from None
 
 
 def local_items(

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .errors import EXIT_PARTIAL, FashionError, exit_code_for
+from .errors import EXIT_PARTIAL, BackendUnavailableError, BundleError, FashionError, exit_code_for
 
 #: Every click command passes this so ``-h`` works as well as ``--help``.
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
@@ -135,3 +135,23 @@ def model_options(fn: F) -> F:
     for decorator in reversed(decorators):
         fn = decorator(fn)
     return fn
+
+
+def flag_spelling(exc: BackendUnavailableError) -> BackendUnavailableError:
+    """The runtime's message names its Python argument; on the command line it is ``--allow-fallback``."""
+    return BackendUnavailableError(str(exc).replace("allow_fallback=True", "--allow-fallback"))
+
+
+def load_classifier(bundle: str | os.PathLike[str], **options: Any):
+    """``Classifier.load`` for commands using ``model_options``: every way a bundle or an option is unusable
+    becomes BundleError (exit 2), and a missing backend names the command-line flag."""
+    from .classifier import Classifier
+
+    try:
+        return Classifier.load(bundle, **options)
+    except BackendUnavailableError as exc:
+        raise flag_spelling(exc) from None
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, BundleError):
+            raise
+        raise BundleError(f"{bundle}: unusable bundle or options ({type(exc).__name__}: {exc})") from None

@@ -13,7 +13,8 @@ from types import FrameType
 
 import click
 
-from fashion.runtime.cli_support import CONTEXT_SETTINGS, model_options, run_cli
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, flag_spelling, model_options, run_cli
+from fashion.runtime.errors import BackendUnavailableError
 
 from .errors import ServeError
 from .models import DEFAULT_MAX_IMAGE_BYTES
@@ -119,6 +120,8 @@ def main(
     _stop_on_sigterm()
     try:
         serve(bundle, options, say=lambda line: click.echo(line, err=True))
+    except BackendUnavailableError as exc:
+        raise flag_spelling(exc) from None
     except KeyboardInterrupt:
         click.echo("stopped", err=True)
 

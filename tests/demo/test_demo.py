@@ -160,6 +160,19 @@ def test_port_in_use_is_refused_before_loading_with_a_message_naming_the_option(
     assert "GRADIO_SERVER_PORT" not in result.output
 
 
+def test_missing_provider_is_refused_naming_the_command_line_flag(tiny_bundle):
+    import onnxruntime
+    from click.testing import CliRunner
+
+    from fashion.demo.app import main
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("CUDA is available here: the provider starts")
+    result = CliRunner().invoke(main, ["--bundle", str(tiny_bundle), "--provider", "cuda"])
+    assert result.exit_code == 4
+    assert "--allow-fallback" in result.output and "allow_fallback=True" not in result.output
+
+
 def test_one_decode_per_request_feeds_prediction_and_heat_map(tiny_bundle, sample_images, tmp_path):
     from fashion.demo.page import Handlers
 
