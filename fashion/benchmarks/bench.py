@@ -150,7 +150,6 @@ def load_images(bundle, config: BenchConfig, progress: bool = True):
         raise ImportError(f"reading a dataset needs pandas ({exc}) — pip install fashion-edge[bench]") from exc
     from fashion.data.errors import DataError
     from fashion.data.paths import resolve_data_dir, resolve_split_file
-    from fashion.runtime.preprocess import build_preprocessor
 
     use_split = config.data is None or config.split_file is not None or config.split_explicit
     data_dir = resolve_data_dir(config.data)
@@ -160,7 +159,7 @@ def load_images(bundle, config: BenchConfig, progress: bool = True):
         if use_split
         else None
     )
-    preprocessor = build_preprocessor(bundle.manifest.get("preprocessing"), *bundle.input_size)
+    preprocessor = bundle.preprocessor()
     images = load_labelled(
         data_dir,
         split_file,

@@ -119,7 +119,12 @@ class ExportContext:
         split_file = resolve_split_file(self.options.split_file, recorded, bases=[self.root])
         self.log(f"images: {data_dir} (split {split_file})")
         return LabelledData.open(
-            data_dir, split_file, self.bundle.labels, (self.height, self.width), progress=self.options.progress
+            data_dir,
+            split_file,
+            self.bundle.labels,
+            (self.height, self.width),
+            progress=self.options.progress,
+            preprocessor=self.bundle.preprocessor(),
         )
 
     def images(self, split: str, limit: int | None, fill_from: tuple[str, ...] = (), desc: str = "") -> Any:

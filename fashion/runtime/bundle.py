@@ -33,6 +33,7 @@ from .manifest import (
     read_json,
     sha256_file,
 )
+from .preprocess import Preprocessor, build_preprocessor
 
 LABELS = "labels.json"
 HIERARCHY = "hierarchy.json"
@@ -75,6 +76,10 @@ class Bundle:
     @property
     def artifacts(self) -> dict[str, ArtifactEntry]:
         return self.manifest.artifacts
+
+    def preprocessor(self, fast: bool | None = None) -> Preprocessor:
+        """The preprocessing this bundle's spec describes, at its input size (BundleError if unsupported)."""
+        return build_preprocessor(self.manifest.preprocessing, *self.input_size, fast=fast)
 
     def artifact_path(self, key: str) -> Path:
         if key not in self.artifacts:

@@ -31,7 +31,7 @@ from .bundle import Bundle, load_manifest, verify_files
 from .errors import BundleError, FashionError
 from .hierarchy import LEVELS, HierarchyDecoder
 from .host import CpuFacts, cpu_facts, read_choices, split_threads, usable_cores, write_choice
-from .preprocess import ImageSource, Preprocessor, _describe, build_preprocessor
+from .preprocess import ImageSource, Preprocessor, _describe
 from .results import BatchItem, Prediction, decode_head
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -175,12 +175,6 @@ def timing_sample(preprocessor: Preprocessor) -> np.ndarray:
     return preprocessor(image)
 
 
-def bundle_preprocessor(bundle: Bundle, fast: bool | None = None) -> Preprocessor:
-    """The preprocessing the bundle's spec describes, at its input size (BundleError if unsupported)."""
-    spec = getattr(bundle.manifest, "preprocessing", None) or bundle.manifest.get("preprocessing")
-    return build_preprocessor(spec, *bundle.input_size, fast=fast)
-
-
 def _timings_text(timings: dict[str, float]) -> str:
     return ", ".join(f"{key} {ms:.2f} ms" for key, ms in sorted(timings.items(), key=lambda kv: kv[1])) + " at batch 1"
 
@@ -214,7 +208,7 @@ class Classifier:
         self.choice = choice or ArtifactChoice(artifact, "given")
         self.heads = bundle.heads
         self.input_size = bundle.input_size
-        self.preprocessor = bundle_preprocessor(bundle)
+        self.preprocessor = bundle.preprocessor()
         self.hierarchy = HierarchyDecoder(bundle.hierarchy, bundle.labels)
         self._lock = threading.Lock()
         self._head_weights: dict[str, np.ndarray] | None = None
@@ -295,7 +289,7 @@ class Classifier:
                 )
             engine = cls._open(bundle, winner, options)
             return cls(bundle, engine, winner, threads, ArtifactChoice(winner, reason))
-        preprocessor = bundle_preprocessor(bundle)
+        preprocessor = bundle.preprocessor()
         sample = preprocessor(timing_image) if timing_image is not None else timing_sample(preprocessor)
         batch = preprocessor.to_batch([sample])
         timings: dict[str, float] = {}
