@@ -67,8 +67,13 @@ def test_uploaded_photo_shows_six_predictions_and_a_heat_map(page, demo_url, cla
 def test_clicking_an_example_predicts_it(page, demo_url, classifier, sample_dir):
     page.goto(demo_url)
     page.wait_for_selector("#photo input[type=file]", state="attached", timeout=60_000)
+    expected_count = len(views.example_images(sample_dir))
+    # the gallery renders after the file input: wait for all of it, then count (count() itself does not wait)
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('button.gallery-item').length >= n", arg=expected_count, timeout=60_000
+    )
     examples = page.locator("button.gallery-item")
-    assert examples.count() == len(views.example_images(sample_dir))
+    assert examples.count() == expected_count
     examples.first.click()
     page.wait_for_function("document.querySelector('#status')?.innerText.includes('Prediction took')", timeout=60_000)
     expected = classifier.predict(views.example_images(sample_dir)[0]).heads["articleType"].label
