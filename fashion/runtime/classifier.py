@@ -331,6 +331,19 @@ class Classifier:
         with self._lock:
             return self.backend.infer(batch, feature_map=feature_map)
 
+    def _outputs(self, batch: np.ndarray, tta: bool) -> dict[str, np.ndarray]:
+        """{head: probabilities} for a batch; with ``tta`` also for its horizontal mirror, averaged per head.
+
+        The batch and its mirror go through the model as one 2N batch (one call, so one lock hold and one
+        dispatch); product photos are left-right symmetric in meaning, so the mirror is a second opinion.
+        """
+        if not tta:
+            return self.infer(batch)
+        count = len(batch)
+        width_axis = 3 if self.preprocessor.layout == "NCHW" else 2
+        outputs = self.infer(np.concatenate([batch, np.flip(batch, axis=width_axis)]))
+        return {head: (outputs[head][:count] + outputs[head][count:]) * np.float32(0.5) for head in self.heads}
+
     def _decode(
         self, outputs: dict[str, np.ndarray], row: int, top_k: int, consistent: bool, latency_ms: float
     ) -> Prediction:
@@ -353,10 +366,14 @@ class Classifier:
         """The exact uint8 HxWx3 tensor the model sees for ``image`` (raises InvalidImageError)."""
         return self.preprocessor(image)
 
-    def predict(self, image: ImageSource, top_k: int = 3, consistent: bool = False) -> Prediction:
-        """Predict every head for one image (path, bytes, PIL image or HxWx3 uint8 array)."""
+    def predict(self, image: ImageSource, top_k: int = 3, consistent: bool = False, tta: bool = False) -> Prediction:
+        """Predict every head for one image (path, bytes, PIL image or HxWx3 uint8 array).
+
+        ``tta``: average each head's probabilities with those of the mirrored photo (about twice the
+        model time, included in ``latency_ms``).
+        """
         start = time.perf_counter()
-        outputs = self.infer(self.preprocessor.to_batch([self.preprocess(image)]))
+        outputs = self._outputs(self.preprocessor.to_batch([self.preprocess(image)]), tta)
         return self._decode(outputs, 0, top_k, consistent, (time.perf_counter() - start) * 1000)
 
     def decode_plan(self, decode_threads: int | None = None) -> tuple[int, bool]:
@@ -375,8 +392,11 @@ class Classifier:
         top_k: int = 3,
         consistent: bool = False,
         decode_threads: int | None = None,
+        tta: bool = False,
     ) -> list[BatchItem]:
         """Predict many images; an image that cannot be read is reported in its item, the rest still run.
+
+        ``tta`` as in :meth:`predict`: each batch runs with its mirror as one call of twice the size.
 
         Images are decoded by a thread pool (Pillow releases the GIL). When a core is free beside the
         model's threads, the next batch decodes while the current one runs; otherwise decoding uses
@@ -399,7 +419,7 @@ class Classifier:
                 following = starts[number + 1] if number + 1 < len(starts) else None
                 if overlap and following is not None:
                     pending = submit(images[following : following + batch_size])  # decodes while the model runs
-                self._run_batch(images, first, decoded, items, top_k, consistent, clock)
+                self._run_batch(images, first, decoded, items, top_k, consistent, clock, tta)
                 if not overlap and following is not None:
                     pending = submit(images[following : following + batch_size])
         finally:
@@ -433,6 +453,7 @@ class Classifier:
         top_k: int,
         consistent: bool,
         clock: float,
+        tta: bool = False,
     ) -> None:
         tensors, rows = [], []
         for offset, result in enumerate(decoded):
@@ -446,7 +467,7 @@ class Classifier:
                 rows.append(position)
         if not tensors:
             return
-        outputs = self.infer(self.preprocessor.to_batch(tensors))
+        outputs = self._outputs(self.preprocessor.to_batch(tensors), tta)
         per_image_ms = (time.perf_counter() - clock) * 1000 / len(rows)
         for row, position in enumerate(rows):
             prediction = self._decode(outputs, row, top_k, consistent, per_image_ms)
