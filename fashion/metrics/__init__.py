@@ -5,13 +5,18 @@ or unknown label, which every score skips.
 """
 
 from .accuracy import head_scores, macro_f1, rank, score_heads, top1_agreement
+from .colour import COLOUR_FAMILIES, colour_family, family_accuracy, family_scores
 from .compare import Comparison, HeadComparison, compare_head, compare_outputs
 
 __all__ = [
+    "COLOUR_FAMILIES",
     "Comparison",
     "HeadComparison",
+    "colour_family",
     "compare_head",
     "compare_outputs",
+    "family_accuracy",
+    "family_scores",
     "head_scores",
     "macro_f1",
     "rank",

@@ -16,16 +16,20 @@ import pandas as pd
 from fashion import HEADS
 from fashion.data.labels import encode
 from fashion.metrics.accuracy import head_scores
+from fashion.metrics.colour import family_scores
 
-from .pipeline import predict_padded
 from .recipe import Decoded, Part, decode_part
 
 CONFUSION_HEADS = ("gender", "masterCategory", "season", "subCategory")
 TOP_CONFUSION_HEADS = ("articleType", "baseColour")
+#: The head scored also by shade family (docs/colour-families.md).
+COLOUR_HEAD = "baseColour"
 
 
 def predict_keras(model, part: Part, batch_size: int = 128) -> tuple[dict[str, np.ndarray], Decoded]:
     """Decode the part at the model's input size (threads) and run it through the compiled predict step."""
+    from .pipeline import predict_padded  # Keras: imported here so scoring made predictions does not need it
+
     height, width = (int(d) for d in model.input_shape[1:3])
     decoded = decode_part(part, height, width)
     return predict_padded(model, decoded.images, batch_size), decoded
@@ -162,6 +166,10 @@ def evaluate_predictions(
         from fashion.runtime.hierarchy import HierarchyDecoder, consistency_effect
 
         metrics["hierarchy_decoding"] = consistency_effect(probs, labels, HierarchyDecoder(hierarchy, vocab))
+    if COLOUR_HEAD in probs and COLOUR_HEAD in labels and COLOUR_HEAD in vocab:
+        metrics["colour_families"] = family_scores(
+            labels[COLOUR_HEAD], probs[COLOUR_HEAD].argmax(axis=1), vocab[COLOUR_HEAD]
+        )
     if out_dir is None:
         return metrics
     out = Path(out_dir)
@@ -188,4 +196,10 @@ def format_table(metrics: dict) -> str:
         lines.append(f"{head:<15} {m['accuracy']:>9.4f} {m['macro_f1']:>9.4f} {m['top3']:>7.4f} {m['n']:>6}")
     for level, m in metrics.get("hierarchy_decoding", {}).items():
         lines.append(f"consistent decoding, {level}: {m['argmax']:.4f} -> {m['consistent']:.4f}")
+    families = metrics.get("colour_families")
+    if families and families.get("n"):
+        lines.append(
+            f"{COLOUR_HEAD} shade families: accuracy {families['accuracy']:.4f}, "
+            f"macro-F1 {families['macro_f1']:.4f} (n {families['n']})"
+        )
     return "\n".join(lines)
