@@ -27,12 +27,12 @@ BATCH_DIM = "batch"
 
 
 def load_keras_model(path: Path):
-    import keras
+    from fashion.layers import load_keras_model as load
 
     if not path.is_file():
         raise ExportError(f"{path}: no Keras model to export")
     try:
-        return keras.saving.load_model(path, compile=False)
+        return load(path)
     except Exception as exc:  # Keras raises ValueError/TypeError/OSError for unreadable archives
         raise ExportError(f"{path}: Keras cannot load this model ({type(exc).__name__}: {exc})") from None
 

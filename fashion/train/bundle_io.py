@@ -40,10 +40,16 @@ def tool_versions(*names: str) -> dict[str, str]:
 
 
 def save_head_weights(model, path: Path) -> None:
-    """Dense kernels/biases per head: the runtime builds class-activation maps from them without Keras."""
+    """Dense kernels/biases per head: the runtime builds class-activation maps from them without Keras.
+
+    A head whose input is more than the pooled trunk features (a colour branch, coarse-head
+    probabilities) has the pooled features first; only those kernel rows map the feature map.
+    """
+    features = int(model.get_layer("avg_pool").output.shape[-1])
     arrays = {}
     for head in HEADS:
         kernel, bias = model.get_layer(head).get_weights()
+        kernel = kernel[:features]
         arrays[f"{head}/kernel"], arrays[f"{head}/bias"] = kernel.astype(np.float32), bias.astype(np.float32)
     np.savez(path, **arrays)
 
@@ -105,10 +111,10 @@ def write_bundle(
 
 def load_keras_model(bundle_dir: str | Path):
     """Load the bundle's Keras model (safe mode; the custom loss/metric are not needed for inference)."""
-    import keras
+    from fashion.layers import load_keras_model as load
 
     bundle = load_manifest(bundle_dir)
-    return keras.saving.load_model(bundle.artifact_path("keras"), compile=False, safe_mode=True)
+    return load(bundle.artifact_path("keras"))
 
 
 def update_metrics(bundle_dir: str | Path, key: str, metrics: dict[str, Any]) -> None:

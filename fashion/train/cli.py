@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -272,6 +273,79 @@ def evaluate(bundle, data, split_file, subset, out, record):
     click.echo(format_table(metrics))
     if record:
         update_metrics(bundle, name, {k: v for k, v in metrics.items() if k != "top_confusions"})
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="Kaggle-layout folder.")
+@click.option("--split", "split_file", default=DEFAULT_SPLIT, show_default=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(), help="Bundle directory to write (not BUNDLE itself).")
+@click.option(
+    "--variants",
+    default="refit,colour,hierarchy,colour+hierarchy",
+    show_default=True,
+    help="Comma-separated variants to fit and score on val (the ablation): refit, colour, hierarchy, colour+hierarchy.",
+)
+@click.option(
+    "--ship",
+    default="auto",
+    show_default=True,
+    help="Variant written to --out; auto = best mean val accuracy and macro-F1 over articleType and baseColour.",
+)
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--no-logit-adjust", is_flag=True, help="Keep the heads' biases as trained (no tau search on val).")
+def refine(bundle, data, split_file, out, variants, ship, epochs, no_logit_adjust):
+    """Re-fit the fine heads of a trained bundle with a colour branch and hierarchy conditioning (see README)."""
+    from fashion.runtime.bundle import load_manifest
+
+    from .bundle_io import load_keras_model
+    from .heads import VARIANTS, HeadsConfig, refine
+
+    names = [v for v in variants.split(",") if v]
+    unknown = [v for v in [*names, ship] if v not in VARIANTS and v != "auto"]
+    if unknown or not names:
+        raise TrainError(
+            f"unknown variant(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(VARIANTS)}"
+        )
+    if ship != "auto" and ship not in names:
+        names.append(ship)
+    if Path(out).resolve() == Path(bundle).resolve():
+        raise TrainError("--out must be a new bundle directory, not BUNDLE")
+    manifest = load_manifest(bundle)
+    train_data = build_train_data(data, split_file)
+    if train_data.vocabularies != manifest.labels:
+        raise TrainError(
+            f"{bundle}: its labels differ from the vocabularies of {data}; refine on the data it was trained on"
+        )
+    model = load_keras_model(bundle)
+    refined, report = refine(
+        model, train_data, names, ship, HeadsConfig(epochs=epochs), logit_adjust=not no_logit_adjust, log=click.echo
+    )
+    report_file = Path(out).with_name(Path(out).name + ".refine.json")
+    report_file.parent.mkdir(parents=True, exist_ok=True)
+    report_file.write_text(json.dumps(report, indent=2) + "\n")
+    click.echo(f"shipping {report['shipped_variant']!r}; ablation on val: {report_file}")
+    from .recipe import TrainResult
+
+    size = _input_size(refined)
+    training = {
+        **dict(manifest.manifest.training or {}),
+        "refine": {k: v for k, v in report.items() if k != "variants"},
+    }
+    val_labels = train_data.decoded("val", *size).labels
+    result = TrainResult(refined, training, _predict_val(refined, train_data), val_labels, Path(out))
+    _publish(result, train_data, out, split_file, Path(out), "refine", size)
+
+
+def _input_size(model) -> tuple[int, int]:
+    return int(model.input_shape[1]), int(model.input_shape[2])
+
+
+def _predict_val(model, train_data):
+    from .pipeline import predict_padded
+
+    decoded = train_data.decoded("val", *_input_size(model))
+    return predict_padded(model, decoded.images, 128)
 
 
 @main.command("gpu-check", context_settings=CONTEXT_SETTINGS)

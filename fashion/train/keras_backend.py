@@ -116,7 +116,9 @@ class KerasBackend(Backend):
     ) -> KerasBackend:
         """``path``: a model.keras file or a bundle directory holding one (``artifact`` may name the file)."""
         applied = set_threads(threads)
-        keras = _import_keras()
+        _import_keras()
+        from fashion.layers import load_keras_model
+
         path = Path(path)
         if path.is_dir():
             name = (artifact or {}).get("file", MODEL_FILE) if (artifact or {}).get("format") == "keras" else MODEL_FILE
@@ -124,7 +126,7 @@ class KerasBackend(Backend):
         if not path.is_file():
             raise BundleError(f"{path}: no Keras model file")
         try:
-            model = keras.saving.load_model(path, compile=False, safe_mode=True)
+            model = load_keras_model(path)
         except (ValueError, OSError) as exc:
             raise BundleError(f"{path}: not a loadable Keras model ({exc})") from exc
         return cls(model, path, applied)
