@@ -321,6 +321,8 @@ def refine(bundle, data, split_file, out, variants, ship, epochs, no_logit_adjus
     refined, report = refine(
         model, train_data, names, ship, HeadsConfig(epochs=epochs), logit_adjust=not no_logit_adjust, log=click.echo
     )
+    report["source_bundle"] = Path(bundle).name
+    report["source_val"] = (manifest.manifest.metrics or {}).get("val", {}).get("heads", {})
     report_file = Path(out).with_name(Path(out).name + ".refine.json")
     report_file.parent.mkdir(parents=True, exist_ok=True)
     report_file.write_text(json.dumps(report, indent=2) + "\n")
@@ -346,6 +348,20 @@ def _predict_val(model, train_data):
 
     decoded = train_data.decoded("val", *_input_size(model))
     return predict_padded(model, decoded.images, 128)
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Markdown file to write.")
+def ablation(spec, out):
+    """Write the model ablation table (val scores per head, p50 latency) from the results a SPEC file lists."""
+    from .ablation import write_ablation
+
+    try:
+        path = write_ablation(spec, out)
+    except (KeyError, FileNotFoundError, json.JSONDecodeError) as exc:
+        raise TrainError(f"{spec}: a listed result is missing or lacks a field ({type(exc).__name__}: {exc})") from exc
+    click.echo(f"ablation table written to {path}")
 
 
 @main.command("gpu-check", context_settings=CONTEXT_SETTINGS)
