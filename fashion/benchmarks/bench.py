@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fashion.metrics import accuracy, compare_outputs, rank
 from fashion.runtime.bundle import MANIFEST, load_manifest, sha256_file
+from fashion.runtime.errors import EXIT_USAGE, FashionError
 
 from . import rows, system
 from .measure import run_in_subprocess
+
+if TYPE_CHECKING:
+    from fashion.data.images import LabelledImages
+    from fashion.runtime.bundle import Bundle
 
 RESULT_SCHEMA = 1
 
@@ -32,6 +39,27 @@ class BenchConfig:
     threads: int | None = None
     limit: int | None = None
     eval_batch: int = 32
+    baseline: str | None = None  # an older bundle benchmarked in the same run, on the same images
+
+
+class BaselineMismatch(FashionError):
+    """The baseline bundle cannot be compared with the main one (different labels or images)."""
+
+    exit_code = EXIT_USAGE
+
+
+@dataclass
+class _Side:
+    """One bundle of the run: its images (through its own preprocessing) and its finished rows."""
+
+    bundle: Bundle
+    config: BenchConfig
+    evalset: LabelledImages
+    source: dict
+    prefix: str = ""
+    images_path: Path | None = None
+    results: list[dict] = field(default_factory=list)
+    outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def _row_header(spec: rows.RowSpec, bundle) -> dict:
@@ -195,61 +223,50 @@ def _scores(probabilities: dict[str, np.ndarray], images) -> dict[str, dict]:
 
 
 def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict:
+    """Every requested row of the bundle (and of ``config.baseline``, row by row in turn) on one machine.
+
+    With a baseline, each bundle scores the same labelled images through its own preprocessing, and
+    the result gains ``baseline`` (that bundle's full result) and ``comparison`` (new vs old per row).
+    """
     bundle = load_manifest(config.bundle)  # verifies every listed sha256
     specs = rows.parse_rows(",".join(config.backends))
     threads = config.threads or system.available_cores()
     machine = system.machine_summary()
+    old = load_manifest(config.baseline) if config.baseline else None
+    if old is not None:
+        check_same_labels(bundle, old)  # refused before any image is read
+
+    evalset, source = load_images(bundle, config, progress)
+    main_side = _Side(bundle, config, evalset, source)
+    sides = [main_side]
+    if old is not None:
+        sides.insert(0, _load_baseline(main_side, old, progress))
+    with tempfile.TemporaryDirectory(prefix="fashion-bench-") as tmp:
+        for index, side in enumerate(sides):
+            side.images_path = Path(tmp) / ("images.npy" if side is main_side else f"images-{index}.npy")
+            np.save(side.images_path, side.evalset.images)
+        for spec in specs:  # row by row, old then new, so drift in machine load hits both alike
+            for side in sides:
+                workdir = Path(tmp) / ("work" if side is main_side else "baseline-work")
+                _run_row(spec, side, threads, workdir, log)
+    for side in sides:
+        _compare(side.results, side.outputs)
+    machine["load_average_end"] = system.load_average()
+    result = _side_result(main_side, threads, machine, machine)
+    if config.baseline:
+        shared = "shared: the top-level machine section (both bundles ran in this one run)"
+        result["baseline"] = _side_result(sides[0], threads, machine, shared)
+        result["comparison"] = compare_bundles(result["rows"], result["baseline"]["rows"])
+    return result
+
+
+def _side_result(side: _Side, threads: int, machine: dict, machine_record: dict | str) -> dict:
+    """The full single-bundle result of one side; ``machine_record`` is what its "machine" key holds."""
+    bundle = side.bundle
     training = bundle.manifest.get("training") or {}
     notes = []
     if training.get("backbone") == "tiny":
         notes.append("test bundle with an untrained tiny model: timings are not representative, only correctness")
-
-    evalset, source = load_images(bundle, config, progress)
-    results: list[dict] = []
-    outputs: dict[str, dict[str, np.ndarray]] = {}
-    with tempfile.TemporaryDirectory(prefix="fashion-bench-") as tmp:
-        images_path = Path(tmp) / "images.npy"
-        np.save(images_path, evalset.images)
-        for spec in specs:
-            row = _row_header(spec, bundle)
-            reason = rows.skip_reason(spec, bundle)
-            if reason:
-                results.append({**row, "status": "skipped", "reason": reason})
-                log(f"  {spec.name}: skipped ({reason})")
-                continue
-            log(f"  {spec.name}: running in a fresh process ...")
-            job = {
-                "row": spec.name,
-                "bundle": str(bundle.root),
-                "images": str(images_path),
-                "threads": threads,
-                "batch_sizes": config.batch_sizes,
-                "warmup": config.warmup,
-                "iters": config.iters,
-                "eval_batch": config.eval_batch,
-            }
-            started = time.perf_counter()
-            try:
-                measured = run_in_subprocess(job, Path(tmp) / "work")
-            except Exception as exc:  # a broken row is reported, the others still run
-                results.append({**row, "status": "failed", "reason": str(exc)})
-                log(f"  {spec.name}: FAILED ({exc})")
-                continue
-            outputs[spec.name] = measured.pop("outputs")
-            scores = _scores(outputs[spec.name], evalset)
-            results.append(
-                {
-                    **row,
-                    "status": "ok",
-                    "reason": None,
-                    **measured,
-                    "accuracy": scores,
-                    "wall_s": time.perf_counter() - started,
-                }
-            )
-            log(f"  {spec.name}: p50 {measured['latency_ms']['p50']:.2f} ms")
-    _compare(results, outputs)
-    machine["load_average_end"] = system.load_average()
     result = {
         "schema": RESULT_SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -261,19 +278,121 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
             "heads": bundle.heads,
             "training": training,
         },
-        "data": source,
+        "data": side.source,
         "settings": {
-            **asdict(config),
+            **asdict(side.config),
             "threads": threads,
             "timed": "model call on a preprocessed float32 batch of real images",
         },
-        "machine": machine,
+        "machine": machine_record,
         "compute_floor": _floor(bundle, machine["cpu"], threads),
-        "rows": results,
+        "rows": side.results,
         "notes": notes,
     }
     result["summary"] = summarise(result)
     return result
+
+
+def _run_row(spec: rows.RowSpec, side: _Side, threads: int, workdir: Path, log) -> None:
+    """One row of one bundle in a fresh process; a row that cannot run or breaks is recorded with the reason."""
+    config, bundle, name = side.config, side.bundle, f"{side.prefix}{spec.name}"
+    row = _row_header(spec, bundle)
+    reason = rows.skip_reason(spec, bundle)
+    if reason:
+        side.results.append({**row, "status": "skipped", "reason": reason})
+        log(f"  {name}: skipped ({reason})")
+        return
+    log(f"  {name}: running in a fresh process ...")
+    job = {
+        "row": spec.name,
+        "bundle": str(bundle.root),
+        "images": str(side.images_path),
+        "threads": threads,
+        "batch_sizes": config.batch_sizes,
+        "warmup": config.warmup,
+        "iters": config.iters,
+        "eval_batch": config.eval_batch,
+    }
+    started = time.perf_counter()
+    try:
+        measured = run_in_subprocess(job, workdir)
+    except Exception as exc:  # a broken row is reported, the others still run
+        side.results.append({**row, "status": "failed", "reason": str(exc)})
+        log(f"  {name}: FAILED ({exc})")
+        return
+    side.outputs[spec.name] = measured.pop("outputs")
+    scores = _scores(side.outputs[spec.name], side.evalset)
+    side.results.append(
+        {**row, "status": "ok", "reason": None, **measured, "accuracy": scores, "wall_s": time.perf_counter() - started}
+    )
+    log(f"  {name}: p50 {measured['latency_ms']['p50']:.2f} ms")
+
+
+def _load_baseline(main: _Side, old: Bundle, progress: bool) -> _Side:
+    """The baseline bundle and the same labelled images read through its own preprocessing.
+
+    Refused (exit 2) before any row runs when accuracy would not be comparable: other labels.json,
+    or other image ids. The main bundle's split file is used for both, so the ids agree by construction.
+    """
+    config = main.config
+    old_config = dataclasses.replace(config, bundle=str(config.baseline), baseline=None)
+    if main.source.get("split"):  # the split file the main bundle resolved, not the baseline's own record
+        old_config = dataclasses.replace(old_config, split_file=main.source["split_file"])
+    evalset, source = load_images(old, old_config, progress)
+    check_same_ids(main.evalset.ids, evalset.ids, str(old.root))
+    return _Side(old, old_config, evalset, source, prefix="baseline ")
+
+
+def check_same_labels(bundle: Bundle, baseline: Bundle) -> None:
+    """Refuse a baseline whose labels.json differs: per-head accuracy would mean different things."""
+    if bundle.labels == baseline.labels:
+        return
+    heads = sorted(set(bundle.labels) | set(baseline.labels))
+    differ = [head for head in heads if bundle.labels.get(head) != baseline.labels.get(head)]
+    raise BaselineMismatch(
+        f"--baseline {baseline.root}: its labels.json differs from {bundle.root}'s (heads: {', '.join(differ)}); "
+        "accuracy would not be comparable"
+    )
+
+
+def check_same_ids(ids: np.ndarray, baseline_ids: np.ndarray, baseline: str) -> None:
+    """Refuse a baseline that would score other images than the main bundle (same data, split and --limit)."""
+    if np.array_equal(np.asarray(ids), np.asarray(baseline_ids)):
+        return
+    only_new = len(set(map(int, ids)) - set(map(int, baseline_ids)))
+    only_old = len(set(map(int, baseline_ids)) - set(map(int, ids)))
+    raise BaselineMismatch(
+        f"--baseline {baseline}: it would score {len(baseline_ids):,} images vs {len(ids):,} for the bundle "
+        f"({only_new} ids only in the bundle's set, {only_old} only in the baseline's); "
+        "accuracy would not be comparable"
+    )
+
+
+def compare_bundles(new_rows: list[dict], old_rows: list[dict]) -> dict[str, dict]:
+    """New vs old for each row that finished in both: p50 and throughput ratios (new/old), accuracy deltas."""
+    old_by_name = {row["name"]: row for row in old_rows if row["status"] == "ok"}
+    comparison = {}
+    for new in new_rows:
+        old = old_by_name.get(new["name"])
+        if new["status"] != "ok" or old is None:
+            continue
+        heads = [h for h in new["accuracy"] if h in old["accuracy"]]
+        comparison[new["name"]] = {
+            "latency_p50_ratio": new["latency_ms"]["p50"] / old["latency_ms"]["p50"],
+            "throughput_ratios": {
+                size: new["throughput"][size]["img_per_s"] / old["throughput"][size]["img_per_s"]
+                for size in new["throughput"]
+                if size in old["throughput"]
+            },
+            "accuracy_delta_pp": _deltas(new, old, heads, "accuracy", 100.0),
+            "macro_f1_delta": _deltas(new, old, heads, "macro_f1", 1.0),
+        }
+    return comparison
+
+
+def _deltas(new: dict, old: dict, heads: list[str], metric: str, scale: float) -> dict[str, float]:
+    values = {head: (new["accuracy"][head].get(metric), old["accuracy"][head].get(metric)) for head in heads}
+    return {head: scale * (a - b) for head, (a, b) in values.items() if a is not None and b is not None}
 
 
 def parse_thresholds(pairs: list[str], heads: list[str]) -> dict[str, float]:

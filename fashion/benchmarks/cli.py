@@ -84,6 +84,14 @@ def _backends(ctx, param, value: str) -> list[str]:
     type=click.IntRange(1),
     help="Score a seeded sample of N images (the same ones on every run).",
 )
+@click.option(
+    "--baseline",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="An older bundle to compare with: its rows run too, in the same run and machine, on the same "
+    "images (each through its own preprocessing); adds a 'vs baseline' section and ratios new/old. "
+    "Refused when the two labels.json differ.",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the full result here.")
 @click.option(
     "--plot",
@@ -137,6 +145,7 @@ def main(
     iters,
     threads,
     limit,
+    baseline,
     json_path,
     plot_prefix,
     markdown_path,
@@ -149,7 +158,8 @@ def main(
     """Benchmark every artifact of BUNDLE: latency, throughput, cold start, memory and per-head accuracy.
 
     Each row runs in its own fresh process with the same threads, images and iteration counts;
-    speed-ups are relative to the compiled Keras call measured in the same run.
+    speed-ups are relative to the compiled Keras call measured in the same run. With --baseline OLD,
+    OLD's rows run in the same run too (row by row, old then new) and the output adds "vs baseline".
     """
     from fashion.runtime.errors import FashionError
 
@@ -157,6 +167,10 @@ def main(
     from .report import render_markdown, render_text, write_json, write_plots
 
     log = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
+    if baseline and (photos or ab_variants):
+        raise click.UsageError(
+            "--baseline compares the rows of two bundles; it cannot be combined with --photos or --ab"
+        )
     if photos:
         from .photos import run_photo_bench_cli
 
@@ -174,6 +188,7 @@ def main(
         iters=iters,
         threads=threads,
         limit=limit,
+        baseline=baseline,
     )
     if ab_variants:
         sys.exit(_run_ab(config, ab_variants, ab_rounds, json_path, markdown_path, quiet, log))
@@ -200,6 +215,9 @@ def main(
         for path in write_plots(result, plot_prefix):
             log(f"wrote {path}")
     failed_rows = [row["name"] for row in result["rows"] if row["status"] == "failed"]
+    failed_rows += [
+        f"baseline {row['name']}" for row in (result.get("baseline") or {}).get("rows", []) if row["status"] == "failed"
+    ]
     if failed_rows:
         click.echo(f"error: row(s) failed: {', '.join(failed_rows)}", err=True)
     for failure in failures:

@@ -64,7 +64,8 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     return header, lines
 
 
-def _render(header: list[str], lines: list[list[str]], markdown: bool) -> str:
+def _render(header: list[str], lines: list[list[str]], markdown: bool, left: int = 2) -> str:
+    """A Markdown table, or a terminal table with the first ``left`` columns left-aligned, numbers right."""
     widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
     if markdown:
         out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -72,7 +73,7 @@ def _render(header: list[str], lines: list[list[str]], markdown: bool) -> str:
         return "\n".join(out)
 
     def fmt(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths)] + [fmt(line) for line in lines])
 
@@ -118,6 +119,8 @@ def render_text(result: dict) -> str:
     if skipped:
         parts += ["", "not run:"] + skipped
     parts += [f"note: {note}" for note in result.get("notes", [])]
+    if result.get("baseline"):
+        parts += ["", *baseline_section(result, markdown=False)]
     return "\n".join(parts)
 
 
@@ -140,7 +143,101 @@ def summary_lines(result: dict) -> list[str]:
 
 def render_markdown(result: dict) -> str:
     header, lines = table_rows(result)
-    return _render(header, lines, markdown=True)
+    table = _render(header, lines, markdown=True)
+    if not result.get("baseline"):
+        return table
+    return "\n".join([table, "", *baseline_section(result, markdown=True)])
+
+
+def _size(side: dict) -> str:
+    height, width = side["bundle"]["input_size"]
+    return f"{height}x{width}"
+
+
+def baseline_title(result: dict) -> str:
+    """'vs baseline <name> (<HxW>)': the old bundle the run compared the main one with."""
+    return f"vs baseline {result['baseline']['bundle'].get('name')} ({_size(result['baseline'])})"
+
+
+def baseline_section(result: dict, markdown: bool) -> list[str]:
+    """Old vs new, measured in the same run on the same images: p50 per row, then per-head scores.
+
+    Per-head accuracy and macro-F1 are those of the reference row (ONNX FP32 if it ran in both, else Keras).
+    """
+    old, comparison = result["baseline"], result.get("comparison") or {}
+    title = baseline_title(result)
+    new_bundle = result["bundle"]
+    lines = [
+        f"### {title}" if markdown else title,
+        "",
+        f"new: {new_bundle.get('name')} ({_size(result)}) at {new_bundle['path']}; old: {old['bundle']['path']}; "
+        f"same {result['data']['images']:,} images, each through its own preprocessing, same machine and settings",
+        "",
+    ]
+    latency_header, latency_lines = _latency_rows(result, comparison)
+    lines.append(_render(latency_header, latency_lines, markdown, left=1))
+    missing = [row["name"] for row in result["rows"] if row["name"] not in comparison]
+    if missing:
+        lines += ["", f"not compared (did not run in both): {', '.join(missing)}"]
+    reference = comparison_reference(comparison)
+    if reference:
+        head_header, head_lines = _head_rows(result, reference)
+        lines += ["", f"per head, {reference} row:", "", _render(head_header, head_lines, markdown, left=1)]
+    return lines
+
+
+def comparison_reference(comparison: dict) -> str | None:
+    """The row whose per-head scores the comparison shows: ONNX FP32 if it ran in both, else Keras."""
+    return next((name for name in ("onnx-fp32", "keras") if name in comparison), None)
+
+
+def _latency_rows(result: dict, comparison: dict) -> tuple[list[str], list[list[str]]]:
+    old_rows = {row["name"]: row for row in result["baseline"]["rows"]}
+    sizes = [str(s) for s in result["settings"]["batch_sizes"]]
+    header = ["Format", "p50 old ms", "p50 new ms", "p50 new/old"] + [f"img/s b{s} new/old" for s in sizes]
+    lines = []
+    for row in result["rows"]:
+        if row["name"] not in comparison:
+            continue
+        ratios = comparison[row["name"]]
+        lines.append(
+            [
+                row["format"],
+                _num(old_rows[row["name"]]["latency_ms"]["p50"], 2),
+                _num(row["latency_ms"]["p50"], 2),
+                f"{ratios['latency_p50_ratio']:.2f}x",
+            ]
+            + [f"{ratios['throughput_ratios'][s]:.2f}x" if s in ratios["throughput_ratios"] else "-" for s in sizes]
+        )
+    return header, lines
+
+
+def _head_rows(result: dict, reference: str) -> tuple[list[str], list[list[str]]]:
+    new = next(row for row in result["rows"] if row["name"] == reference)["accuracy"]
+    old = next(row for row in result["baseline"]["rows"] if row["name"] == reference)["accuracy"]
+    deltas = result["comparison"][reference]
+    header = ["Head", "acc old %", "acc new %", "Δ pp", "macro-F1 old", "macro-F1 new", "Δ F1"]
+    lines = []
+    for head in result["bundle"]["heads"]:
+        if head not in old:
+            continue
+        accuracy_delta, f1_delta = deltas["accuracy_delta_pp"].get(head), deltas["macro_f1_delta"].get(head)
+        lines.append(
+            [
+                head,
+                _percent(old[head]["accuracy"]),
+                _percent(new[head]["accuracy"]),
+                "-" if accuracy_delta is None else f"{accuracy_delta:+.2f}",
+                _num(old[head].get("macro_f1"), 4),
+                _num(new[head].get("macro_f1"), 4),
+                "-" if f1_delta is None else f"{f1_delta:+.4f}",
+            ]
+        )
+    return header, lines
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
 
 
 def write_json(result: dict, path: str | Path) -> None:
