@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fashion.runtime.bundle import Bundle
+from fashion.runtime.tta import mirror_averaged
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class RowSpec:
     engine: str  # the backend: "keras", "onnxruntime" or "tensorrt"
     precision: str
     artifact: str  # key in the bundle manifest's "artifacts"
+    tta: bool = False  # average every batch with its mirror (fashion.runtime.tta), as predict(tta=True) does
 
 
 ROWS: dict[str, RowSpec] = {
@@ -40,12 +42,13 @@ ROWS: dict[str, RowSpec] = {
         RowSpec("onnx-fp32", "ONNX Runtime FP32", "onnxruntime", "fp32", "onnx_fp32"),
         RowSpec("onnx-fp16", "ONNX Runtime FP16", "onnxruntime", "fp16", "onnx_fp16"),
         RowSpec("onnx-int8", "ONNX Runtime INT8", "onnxruntime", "int8", "onnx_int8"),
+        RowSpec("onnx-fp32-tta", "ONNX Runtime FP32 + mirror (tta)", "onnxruntime", "fp32", "onnx_fp32", tta=True),
         RowSpec("onnx-standalone", "ONNX Runtime standalone (uint8 in)", "onnxruntime", "fp32", "onnx_standalone"),
         RowSpec("trt-fp16", "TensorRT FP16", "tensorrt", "fp16", "tensorrt_fp16"),
         RowSpec("trt-int8", "TensorRT INT8", "tensorrt", "int8", "tensorrt_int8"),
     )
 }
-DEFAULT_ROWS = tuple(ROWS)
+DEFAULT_ROWS = tuple(name for name, spec in ROWS.items() if not spec.tta)  # tta rows on request
 BASELINE = "keras"
 INSTALL_HINTS = {
     "keras": "TensorFlow/Keras not installed — pip install fashion-edge[train]",
@@ -140,11 +143,14 @@ class BackendRunner:
             "threads": threads,
             **_session_settings(self.backend),
         }
+        self.tta, self.heads, self.layout = spec.tta, list(bundle.heads), bundle.manifest.input.layout
         applied = getattr(self.backend, "threads_applied", None)
         if applied:
             self.info["threads_applied"] = list(applied)
 
     def infer(self, batch):
+        if self.tta:
+            return mirror_averaged(self.backend.infer, batch, self.heads, self.layout)
         return self.backend.infer(batch)
 
     def close(self) -> None:

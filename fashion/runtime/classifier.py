@@ -33,6 +33,7 @@ from .hierarchy import LEVELS, HierarchyDecoder
 from .host import CpuFacts, cpu_facts, read_choices, split_threads, usable_cores, write_choice
 from .preprocess import ImageSource, Preprocessor, _describe
 from .results import BatchItem, Prediction, decode_head
+from .tta import mirror_averaged
 
 PRECISIONS = ("fp32", "fp16", "int8")
 #: ``auto``: decided from this host's ISA flags and recorded timings; ``fastest``: measured here once, cached.
@@ -339,10 +340,7 @@ class Classifier:
         """
         if not tta:
             return self.infer(batch)
-        count = len(batch)
-        width_axis = 3 if self.preprocessor.layout == "NCHW" else 2
-        outputs = self.infer(np.concatenate([batch, np.flip(batch, axis=width_axis)]))
-        return {head: (outputs[head][:count] + outputs[head][count:]) * np.float32(0.5) for head in self.heads}
+        return mirror_averaged(self.infer, batch, self.heads, self.preprocessor.layout)
 
     def _decode(
         self, outputs: dict[str, np.ndarray], row: int, top_k: int, consistent: bool, latency_ms: float

@@ -15,7 +15,7 @@ from fashion.benchmarks import report, system
 from fashion.benchmarks.bench import accuracy_failures, parse_thresholds
 from fashion.benchmarks.cli import main
 from fashion.benchmarks.flops import count_macs
-from fashion.benchmarks.rows import ROWS, parse_rows, skip_reason
+from fashion.benchmarks.rows import DEFAULT_ROWS, ROWS, parse_rows, skip_reason
 from fashion.runtime.bundle import load_manifest
 from fashion.runtime.preprocess import preprocess
 
@@ -54,7 +54,7 @@ def _rows(payload):
 def test_rows_ran_or_say_why_not(bench_run):
     _, payload, _ = bench_run
     rows = _rows(payload)
-    assert list(rows) == list(ROWS)
+    assert list(rows) == list(DEFAULT_ROWS) and "onnx-fp32-tta" not in rows  # tta rows only on request
     onnx = rows["onnx-fp32"]
     assert onnx["status"] == "ok", onnx.get("reason")
     assert onnx["info"]["providers"] == ["CPUExecutionProvider"]
@@ -296,3 +296,33 @@ def test_ab_compares_graph_variants_in_one_process(tiny_bundle, sample_dir, tmp_
     assert "| rewritten |" in result.output
     bad = CliRunner().invoke(main, [str(tiny_bundle), "--ab", "bundle=x.onnx"])
     assert bad.exit_code == 2 and "NAME=FILE.onnx" in bad.output
+
+
+def test_tta_row_scores_what_predict_with_tta_returns(tiny_bundle, sample_dir, tmp_path):
+    from fashion.runtime import Classifier
+
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        main,
+        [
+            str(tiny_bundle),
+            "--data",
+            str(sample_dir),
+            "--backends",
+            "onnx-fp32,onnx-fp32-tta",
+            *FAST,
+            "--json",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = _rows(json.loads(out.read_text()))
+    assert rows["onnx-fp32-tta"]["status"] == "ok" and rows["onnx-fp32-tta"]["latency_ms"]["p50"] > 0
+    labels = load_manifest(tiny_bundle).labels["articleType"]
+    images = sorted((sample_dir / "images").glob("*.jpg"))
+    with Classifier.load(tiny_bundle, backend="onnxruntime") as classifier:
+        predicted = [classifier.predict(p, tta=True).heads["articleType"].label for p in images]
+    with SAMPLE_STYLES.open(newline="", encoding="utf-8") as handle:
+        truth = {row["id"]: row["articleType"] for row in csv.DictReader(handle)}
+    expected = np.mean([label == truth[p.stem] for p, label in zip(images, predicted) if truth.get(p.stem) in labels])
+    assert rows["onnx-fp32-tta"]["accuracy"]["articleType"]["accuracy"] == pytest.approx(expected, abs=1e-9)
