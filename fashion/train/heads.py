@@ -27,6 +27,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from tqdm import tqdm
 
 from fashion import HEADS
 from fashion.layers import ColourStatistics
@@ -72,10 +73,11 @@ class Features:
     labels: dict[str, np.ndarray]
 
 
-def _batched(fn, array: np.ndarray, batch: int = 128) -> np.ndarray:
-    return np.concatenate(
-        [keras.ops.convert_to_numpy(fn(array[s : s + batch].astype(np.float32))) for s in range(0, len(array), batch)]
-    )
+def _batched(fn, array: np.ndarray, batch: int = 128, desc: str | None = None) -> np.ndarray:
+    starts = range(0, len(array), batch)
+    if desc:
+        starts = tqdm(starts, desc=desc, unit="batch", total=len(starts))
+    return np.concatenate([keras.ops.convert_to_numpy(fn(array[s : s + batch].astype(np.float32))) for s in starts])
 
 
 def part_features(model: keras.Model, part, mirrored: bool, workers: int | None = None) -> Features:
@@ -85,11 +87,14 @@ def part_features(model: keras.Model, part, mirrored: bool, workers: int | None 
     pooled_model = keras.Model(model.input, model.get_layer(POOL_LAYER).output)
     colour = ColourStatistics(name="colour_statistics")
     images = decoded.images
-    pooled = _batched(lambda x: pooled_model(x, training=False), images)
+    pooled = _batched(lambda x: pooled_model(x, training=False), images, desc="pooled features")
     colour_features = _batched(colour, images, batch=256)  # a mirror has the same colour statistics
     labels = decoded.labels
     if mirrored:
-        pooled = np.concatenate([pooled, _batched(lambda x: pooled_model(x, training=False), images[:, :, ::-1])])
+        mirror = _batched(
+            lambda x: pooled_model(x, training=False), images[:, :, ::-1], desc="pooled features, mirrored"
+        )
+        pooled = np.concatenate([pooled, mirror])
         colour_features = np.concatenate([colour_features, colour_features])
         labels = {h: np.concatenate([v, v]) for h, v in labels.items()}
     coarse = {}
