@@ -290,24 +290,29 @@ def evaluate(bundle, data, split_file, subset, out, record):
     "--ship",
     default="auto",
     show_default=True,
-    help="Variant written to --out; auto = best mean val accuracy and macro-F1 over articleType and baseColour.",
+    help="Variant written to --out ('bundle': its own heads, logit adjustment only); auto = best mean val "
+    "accuracy and macro-F1 over articleType and baseColour.",
 )
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--learning-rate", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--no-logit-adjust", is_flag=True, help="Keep the heads' biases as trained (no tau search on val).")
-def refine(bundle, data, split_file, out, variants, ship, epochs, no_logit_adjust):
+@click.option(
+    "--cache-dir", default="cache", show_default=True, type=click.Path(), help="Features cache (per bundle and split)."
+)
+def refine(bundle, data, split_file, out, variants, ship, epochs, learning_rate, no_logit_adjust, cache_dir):
     """Re-fit the fine heads of a trained bundle with a colour branch and hierarchy conditioning (see README)."""
     from fashion.runtime.bundle import load_manifest
 
     from .bundle_io import load_keras_model
-    from .heads import VARIANTS, HeadsConfig, refine
+    from .heads import BUNDLE, VARIANTS, HeadsConfig, refine
 
     names = [v for v in variants.split(",") if v]
-    unknown = [v for v in [*names, ship] if v not in VARIANTS and v != "auto"]
+    unknown = [v for v in [*names, ship] if v not in VARIANTS and v not in ("auto", BUNDLE)]
     if unknown or not names:
         raise TrainError(
             f"unknown variant(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(VARIANTS)}"
         )
-    if ship != "auto" and ship not in names:
+    if ship not in ("auto", BUNDLE) and ship not in names:
         names.append(ship)
     if Path(out).resolve() == Path(bundle).resolve():
         raise TrainError("--out must be a new bundle directory, not BUNDLE")
@@ -318,8 +323,19 @@ def refine(bundle, data, split_file, out, variants, ship, epochs, no_logit_adjus
             f"{bundle}: its labels differ from the vocabularies of {data}; refine on the data it was trained on"
         )
     model = load_keras_model(bundle)
+    from fashion.runtime.bundle import sha256_file
+
+    digest = sha256_file(manifest.artifact_path("keras"))[:16]
+    cache = Path(cache_dir) / f"refine_{digest}_{sha256_file(split_file)[:8]}"
     refined, report = refine(
-        model, train_data, names, ship, HeadsConfig(epochs=epochs), logit_adjust=not no_logit_adjust, log=click.echo
+        model,
+        train_data,
+        names,
+        ship,
+        HeadsConfig(epochs=epochs, learning_rate=learning_rate),
+        logit_adjust=not no_logit_adjust,
+        log=click.echo,
+        cache=cache,
     )
     report["source_bundle"] = Path(bundle).name
     report["source_val"] = (manifest.manifest.metrics or {}).get("val", {}).get("heads", {})

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -37,6 +38,7 @@ from .model import POOL_LAYER, compile_model
 from .recipe import TrainData, decode_part
 
 FINE_HEADS = ("articleType", "baseColour")
+BUNDLE = "bundle"  # the candidate that keeps the bundle's own fine heads
 COARSE_INPUTS = ("subCategory", "masterCategory")  # fed into articleType with hierarchy conditioning
 LOGIT_ADJUST_TAUS = tuple(round(0.1 * i, 1) for i in range(11))
 LOGIT_ADJUST_MAX_ACC_DROP = 0.002  # validation accuracy a head may lose for a better macro-F1
@@ -102,6 +104,29 @@ def part_features(model: keras.Model, part, mirrored: bool, workers: int | None 
         kernel, bias = model.get_layer(head).get_weights()
         coarse[head] = _softmax(pooled @ kernel + bias)
     return Features(pooled.astype(np.float32), colour_features.astype(np.float32), coarse, labels)
+
+
+def cached_features(model, part, mirrored: bool, workers, cache: Path | None, name: str) -> Features:
+    """``part_features``, read from / written to ``<cache>_<name>.npz`` when ``cache`` is given."""
+    path = Path(f"{cache}_{name}.npz") if cache else None
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            return Features(
+                data["pooled"],
+                data["colour"],
+                {h: data[f"coarse/{h}"] for h in COARSE_INPUTS},
+                {h[len("labels/") :]: data[h] for h in data.files if h.startswith("labels/")},
+            )
+    features = part_features(model, part, mirrored, workers)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"pooled": features.pooled, "colour": features.colour}
+        arrays.update({f"coarse/{h}": v for h, v in features.coarse.items()})
+        arrays.update({f"labels/{h}": v for h, v in features.labels.items()})
+        partial = path.with_suffix(".partial.npz")
+        np.savez(partial, **arrays)
+        partial.rename(path)
+    return features
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -257,29 +282,34 @@ def refine(
     config: HeadsConfig | None = None,
     logit_adjust: bool = True,
     log=print,
+    cache: Path | None = None,
 ) -> tuple[keras.Model, dict[str, Any]]:
     """Fit every variant, score each on val (with and without logit adjustment); assemble ``ship``.
 
-    ``ship="auto"``: the variant whose adjusted fine heads have the best mean of validation accuracy and
-    macro-F1 over articleType and baseColour. Returns the assembled model and the report (the ablation rows).
+    ``ship="auto"``: of the bundle's own heads (with logit adjustment only) and every variant, the one whose
+    adjusted fine heads have the best mean of validation accuracy and macro-F1 over articleType and
+    baseColour. ``cache``: a file prefix for the features (``<prefix>_train.npz``/``_val.npz``), so another
+    run on the same bundle and split skips the trunk passes. Returns the assembled model and the report.
     """
     config = config or HeadsConfig()
     started = time.time()
     log("features of the training images (and mirrors) ...")
-    train = part_features(model, train_data.train, mirrored=True, workers=train_data.workers)
+    train = cached_features(model, train_data.train, True, train_data.workers, cache, "train")
     log("features of the validation images ...")
-    val = part_features(model, train_data.val, mirrored=False, workers=train_data.workers)
+    val = cached_features(model, train_data.val, False, train_data.workers, cache, "val")
     num_classes = train_data.num_classes
     priors = {h: log_prior(train.labels[h], num_classes[h]) for h in FINE_HEADS}
     base_probs = {h: _softmax(_logits_of(model, h, val.pooled)) for h in FINE_HEADS}
     colours = train_data.vocabularies["baseColour"]
     val_labels = {h: val.labels[h] for h in FINE_HEADS}
-    rows: dict[str, Any] = {"bundle": {"heads": _score(base_probs, val_labels, colours)}}
+    rows: dict[str, Any] = {}
     fitted = {}
-    for name in variants:
-        variant = VARIANTS[name]
+    for name in [BUNDLE, *variants]:
         t0 = time.time()
-        heads, probs = fit_variant(model, train, val, variant, config, num_classes)
+        if name == BUNDLE:  # no re-fit: the bundle's own fine heads (logit adjustment still applies)
+            heads, probs = None, base_probs
+        else:
+            heads, probs = fit_variant(model, train, val, VARIANTS[name], config, num_classes)
         labels = val_labels
         taus, tau_tables, adjusted = {}, {}, {}
         for head in FINE_HEADS:
@@ -296,9 +326,15 @@ def refine(
             f"{name}: {json.dumps({h: round(v['accuracy'], 4) for h, v in rows[name]['logit_adjusted']['heads'].items()})}"
         )
     if ship == "auto":
-        ship = max(variants, key=lambda n: _fine_score(rows[n]["logit_adjusted"]["heads"]))
+        ship = max([BUNDLE, *variants], key=lambda n: _fine_score(rows[n]["logit_adjusted"]["heads"]))
     heads, taus = fitted[ship]
-    assembled = assemble(model, heads, VARIANTS[ship], taus, priors)
+    if ship == BUNDLE:
+        assembled = model
+        for head, tau in taus.items():
+            kernel, bias = model.get_layer(head).get_weights()
+            model.get_layer(head).set_weights([kernel, bias - tau * priors[head]])
+    else:
+        assembled = assemble(model, heads, VARIANTS[ship], taus, priors)
     report = {
         "config": asdict(config),
         "variants": rows,

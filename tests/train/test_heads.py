@@ -134,3 +134,32 @@ def test_refine_command_refuses_bad_options(tiny_trained, sample_dir, sample_spl
     assert result.exit_code == 2 and "new bundle directory" in result.output
     result = runner.invoke(main, [*common, "--out", str(bundle) + "-x", "--variants", "refit,sparkles"])
     assert result.exit_code == 2 and "sparkles" in result.output
+
+
+def test_refine_command_caches_features_and_can_ship_the_bundles_own_heads(
+    tiny_trained, sample_dir, sample_split, tmp_path
+):
+    from click.testing import CliRunner
+
+    from fashion.train.bundle_io import load_keras_model
+    from fashion.train.cli import main
+
+    bundle, model = tiny_trained
+    args = ["refine", str(bundle), "--data", str(sample_dir), "--split", str(sample_split), "--epochs", "1"]
+    args += ["--variants", "refit", "--cache-dir", str(tmp_path / "cache")]
+    first = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a"), "--ship", "bundle"])
+    assert first.exit_code == 0, first.output
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(cached) == 2 and all(name.endswith(("_train.npz", "_val.npz")) for name in cached)
+    report = json.loads((tmp_path / "a.refine.json").read_text())
+    assert report["shipped_variant"] == "bundle" and "logit_adjusted" in report["variants"]["bundle"]
+    taus = report["logit_adjust_taus"]
+    refined = load_keras_model(tmp_path / "a")
+    for head in refine_heads.FINE_HEADS:
+        kernel, bias = refined.get_layer(head).get_weights()
+        np.testing.assert_array_equal(kernel, model.get_layer(head).get_weights()[0])
+        assert taus[head] in refine_heads.LOGIT_ADJUST_TAUS
+        assert (bias == model.get_layer(head).get_weights()[1]).all() == (taus[head] == 0.0)
+    second = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b")])
+    assert second.exit_code == 0, second.output
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == cached  # read back, not recomputed
