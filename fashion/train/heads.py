@@ -42,12 +42,25 @@ BUNDLE = "bundle"  # the candidate that keeps the bundle's own fine heads
 COARSE_INPUTS = ("subCategory", "masterCategory")  # fed into articleType with hierarchy conditioning
 LOGIT_ADJUST_TAUS = tuple(round(0.1 * i, 1) for i in range(11))
 LOGIT_ADJUST_MAX_ACC_DROP = 0.002  # validation accuracy a head may lose for a better macro-F1
-VARIANTS = {
-    "refit": {"colour": False, "hierarchy": False},
-    "colour": {"colour": True, "hierarchy": False},
-    "hierarchy": {"colour": False, "hierarchy": True},
-    "colour+hierarchy": {"colour": True, "hierarchy": True},
+VARIANTS = {  # "frozen": the pooled-feature rows keep the bundle's weights; only the new inputs (and bias) learn
+    "refit": {"colour": False, "hierarchy": False, "frozen": False},
+    "colour": {"colour": True, "hierarchy": False, "frozen": False},
+    "hierarchy": {"colour": False, "hierarchy": True, "frozen": False},
+    "colour+hierarchy": {"colour": True, "hierarchy": True, "frozen": False},
+    "colour-residual": {"colour": True, "hierarchy": False, "frozen": True},
+    "colour+hierarchy-residual": {"colour": True, "hierarchy": True, "frozen": True},
 }
+
+
+class KeepRows(keras.constraints.Constraint):
+    """Puts the first rows of a kernel back to fixed values after every update (those rows do not learn)."""
+
+    def __init__(self, rows: np.ndarray):
+        self.rows = np.asarray(rows, np.float32)
+
+    def __call__(self, w):
+        ops = keras.ops
+        return ops.concatenate([ops.convert_to_tensor(self.rows), w[len(self.rows) :]], axis=0)
 
 
 @dataclass
@@ -148,7 +161,7 @@ def heads_model(model: keras.Model, colour_size: int, variant: dict, config: Hea
     colour = keras.Input((colour_size,), name="colour")
     coarse = {h: keras.Input((int(model.get_layer(h).output.shape[-1]),), name=f"p_{h}") for h in COARSE_INPUTS}
     x = keras.layers.Dropout(config.dropout, name="head_dropout")(pooled)
-    layers = fine_head_layers(model, variant, config)
+    layers = fine_head_layers(model, variant, config, training=True)
     outputs = apply_fine_heads(layers, x, colour, coarse)
     inputs = {"pooled": pooled}
     if variant["colour"]:
@@ -158,8 +171,13 @@ def heads_model(model: keras.Model, colour_size: int, variant: dict, config: Hea
     return keras.Model(inputs, outputs, name="fine_heads")
 
 
-def fine_head_layers(model: keras.Model, variant: dict, config: HeadsConfig) -> dict[str, keras.layers.Layer]:
-    """New Dense layers for the fine heads (named like the heads), initialised to reproduce ``model``'s."""
+def fine_head_layers(
+    model: keras.Model, variant: dict, config: HeadsConfig, training: bool = False
+) -> dict[str, keras.layers.Layer]:
+    """New Dense layers for the fine heads (named like the heads), initialised to reproduce ``model``'s.
+
+    ``training`` with a "frozen" variant: the pooled-feature rows of a head with new inputs stay fixed.
+    """
     layers: dict[str, keras.layers.Layer] = {}
     if variant["colour"]:
         layers["colour_embedding"] = keras.layers.Dense(
@@ -173,7 +191,14 @@ def fine_head_layers(model: keras.Model, variant: dict, config: HeadsConfig) -> 
         if head == "articleType" and variant["hierarchy"]:
             extra = sum(int(model.get_layer(h).output.shape[-1]) for h in COARSE_INPUTS)
         start = np.concatenate([kernel, np.zeros((extra, kernel.shape[1]), kernel.dtype)])
-        layer = keras.layers.Dense(kernel.shape[1], activation="softmax", name=head, dtype="float32")
+        frozen = training and extra and variant.get("frozen")
+        layer = keras.layers.Dense(
+            kernel.shape[1],
+            activation="softmax",
+            name=head,
+            dtype="float32",
+            kernel_constraint=KeepRows(kernel) if frozen else None,
+        )
         layer.build((None, start.shape[0]))
         layer.set_weights([start, bias])
         layers[head] = layer

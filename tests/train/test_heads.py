@@ -65,6 +65,20 @@ def test_every_variant_starts_from_the_bundles_own_fine_heads(tiny_trained, trai
             np.testing.assert_allclose(np.asarray(probs[head]), expected, atol=1e-5, err_msg=f"{name}/{head}")
 
 
+def test_residual_variants_keep_the_pooled_rows(tiny_trained, train_data):
+    _, model = tiny_trained
+    features = _features(model, train_data)
+    variant = refine_heads.VARIANTS["colour+hierarchy-residual"]
+    heads, _ = refine_heads.fit_variant(
+        model, features, features, variant, refine_heads.HeadsConfig(epochs=2), train_data.num_classes
+    )
+    pooled = features.pooled.shape[1]
+    for head in refine_heads.FINE_HEADS:
+        kernel = heads.get_layer(head).get_weights()[0]
+        np.testing.assert_array_equal(kernel[:pooled], model.get_layer(head).get_weights()[0])
+        assert np.abs(kernel[pooled:]).max() > 0  # the new inputs learned
+
+
 def test_mirrored_features_double_the_rows_with_the_same_colour(tiny_trained, train_data):
     _, model = tiny_trained
     features = refine_heads.part_features(model, train_data.train, mirrored=True)
