@@ -282,9 +282,9 @@ def evaluate(bundle, data, split_file, subset, out, record):
 @click.option("--out", required=True, type=click.Path(), help="Bundle directory to write (not BUNDLE itself).")
 @click.option(
     "--variants",
-    default="refit,colour,hierarchy,colour+hierarchy",
+    default="refit,colour,hierarchy,colour+hierarchy,colour-residual,colour+hierarchy-residual",
     show_default=True,
-    help="Comma-separated variants to fit and score on val (the ablation): refit, colour, hierarchy, colour+hierarchy.",
+    help="Comma-separated variants to fit and score on val (the ablation); see fashion/train/heads.py.",
 )
 @click.option(
     "--ship",
