@@ -9,7 +9,8 @@ A spec file (JSON) lists the rows, each read from files the runs wrote:
       ...],
      "latency": {"bench": "benchmarks/results/x.json"}}
 
-A ``bundle`` row takes every head's validation scores from the bundle manifest. A ``refine`` row takes
+A ``bundle`` row (a bundle folder or a copy of its bundle.json) takes every head's validation scores
+from the manifest. A ``refine`` row takes
 the fine heads (articleType, baseColour) of one variant from a ``fashion-train refine`` report and the
 other heads from the bundle it refined (recorded in the report, else the row's ``coarse_from`` bundle:
 refinement leaves them unchanged).
@@ -40,7 +41,9 @@ def _read(path: str | Path) -> dict:
 
 
 def _bundle_val(bundle: str | Path) -> dict[str, dict]:
-    return _read(Path(bundle) / "bundle.json")["metrics"]["val"]["heads"]
+    """Validation scores recorded in a bundle (its folder, or a copy of its bundle.json kept with the results)."""
+    path = Path(bundle)
+    return _read(path / "bundle.json" if path.is_dir() else path)["metrics"]["val"]["heads"]
 
 
 def row_scores(row: dict) -> dict[str, dict]:

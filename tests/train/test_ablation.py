@@ -18,6 +18,7 @@ def test_rows_come_from_bundles_refine_reports_and_bench_runs(tmp_path):
     bundle = tmp_path / "old"
     bundle.mkdir()
     (bundle / "bundle.json").write_text(json.dumps({"metrics": {"val": {"heads": _heads(0.8)}}}))
+    (tmp_path / "copy.json").write_text((bundle / "bundle.json").read_text())
     fine = {
         "articleType": {"accuracy": 0.9, "macro_f1": 0.7},
         "baseColour": {"accuracy": 0.75, "macro_f1": 0.5, "family_accuracy": 0.8},
