@@ -23,7 +23,8 @@ def photos(sample_dir):
 def test_runtime_equals_keras_on_real_photos(shipped_bundle, photos):
     if not (shipped_bundle / "model.keras").is_file():
         pytest.skip("shipped bundle has no model.keras to compare with")
-    keras = pytest.importorskip("keras", reason="Keras (the [train] extra) is needed to compare with the Keras model")
+    pytest.importorskip("keras", reason="Keras (the [train] extra) is needed to compare with the Keras model")
+    from fashion.layers import load_keras_model  # the project's layers registered, safe mode
 
     with Classifier.load(shipped_bundle, backend="onnxruntime", precision="fp32") as clf:
         tensor = to_batch([clf.preprocess(p) for p in photos])
@@ -31,7 +32,7 @@ def test_runtime_equals_keras_on_real_photos(shipped_bundle, photos):
         predictions = [clf.predict(p, top_k=1) for p in photos]
         heads, labels = clf.heads, clf.bundle.labels
 
-    model = keras.saving.load_model(shipped_bundle / "model.keras", compile=False, safe_mode=True)
+    model = load_keras_model(shipped_bundle / "model.keras")
     expected = model(tensor, training=False)
     for head in heads:
         reference = np.asarray(expected[head])
