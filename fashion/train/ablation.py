@@ -10,7 +10,8 @@ A spec file (JSON) lists the rows, each read from files the runs wrote:
      "latency": {"bench": "benchmarks/results/x.json"}}
 
 A ``bundle`` row (a bundle folder or a copy of its bundle.json) takes every head's validation scores
-from the manifest. A ``refine`` row takes
+from the manifest. A ``bench`` row (``{"bench": FILE, "side": "main" | "baseline", "row": NAME}``, a run on the validation
+split) takes the scores of that bench row, e.g. ``onnx-fp32-tta``. A ``refine`` row takes
 the fine heads (articleType, baseColour) of one variant from a ``fashion-train refine`` report and the
 other heads from the bundle it refined (recorded in the report, else the row's ``coarse_from`` bundle:
 refinement leaves them unchanged).
@@ -50,6 +51,8 @@ def row_scores(row: dict) -> dict[str, dict]:
     """{head: {"accuracy", "macro_f1"[, "family_accuracy"]}} on the validation split for one spec row."""
     if "bundle" in row:
         return _bundle_val(row["bundle"])
+    if "bench" in row:  # a fashion-bench run on the validation split: {"bench": FILE, "side": ..., "row": ...}
+        return _bench_row(row)["accuracy"]
     report = _read(row["refine"])
     scores = dict(report.get("source_val") or _bundle_val(row["coarse_from"]))
     variant = report["variants"][row["variant"]]
@@ -67,11 +70,15 @@ def row_latency(spec: dict | None) -> float | None:
             first = next(iter(variants.values()))
             return float(first["p50_ms"]) / float(first["p50_ratio"])
         return float(variants[spec["variant"]]["p50_ms"])
+    return float(_bench_row(spec)["latency_ms"]["p50"])
+
+
+def _bench_row(spec: dict) -> dict:
     result = _read(spec["bench"])
     side = result["baseline"] if spec.get("side") == "baseline" else result
     for bench_row in side["rows"]:
         if bench_row["name"] == spec.get("row", "onnx-fp32") and bench_row["status"] == "ok":
-            return float(bench_row["latency_ms"]["p50"])
+            return bench_row
     raise KeyError(f"{spec['bench']}: no ok row {spec.get('row', 'onnx-fp32')!r}")
 
 

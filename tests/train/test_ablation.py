@@ -31,7 +31,7 @@ def test_rows_come_from_bundles_refine_reports_and_bench_runs(tmp_path):
         )
     )
     bench = tmp_path / "bench.json"
-    row = {"name": "onnx-fp32", "status": "ok", "latency_ms": {"p50": 3.0}}
+    row = {"name": "onnx-fp32", "status": "ok", "latency_ms": {"p50": 3.0}, "accuracy": _heads(0.9)}
     bench.write_text(json.dumps({"rows": [row], "baseline": {"rows": [{**row, "latency_ms": {"p50": 2.0}}]}}))
     ab = tmp_path / "ab.json"
     ab.write_text(json.dumps({"variants": {"refined": {"p50_ms": 3.3, "p50_ratio": 1.1}}}))
@@ -71,6 +71,8 @@ def test_rows_come_from_bundles_refine_reports_and_bench_runs(tmp_path):
     assert "0.9000 / 0.700" in colour and "0.7500 / 0.500" in colour and "| 0.8000 | 3.30 |" in colour
     assert "0.8990 / 0.730" in adjust and adjust.endswith("| 3.00 |")  # 3.3 / 1.1: the bundle's own graph
     assert "- from real runs" in lines
+    bench_line = next(line for line in lines if line.startswith("| bench |"))
+    assert "0.9000 / 0.450" in bench_line and bench_line.endswith("| 3.00 |")
 
 
 def test_a_missing_result_is_a_message_and_exit_2(tmp_path):
