@@ -42,6 +42,7 @@ def test_rows_come_from_bundles_refine_reports_and_bench_runs(tmp_path):
                 "title": "T",
                 "rows": [
                     {"label": "old", "bundle": str(bundle), "latency": {"bench": str(bench), "side": "baseline"}},
+                    {"label": "bench", "bench": str(bench), "side": "baseline", "latency": {"bench": str(bench)}},
                     {
                         "label": "+ colour",
                         "refine": str(refine),
