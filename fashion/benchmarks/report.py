@@ -5,14 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-SHORT_HEADS = {
-    "gender": "gender",
-    "masterCategory": "master",
-    "subCategory": "sub",
-    "articleType": "article",
-    "baseColour": "colour",
-    "season": "season",
-}
+from fashion import SHORT_HEADS
+
 STATUS = {"ok": "✅", "skipped": "➖", "failed": "❌"}
 
 

@@ -25,16 +25,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fashion import HEADS
-
-SHORT = {
-    "gender": "gender",
-    "masterCategory": "master",
-    "subCategory": "sub",
-    "articleType": "article",
-    "baseColour": "colour",
-    "season": "season",
-}
+from fashion import HEADS, SHORT_HEADS
 
 
 def _read(path: str | Path) -> dict:
@@ -84,7 +75,7 @@ def _bench_row(spec: dict) -> dict:
 
 def ablation_markdown(spec_file: str | Path) -> str:
     spec = _read(spec_file)
-    header = "| change | " + " | ".join(f"{SHORT[h]} acc / F1" for h in HEADS) + " | colour family acc | p50 ms |"
+    header = "| change | " + " | ".join(f"{SHORT_HEADS[h]} acc / F1" for h in HEADS) + " | colour family acc | p50 ms |"
     lines = [f"### {spec.get('title', 'Ablation')}", "", header, "|" + "---|" * (len(HEADS) + 3)]
     for row in spec["rows"]:
         scores = row_scores(row)
