@@ -105,7 +105,8 @@ def class_weights(labels: np.ndarray, num_classes: int, power: float) -> np.ndar
     return (weights / mean).astype(np.float32)
 
 
-def _sample_weights(labels: dict[str, np.ndarray], config: CpuRecipeConfig, num_classes: dict[str, int]):
+def sample_weights(labels: dict[str, np.ndarray], config, num_classes: dict[str, int]):
+    """Per-example loss weights per head: count^-power class weights on ``config.class_weight_heads``, else 1."""
     weights = {}
     for head in HEADS:
         if head in config.class_weight_heads:
@@ -147,7 +148,7 @@ def train_heads(
         ),
         config.label_smoothing,
     )
-    weights = _sample_weights(labels["train"], config, num_classes)
+    weights = sample_weights(labels["train"], config, num_classes)
     history = heads.fit(
         features["train"],
         labels["train"],
@@ -261,7 +262,7 @@ class CpuRecipe(Recipe):
             acts["train"],
             mirrored,
             labels["train"],
-            _sample_weights(labels["train"], config, num_classes),
+            sample_weights(labels["train"], config, num_classes),
             config.batch_size,
             config.seed,
         )

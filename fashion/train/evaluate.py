@@ -37,7 +37,7 @@ def predict_keras(model, part: Part, batch_size: int = 128) -> tuple[dict[str, n
 
 def score(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, dict]:
     ranked = {h: np.argsort(-p, axis=1)[:, :3] for h, p in probs.items()}
-    return {h: head_scores(labels[h], ranked[h]) for h in HEADS}
+    return {h: head_scores(labels[h], ranked[h]) for h in probs}
 
 
 def top_confusions(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], n: int = 15) -> list[dict]:

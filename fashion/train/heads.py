@@ -33,7 +33,8 @@ from tqdm import tqdm
 from fashion import HEADS
 from fashion.layers import ColourStatistics
 
-from .cpu_recipe import class_weights
+from .cpu_recipe import sample_weights
+from .evaluate import score
 from .model import POOL_LAYER, compile_model
 from .recipe import TrainData, decode_part
 
@@ -112,10 +113,7 @@ def part_features(model: keras.Model, part, mirrored: bool, workers: int | None 
         pooled = np.concatenate([pooled, mirror])
         colour_features = np.concatenate([colour_features, colour_features])
         labels = {h: np.concatenate([v, v]) for h, v in labels.items()}
-    coarse = {}
-    for head in COARSE_INPUTS:
-        kernel, bias = model.get_layer(head).get_weights()
-        coarse[head] = _softmax(pooled @ kernel + bias)
+    coarse = {head: _softmax(_logits_of(model, head, pooled)) for head in COARSE_INPUTS}
     return Features(pooled.astype(np.float32), colour_features.astype(np.float32), coarse, labels)
 
 
@@ -234,14 +232,8 @@ def fit_variant(
         config.label_smoothing,
         heads=FINE_HEADS,
     )
-    weights = {}
-    for head in FINE_HEADS:
-        labels = train.labels[head]
-        if head in config.class_weight_heads:
-            table = class_weights(labels, num_classes[head], config.class_weight_power)
-            weights[head] = np.where(labels >= 0, table[np.maximum(labels, 0)], 0.0).astype(np.float32)
-        else:
-            weights[head] = (labels >= 0).astype(np.float32)
+    every_head = sample_weights(train.labels, config, num_classes)  # the recipe's class weights
+    weights = {h: every_head[h] for h in FINE_HEADS}
     heads.fit(
         _head_inputs(train, heads),
         {h: train.labels[h] for h in FINE_HEADS},
@@ -373,10 +365,9 @@ def refine(
 
 def _score(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray], colour_vocab: list[str]) -> dict:
     """Accuracy, macro-F1, top-3 per fine head; baseColour also by shade family (fashion.metrics.colour)."""
-    from fashion.metrics.accuracy import head_scores, rank
     from fashion.metrics.colour import family_scores
 
-    scores = {h: head_scores(labels[h], rank(p)) for h, p in probs.items()}
+    scores = score(probs, labels)
     if "baseColour" in probs:
         families = family_scores(labels["baseColour"], probs["baseColour"].argmax(axis=1), colour_vocab)
         scores["baseColour"]["family_accuracy"] = families["accuracy"]
