@@ -13,7 +13,7 @@
 #       benchmarks/results/gpu-check.json). Finishes within $LIMIT seconds (default 540).
 #
 # Environment: CHECK_DIR, WORK_DIR (runs/gpu-check: checkpoints, logs, JAX compilation cache), PYTHON,
-# SIZES ("128x96 224x168"), EPOCHS (3), BATCH (128), DEVICES (1), LIMIT (540), BACKBONE (efficientnetb0;
+# WHEELS ($CHECK_DIR/wheels), SIZES ("128x96 224x168"), EPOCHS (3), BATCH (128), DEVICES (1), LIMIT (540), BACKBONE (efficientnetb0;
 # "tiny" for the CPU smoke test), FASHION_EFFICIENTNET_WEIGHTS.
 set -euo pipefail
 
@@ -29,6 +29,7 @@ BATCH="${BATCH:-128}"
 DEVICES="${DEVICES:-1}"
 LIMIT="${LIMIT:-540}"
 BACKBONE="${BACKBONE:-efficientnetb0}"
+WHEELS="${WHEELS:-$CHECK_DIR/wheels}"  # run: where the wheels are (a trimmed folder may be carried instead)
 # package name on PyPI : module it provides. Pure-Python except optree (one wheel per Python version).
 PACKAGES="keras:keras click:click tqdm:tqdm namex:namex absl-py:absl rich:rich markdown-it-py:markdown_it
 mdurl:mdurl pygments:pygments packaging:packaging optree:optree"
@@ -59,8 +60,8 @@ install_missing() {
     fi
   done
   if ((${#missing[@]})); then
-    echo "installing from $CHECK_DIR/wheels: ${missing[*]}"
-    "$PYTHON" -m pip install --quiet --no-index --no-deps --find-links "$CHECK_DIR/wheels" \
+    echo "installing from $WHEELS: ${missing[*]}"
+    "$PYTHON" -m pip install --quiet --no-index --no-deps --find-links "$WHEELS" \
       --target "$CHECK_DIR/site" "${missing[@]}"
   fi
 }

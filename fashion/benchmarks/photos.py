@@ -514,6 +514,128 @@ def render_photo_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# -- scaling with cores ----------------------------------------------------------------------------------------------
+
+#: predict_batch modes of the scaling run: the fast decode path with one decode thread, and the runtime's default
+#: (host-aware decode threads); both let the model take its default threads, i.e. every usable core.
+SCALING_MODES: dict[str, int | None] = {"one decode thread": 1, "parallel decoding (default)": None}
+
+
+def _pinned_throughput(args: tuple) -> dict[str, Any]:
+    """In a fresh process: pin to ``cores`` CPUs, load the bundle with the runtime's defaults, time predict_batch."""
+    bundle_dir, paths, cores, batch_size, rounds, precision = args
+    cpus = sorted(os.sched_getaffinity(0))[:cores]
+    os.sched_setaffinity(0, cpus)
+    from fashion.runtime import Classifier
+
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in SCALING_MODES}
+    with Classifier.load(bundle_dir, precision=precision) as clf:
+        clf.predict_batch(paths[:batch_size], batch_size=batch_size)  # warm: sessions, allocator, file cache
+        for _ in range(rounds):
+            for name, decode_threads in SCALING_MODES.items():
+                runs[name].append(_throughput(clf, paths, batch_size, decode_threads))
+        info = {"artifact": clf.info["artifact_choice"].get("artifact"), "model_threads": clf.info.get("threads")}
+    out: dict[str, Any] = {"cores": len(cpus), "usable_cores": usable_cores(), **info, "modes": {}}
+    for name, values in runs.items():
+        ordered = sorted(values, key=lambda run: run["images_per_s"])
+        out["modes"][name] = {**ordered[len(ordered) // 2], "rounds_images_per_s": [v["images_per_s"] for v in values]}
+    return out
+
+
+def scaling_bench(
+    bundle_dir: str | os.PathLike,
+    photos: list[Path],
+    cores: Iterable[int],
+    batch_photos: int = 200,
+    batch_size: int = 32,
+    size_wh: tuple[int, int] = (2400, 3200),
+    rounds: int = 3,
+    precision: str = "auto",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """predict_batch images/s with 1..N cores: one fresh process per core count, pinned to that many CPUs.
+
+    Core counts beyond this process's CPUs are dropped (and listed). Each process uses the runtime's
+    defaults, so its model and decode threads follow the pinned CPUs through ``usable_cores``.
+    """
+    import multiprocessing
+
+    available = len(os.sched_getaffinity(0))
+    wanted = sorted({int(c) for c in cores if int(c) >= 1})
+    counts = [c for c in wanted if c <= available]
+    result: dict[str, Any] = {
+        "bundle": str(bundle_dir),
+        "cpu": cpu_facts().to_dict(),
+        "usable_cores": usable_cores(),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        "batch_images": f"{batch_photos} x {size_wh[0]}x{size_wh[1]} JPEG q90",
+        "batch_size": batch_size,
+        "rounds": rounds,
+        "skipped_cores": [c for c in wanted if c > available],
+        "rows": [],
+    }
+    from fashion.runtime.preprocess import load_image
+
+    with tempfile.TemporaryDirectory(prefix="fashion-scaling-") as tmp:
+        log(f"writing {batch_photos} photos of {size_wh[0]}x{size_wh[1]} JPEG")
+        paths = []
+        for number in range(batch_photos):
+            path = Path(tmp) / f"{number:04d}.jpg"
+            path.write_bytes(upscale(load_image(photos[number % len(photos)]), size_wh, "JPEG"))
+            paths.append(path)
+        context = multiprocessing.get_context("spawn")
+        for count in counts:
+            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+                row = pool.submit(
+                    _pinned_throughput, (bundle_dir, paths, count, batch_size, rounds, precision)
+                ).result()
+            result["rows"].append(row)
+            log(f"  {count} core(s): " + ", ".join(f"{n} {m['images_per_s']} img/s" for n, m in row["modes"].items()))
+    result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def render_scaling_markdown(result: dict[str, Any]) -> str:
+    cpu = result["cpu"]
+    lines = [
+        "# `predict_batch` scaling with cores",
+        "",
+        f"CPU: {cpu['model']} ({cpu['arch']}), {result['usable_cores']} usable cores; ISA flags: "
+        f"{', '.join(cpu['flags']) or 'none recorded'}. Load average (1/5/15 min) at start "
+        f"{result.get('load_average_start')}, at end {result.get('load_average_end')}.",
+        "",
+        f"{result['batch_images']}, batch size {result['batch_size']}, fast decode path. One fresh process per "
+        "core count, pinned to that many CPUs; the runtime's defaults pick the model and decode threads from "
+        f"the pinned CPUs. Median of {result['rounds']} rounds, modes taking turns.",
+        "",
+        "| cores | one decode thread (img/s) | parallel decoding (img/s) | parallel vs one thread | "
+        "parallel vs 1 core | cores busy (parallel) | decode threads | overlap with model |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rows = result["rows"]
+    base = rows[0]["modes"]["parallel decoding (default)"]["images_per_s"] if rows else None
+    for row in rows:
+        one, par = row["modes"]["one decode thread"], row["modes"]["parallel decoding (default)"]
+        lines.append(
+            f"| {row['cores']} | {one['images_per_s']:.1f} | {par['images_per_s']:.1f} | "
+            f"{par['images_per_s'] / one['images_per_s']:.2f}x | {par['images_per_s'] / base:.2f}x | "
+            f"{par['cores_busy']:.2f} | {par['decode_threads']} | {'yes' if par['overlap_with_model'] else 'no'} |"
+        )
+    if result.get("skipped_cores"):
+        lines += ["", f"Not run (more than this machine's CPUs): {', '.join(map(str, result['skipped_cores']))}."]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _sample_photos(
+    data_dir: str | os.PathLike, split_file: str | os.PathLike, split: str, count: int, seed: int
+) -> list[Path]:
+    photos = [path for _, path in _test_photos(Path(data_dir), Path(split_file), split, count, seed)]
+    if not photos:
+        raise ValueError(f"{data_dir}: no photos of split '{split}' found")
+    return photos
+
+
 def bench_photos(
     bundle_dir: str | os.PathLike,
     data_dir: str | os.PathLike,
@@ -527,9 +649,7 @@ def bench_photos(
     One distinct photo per batch image (200 by default); the first ``per_cell`` also make the latency cells.
     """
     count = max(int(kwargs.get("batch_photos", 200)), int(kwargs.get("per_cell", 3)))
-    photos = [path for _, path in _test_photos(Path(data_dir), Path(split_file), split, count, seed)]
-    if not photos:
-        raise ValueError(f"{data_dir}: no photos of split '{split}' found")
+    photos = _sample_photos(data_dir, split_file, split, count, seed)
     result = photo_bench(bundle_dir, photos, **kwargs)
     result.update(split=split, seed=seed)
     return result
@@ -544,8 +664,9 @@ def run_photo_bench_cli(
     json_path: str | None,
     markdown_path: str | None,
     log: Callable[[str], None],
+    cores: list[int] | None = None,
 ) -> int:
-    """``fashion-bench BUNDLE --photos``: run, print the Markdown table, write JSON/Markdown when asked."""
+    """``fashion-bench BUNDLE --photos [--cores N,...]``: run, print the Markdown table, write JSON/Markdown."""
     import json
 
     import click
@@ -557,10 +678,15 @@ def run_photo_bench_cli(
         data_dir = resolve_data_dir(data)
         recorded = (load_manifest(bundle, verify_hashes=False).manifest.get("split") or {}).get("file")
         split_path = resolve_split_file(split_file, recorded=recorded, bases=[bundle])
-        result = bench_photos(bundle, data_dir, split_path, split=split, threads=threads, log=log)
+        if cores:
+            photos = _sample_photos(data_dir, split_path, split, 200, SEED)
+            result = scaling_bench(bundle, photos, cores, log=log)
+            result.update(split=split, seed=SEED)
+        else:
+            result = bench_photos(bundle, data_dir, split_path, split=split, threads=threads, log=log)
     except (FashionError, OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    markdown = render_photo_markdown(result)
+    markdown = render_scaling_markdown(result) if cores else render_photo_markdown(result)
     click.echo(markdown)
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -183,6 +183,10 @@ def test_bad_arguments_are_refused(tiny_bundle, sample_dir):
     assert bad_head.exit_code == 1 and "HEAD=VALUE" in bad_head.output
     bad_sizes = CliRunner().invoke(main, [str(tiny_bundle), "--batch-sizes", "1,x"])
     assert bad_sizes.exit_code == 2
+    cores_alone = CliRunner().invoke(main, [str(tiny_bundle), "--cores", "1,2"])
+    assert cores_alone.exit_code == 2 and "--photos" in cores_alone.output
+    bad_cores = CliRunner().invoke(main, [str(tiny_bundle), "--photos", "--cores", "0"])
+    assert bad_cores.exit_code == 2 and "positive" in bad_cores.output
 
 
 def test_thresholds_and_failures():

@@ -15,6 +15,8 @@ from fashion.benchmarks.photos import (
     photo_bench,
     render_fast_decode_markdown,
     render_photo_markdown,
+    render_scaling_markdown,
+    scaling_bench,
     upscale,
 )
 
@@ -80,3 +82,29 @@ def test_photo_bench_measures_before_and_after(tiny_bundle, sample_dir):
     assert before["decode_threads"] == 1 and before["cores_busy"] > 0 and len(before["rounds_images_per_s"]) == 2
     assert result["batch_speedup"] > 0 and result["artifact_choice"]["artifact"] == "onnx_fp32"
     assert "| 400x300/PNG |" in render_photo_markdown(result)
+
+
+def test_scaling_bench_pins_one_fresh_process_per_core_count(tiny_bundle, sample_dir):
+    import os
+
+    photos = sorted((sample_dir / "images").glob("*.jpg"))[:3]
+    too_many = len(os.sched_getaffinity(0)) + 1
+    result = scaling_bench(
+        tiny_bundle,
+        photos,
+        [1, too_many],
+        batch_photos=5,
+        batch_size=2,
+        size_wh=(240, 320),
+        rounds=1,
+        log=lambda _: None,
+    )
+    assert result["skipped_cores"] == [too_many]
+    (row,) = result["rows"]
+    # the pinned process sees one CPU, so the runtime's defaults give the model and the decoder one thread each
+    assert row["cores"] == row["usable_cores"] == 1 and row["model_threads"] == 1
+    for mode in row["modes"].values():
+        assert mode["images"] == 5 and mode["failed"] == 0 and mode["images_per_s"] > 0
+        assert mode["decode_threads"] == 1 and mode["overlap_with_model"] is False
+    markdown = render_scaling_markdown(result)
+    assert "| 1 |" in markdown and f"Not run (more than this machine's CPUs): {too_many}." in markdown
