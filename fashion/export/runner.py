@@ -33,10 +33,12 @@ def backend_name(entry: dict[str, Any]) -> str:
     return BACKEND_FOR_FORMAT[fmt]
 
 
-def open_model(path: str | os.PathLike, entry: dict[str, Any], threads: int | None = None) -> Backend:
+def open_model(
+    path: str | os.PathLike, entry: dict[str, Any], threads: int | None = None, **backend_options: Any
+) -> Backend:
     """Open ``path`` (described by manifest entry ``entry``) with its backend; ONNX runs on the CPU provider."""
     name = backend_name(entry)
-    options: dict[str, Any] = {"providers": ["cpu"]} if name == "onnxruntime" else {}
+    options: dict[str, Any] = {"providers": ["cpu"], **backend_options} if name == "onnxruntime" else {}
     try:
         return get_backend(name).open(Path(path), entry, threads=threads, **options)
     except BackendUnavailableError as exc:
@@ -79,7 +81,10 @@ def batch1_p50_ms(
     The models take turns image by image, so a neighbour's load on a shared CPU slows them all
     alike instead of whichever happened to run at the wrong moment.
     """
-    opened = {key: open_model(path, entry, threads=threads) for key, (path, entry) in models.items()}
+    # the models take turns call by call: a session still spinning after its call would slow the next one
+    opened = {
+        key: open_model(path, entry, threads=threads, spin_between_calls=False) for key, (path, entry) in models.items()
+    }
     try:
         for model in opened.values():
             for image in images[:warmup]:

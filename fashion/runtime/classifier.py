@@ -30,7 +30,16 @@ from .backends.base import BACKEND_FOR_FORMAT, FEATURE_MAP, Backend, get_backend
 from .bundle import Bundle, load_manifest, verify_files
 from .errors import BundleError, FashionError
 from .hierarchy import LEVELS, HierarchyDecoder
-from .host import CpuFacts, cpu_facts, read_choices, split_threads, usable_cores, write_choice
+from .host import (
+    ARM_INT8_FLAGS,
+    X86_INT8_FLAGS,
+    CpuFacts,
+    cpu_facts,
+    read_choices,
+    split_threads,
+    usable_cores,
+    write_choice,
+)
 from .preprocess import ImageSource, Preprocessor, _describe
 from .results import BatchItem, Prediction, decode_head
 from .tta import mirror_averaged
@@ -39,6 +48,9 @@ PRECISIONS = ("fp32", "fp16", "int8")
 #: ``auto``: decided from this host's ISA flags and recorded timings; ``fastest``: measured here once, cached.
 PRECISION_CHOICES = ("auto", "fastest") + PRECISIONS
 #: Batch-1 calls timed per candidate by ``precision="fastest"`` (after a few untimed ones).
+#: ``auto`` runs INT8 instead of FP32 on recorded timings only when INT8 is at least this much faster: a tie
+#: within measurement noise keeps FP32, the accuracy reference.
+INT8_MIN_GAIN = 0.05
 FASTEST_CALLS = 30
 FASTEST_WARMUP = 5
 
@@ -97,6 +109,43 @@ def recorded_ms(entry: Any, cpu: CpuFacts, threads: int | None = None) -> float 
     return found
 
 
+def recorded_pair(bundle: Bundle, cpu: CpuFacts, threads: int | None = None) -> tuple[float, float, str] | None:
+    """(fp32 ms, int8 ms, where) of the timings that best describe this host, else None.
+
+    This exact CPU first (``recorded_ms``); else the latest pair measured together (same CPU, time and
+    threads) on another CPU with the same integer dot-product instructions as this one.
+    """
+    fp32_entry, int8_entry = bundle.artifacts["onnx_fp32"], bundle.artifacts["onnx_int8"]
+    fp32, int8 = recorded_ms(fp32_entry, cpu, threads), recorded_ms(int8_entry, cpu, threads)
+    if fp32 is not None and int8 is not None:
+        return fp32, int8, f"timings recorded on this CPU ({cpu.model})"
+    if not cpu.int8_flags:
+        return None
+    wanted = set(cpu.int8_flags)
+
+    def same_class(timing: Any) -> bool:
+        flags = set(timing.get("flags") or []) if isinstance(timing, dict) else set()
+        return (
+            flags & set(X86_INT8_FLAGS + ARM_INT8_FLAGS) == wanted
+            and timing.get("batch", 1) == 1
+            and not (threads and timing.get("threads") and timing["threads"] != threads)
+        )
+
+    def key(timing: dict) -> tuple:
+        return (timing.get("cpu"), timing.get("measured_at"), timing.get("threads"))
+
+    fp32_by = {key(t): float(t["p50_ms"]) for t in fp32_entry.get("timings") or [] if same_class(t)}
+    pairs = [
+        (t.get("measured_at") or "", fp32_by[key(t)], float(t["p50_ms"]), t.get("cpu"))
+        for t in int8_entry.get("timings") or []
+        if same_class(t) and key(t) in fp32_by
+    ]
+    if not pairs:
+        return None
+    _, fp32, int8, other = max(pairs, key=lambda pair: pair[0])
+    return fp32, int8, f"timings recorded on another CPU with {', '.join(cpu.int8_flags)} ({other})"
+
+
 def select_artifact(
     bundle: Bundle,
     backend: str = "auto",
@@ -107,9 +156,10 @@ def select_artifact(
     """The artifact to run for ``precision`` on this host, and the reason (``fastest`` is resolved by ``load``).
 
     ``auto`` on the CPU: the bundle's ``pinned_artifact`` if an operator set one; else, when both FP32
-    and INT8 exist, the faster by timings recorded for this exact CPU; else INT8 only where the CPU has
-    integer dot-product instructions (AVX-512 VNNI / AVX-VNNI / AMX, Arm dot product), FP32 otherwise.
-    The exporter's own choice is never consulted: it was made on another machine.
+    and INT8 exist, what recorded timings say (this exact CPU, else another CPU with the same integer
+    dot-product instructions): INT8 only if at least ``INT8_MIN_GAIN`` faster; else INT8 only where the
+    CPU has integer dot-product instructions (AVX-512 VNNI / AVX-VNNI / AMX, Arm dot product), FP32
+    otherwise. The exporter's own choice is never consulted: it was made on another machine.
     """
     if precision not in PRECISION_CHOICES:
         raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
@@ -130,11 +180,14 @@ def select_artifact(
     if fmt != "onnx" or not {"onnx_fp32", "onnx_int8"} <= set(candidates):
         return ArtifactChoice(candidates[0], f"first {fmt} artifact in fp32, fp16, int8 order")
     cpu = cpu or cpu_facts()
-    fp32, int8 = (recorded_ms(bundle.artifacts[key], cpu, threads) for key in ("onnx_fp32", "onnx_int8"))
-    if fp32 is not None and int8 is not None:
-        key = "onnx_int8" if int8 < fp32 else "onnx_fp32"
+    recorded = recorded_pair(bundle, cpu, threads)
+    if recorded is not None:
+        fp32, int8, where = recorded
+        pays = int8 <= fp32 * (1 - INT8_MIN_GAIN)
+        verdict = "INT8 pays" if pays else f"INT8 not at least {INT8_MIN_GAIN:.0%} faster, FP32 kept"
         return ArtifactChoice(
-            key, f"timings recorded on this CPU ({cpu.model}): int8 {int8:.2f} ms, fp32 {fp32:.2f} ms at batch 1"
+            "onnx_int8" if pays else "onnx_fp32",
+            f"{where}: int8 {int8:.2f} ms, fp32 {fp32:.2f} ms at batch 1 ({verdict})",
         )
     if cpu.int8_flags:
         return ArtifactChoice(
@@ -234,15 +287,19 @@ class Classifier:
         cache the winner under $XDG_CACHE_HOME/fashion-edge), or ``fp32`` / ``fp16`` / ``int8``.
         ``timing_image``: the photo ``fastest`` times with (default: a synthetic product photo).
         ``fast_decode``: False decodes large photos at full size (the exact path); default on.
-        ``spinning``: ONNX Runtime's idle-thread spin (default: off when the model has every usable core).
+        ``spinning`` / ``spin_between_calls``: ONNX Runtime's thread spin (see the onnxruntime backend).
+        Default: spin inside each call; when the model has every usable core, stop spinning as soon as
+        the call returns, so decoding and other work get the cores between calls.
         """
         bundle = load_manifest(bundle_dir, verify_hashes=False)
         threads = int(threads) if threads else usable_cores()
         options = {"providers": providers, "threads": threads, "allow_fallback": allow_fallback, **backend_options}
-        if "spinning" not in backend_options:
-            # Idle ORT threads busy-wait after each call; when decoding must share the model's cores (the model
-            # has every usable core), that spin steals the decoders' time, so it is off. Spare cores: ORT's default.
-            options["spinning"] = None if threads < usable_cores() else False
+        if "spinning" not in backend_options and "spin_between_calls" not in backend_options:
+            # ORT threads busy-wait inside a call (fast: no wake-ups between operators) and, by default, for a
+            # while after it. When decoding must share the model's cores (the model has every usable core), that
+            # after-call spin steals the decoders' time, so it stops when the call returns. Spare cores: ORT's
+            # default. (Turning spinning off altogether made batch-1 calls about 1.5x slower.)
+            options["spin_between_calls"] = None if threads < usable_cores() else False
         if precision == "fastest":
             clf = cls._load_fastest(bundle, backend, options, timing_image)
         else:

@@ -267,6 +267,49 @@ def test_exporters_default_is_not_a_choice_but_recorded_timings_for_this_cpu_are
     assert select_artifact(bundle, cpu=EPYC, precision="int8").reason == "precision int8 requested"
 
 
+SAPPHIRE = parse_cpuinfo(
+    "model name\t: Intel(R) Xeon(R) Gold 6448Y\nflags\t\t: avx2 fma avx512f avx512_vnni amx_int8\n"
+)
+ICE_LAKE = parse_cpuinfo("model name\t: Intel(R) Xeon(R) Gold 6338\nflags\t\t: avx2 fma avx512f avx512_vnni\n")
+
+
+def _timed(int8_bundle, tmp_path, fp32_ms, int8_ms, cpu=XEON, when="2026-11-27T10:00:00Z"):
+    def change(manifest):
+        for key, ms in (("onnx_fp32", fp32_ms), ("onnx_int8", int8_ms)):
+            manifest["artifacts"][key]["timings"] = [
+                {
+                    "cpu": cpu.model,
+                    "flags": cpu.reported_flags,
+                    "threads": 2,
+                    "batch": 1,
+                    "p50_ms": ms,
+                    "measured_at": when,
+                }
+            ]
+
+    return load_manifest(with_manifest(int8_bundle, tmp_path, change), verify_hashes=False)
+
+
+def test_int8_must_be_clearly_faster_on_recorded_timings(int8_bundle, tmp_path):
+    tie = select_artifact(_timed(int8_bundle, tmp_path / "tie", 3.317, 3.296), cpu=XEON)  # within noise
+    assert tie.artifact == "onnx_fp32" and "FP32 kept" in tie.reason
+    clear = select_artifact(_timed(int8_bundle, tmp_path / "clear", 3.3, 2.0), cpu=XEON)
+    assert clear.artifact == "onnx_int8" and "INT8 pays" in clear.reason
+
+
+def test_timings_of_a_cpu_with_the_same_int8_instructions_outrank_the_isa_rule(int8_bundle, tmp_path):
+    bundle = _timed(int8_bundle, tmp_path, 2.65, 3.09, cpu=SAPPHIRE)  # measured: INT8 slower despite VNNI/AMX
+    other = select_artifact(bundle, cpu=XEON)  # another model with the same avx512_vnni + amx_int8
+    assert other.artifact == "onnx_fp32" and "another CPU with avx512_vnni, amx_int8 (Intel(R) Xeon(R) Gold" in (
+        other.reason
+    )
+    # a CPU with a different set (VNNI, no AMX) is not described by those timings: the ISA rule decides
+    assert select_artifact(bundle, cpu=ICE_LAKE).artifact == "onnx_int8"
+    assert "avx512_vnni" in select_artifact(bundle, cpu=ICE_LAKE).reason
+    # and one without the instructions never borrows them
+    assert select_artifact(bundle, cpu=EPYC).artifact == "onnx_fp32"
+
+
 def test_pinned_artifact_wins(int8_bundle, tmp_path):
     pinned = with_manifest(int8_bundle, tmp_path, lambda m: m.update(pinned_artifact="onnx_int8"))
     choice = select_artifact(load_manifest(pinned, verify_hashes=False), cpu=EPYC)
@@ -326,11 +369,19 @@ def test_spinning_and_session_options_are_reported(tiny_bundle, photos, clf):
         options = spinning.info["session_options"]
         assert options["allow_spinning"] is True and options["intra_op_num_threads"] == 2
         assert spinning.predict(photos[0]).to_dict()["heads"] == clf.predict(photos[0]).to_dict()["heads"]
-    # default: the model has every usable core, so decoding shares them and idle threads must not spin
-    assert clf.threads == usable_cores() and clf.info["session_options"]["allow_spinning"] is False
+        assert options["spin_between_calls"] is True
+    # default: the model has every usable core, so decoding shares them: threads spin inside a call (fast
+    # batch-1 calls) and stop when it returns
+    default = clf.info["session_options"]
+    assert clf.threads == usable_cores() and default["allow_spinning"] is True
+    assert default["spin_between_calls"] is False
+    with Classifier.load(tiny_bundle, spinning=False) as never:
+        assert never.info["session_options"]["allow_spinning"] is False
+        assert never.info["session_options"]["spin_between_calls"] is False
+        assert never.predict(photos[0]).to_dict()["heads"] == clf.predict(photos[0]).to_dict()["heads"]
     if usable_cores() > 1:
         with Classifier.load(tiny_bundle, threads=usable_cores() - 1) as spare:  # a core left for decoding
-            assert spare.info["session_options"]["allow_spinning"] is True
+            assert spare.info["session_options"]["spin_between_calls"] is True
 
 
 def test_fast_decode_can_be_switched_off(tiny_bundle, photos, tmp_path):
