@@ -143,6 +143,17 @@ def summarise(result: dict) -> dict:
     return summary
 
 
+def runtime_choice(bundle, threads: int) -> dict:
+    """What ``Classifier.load(bundle, precision="auto", threads=threads)`` runs on this host, and why."""
+    from fashion.runtime.classifier import select_artifact
+    from fashion.runtime.errors import FashionError
+
+    try:
+        return select_artifact(bundle, threads=threads).to_dict()
+    except (FashionError, ValueError) as exc:
+        return {"artifact": None, "reason": str(exc)}
+
+
 def _floor(bundle, cpu: dict, threads: int) -> dict | None:
     """FLOPs of the FP32 ONNX graph at the bundle's input size vs the fp32 peak of the cores the rows used."""
     if "onnx_fp32" not in bundle.artifacts:
@@ -286,6 +297,7 @@ def _side_result(side: _Side, threads: int, machine: dict, machine_record: dict 
         },
         "machine": machine_record,
         "compute_floor": _floor(bundle, machine["cpu"], threads),
+        "runtime_choice": runtime_choice(bundle, threads),
         "rows": side.results,
         "notes": notes,
     }

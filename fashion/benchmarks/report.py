@@ -107,8 +107,8 @@ def render_text(result: dict) -> str:
     header, lines = table_rows(result)
     parts = describe_run(result) + ["", _render(header, lines, markdown=False)]
     summary = result.get("summary") or {}
-    if summary:
-        parts += [""] + summary_lines(result)
+    if summary or result.get("runtime_choice"):
+        parts += [""] + choice_lines(result) + summary_lines(result)
     skipped = [f"  {row['name']}: {row['reason']}" for row in result["rows"] if row["status"] != "ok"]
     if skipped:
         parts += ["", "not run:"] + skipped
@@ -137,10 +137,26 @@ def summary_lines(result: dict) -> list[str]:
 
 def render_markdown(result: dict) -> str:
     header, lines = table_rows(result)
-    table = _render(header, lines, markdown=True)
-    if not result.get("baseline"):
-        return table
-    return "\n".join([table, "", *baseline_section(result, markdown=True)])
+    parts = [_render(header, lines, markdown=True)]
+    notes = choice_lines(result) + summary_lines(result)
+    if notes:
+        parts += ["", *notes]
+    if result.get("baseline"):
+        parts += ["", *baseline_section(result, markdown=True)]
+    return "\n".join(parts)
+
+
+def choice_lines(result: dict) -> list[str]:
+    """The CPU the rows ran on, and what the runtime's ``precision="auto"`` runs there and why."""
+    cpu = (result.get("machine") or {}).get("cpu") or {}
+    choice = result.get("runtime_choice") or {}
+    lines = []
+    if cpu:
+        flags = ", ".join(cpu.get("isa_flags") or []) or "none recorded"
+        lines.append(f"CPU: {cpu.get('model')}, {result['settings']['threads']} threads; ISA flags: {flags}.")
+    if choice.get("artifact"):
+        lines.append(f'`precision="auto"` runs `{choice["artifact"]}` here: {choice["reason"]}.')
+    return lines
 
 
 def _size(side: dict) -> str:

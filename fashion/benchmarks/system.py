@@ -68,6 +68,10 @@ def cpu_info(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
             avx512_vnni="avx512_vnni" in flags,
             avx_vnni="avx_vnni" in flags,
         )
+    from fashion.runtime.host import parse_cpuinfo
+
+    if path.is_file():  # the flags the runtime's artifact choice reads, as the runtime reports them
+        info["isa_flags"] = parse_cpuinfo(path.read_text(errors="replace")).reported_flags
     return info
 
 

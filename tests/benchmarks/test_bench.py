@@ -330,3 +330,13 @@ def test_tta_row_scores_what_predict_with_tta_returns(tiny_bundle, sample_dir, t
         truth = {row["id"]: row["articleType"] for row in csv.DictReader(handle)}
     expected = np.mean([label == truth[p.stem] for p, label in zip(images, predicted) if truth.get(p.stem) in labels])
     assert rows["onnx-fp32-tta"]["accuracy"]["articleType"]["accuracy"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_the_run_records_what_auto_runs_here_and_why(bench_run):
+    result, payload, out = bench_run
+    choice = payload["runtime_choice"]
+    assert choice["artifact"] == "onnx_fp32" and choice["reason"] == "the bundle's only onnx artifact"
+    assert isinstance(payload["machine"]["cpu"]["isa_flags"], list)
+    markdown = (out / "bench.md").read_text()
+    assert '`precision="auto"` runs `onnx_fp32` here: the bundle\'s only onnx artifact.' in markdown
+    assert "ISA flags:" in markdown and '`precision="auto"` runs `onnx_fp32`' in result.output
