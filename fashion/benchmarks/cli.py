@@ -120,7 +120,7 @@ def _backends(ctx, param, value: str) -> list[str]:
     "--photos",
     is_flag=True,
     help="Instead: end-to-end predict(path) on real photos upscaled to 1080x1440, 2400x3200, 4000x3000 "
-    "(JPEG/PNG/WebP) and predict_batch images/s, fast decode path and parallel decoding vs not.",
+    "(JPEG/PNG/RGBA PNG/WebP) and predict_batch images/s, fast decode path and parallel decoding vs not.",
 )
 @click.option(
     "--cores",

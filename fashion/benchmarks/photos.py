@@ -8,7 +8,7 @@ content and labels stay those of the test split:
   ``Image.reduce``) at 1080x1440 and 2400x3200 -> pixel max/mean difference, per-head accuracy,
   top-1 agreement. The fast path stays the default only if no head loses more than 0.1 pp.
 * ``photo_bench``: ``Classifier.predict(path)`` p50/p90 at 1080x1440, 2400x3200 and 4000x3000 in
-  JPEG/PNG/WebP, and ``predict_batch`` images/s and cores busy on 200 photos of 2400x3200, before
+  JPEG/PNG/RGBA PNG/WebP, and ``predict_batch`` images/s and cores busy on 200 photos of 2400x3200, before
   (exact decode, one decode thread) and after (fast path, parallel decoding).
 """
 
@@ -37,19 +37,24 @@ from fashion.runtime.preprocess import FAST_DECODE_DEFAULT, FAST_DECODE_GAP, Pre
 
 DECODE_SIZES = ((1080, 1440), (2400, 3200))  # (width, height), the dataset's 3:4 portrait aspect
 BENCH_SIZES = ((1080, 1440), (2400, 3200), (4000, 3000))
-FORMATS = ("JPEG", "PNG", "WEBP")
+FORMATS = ("JPEG", "PNG", "PNG-RGBA", "WEBP")
+SUFFIXES = {"JPEG": "jpg", "PNG": "png", "PNG-RGBA": "png", "WEBP": "webp"}
 MAX_DROP_PP = 0.1
 SEED = 0
 
 
 def upscale(image: Image.Image, size: tuple[int, int], fmt: str = "JPEG") -> bytes:
-    """``image`` resized (bicubic) to ``size`` and encoded as ``fmt`` (JPEG q90, fast PNG, WebP q90)."""
+    """``image`` resized (bicubic) to ``size`` and encoded as ``fmt`` (JPEG q90, fast PNG, RGBA PNG cut-out, WebP q90)."""
     big = image.resize(size, Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
     if fmt == "JPEG":
         big.save(buffer, "JPEG", quality=90)
     elif fmt == "PNG":
         big.save(buffer, "PNG", compress_level=1)
+    elif fmt == "PNG-RGBA":  # a catalogue cut-out: the white studio background made transparent
+        pixels = np.asarray(big.convert("RGBA")).copy()
+        pixels[(pixels[..., :3] > 245).all(axis=-1), 3] = 0
+        Image.fromarray(pixels, "RGBA").save(buffer, "PNG", compress_level=1)
     elif fmt == "WEBP":
         big.save(buffer, "WEBP", quality=90, method=0)
     else:
@@ -307,10 +312,9 @@ def make_photo_folder(
     for width, height in sizes:
         for fmt in formats:
             cell = f"{width}x{height}/{fmt}"
-            suffix = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[fmt]
             cells[cell] = []
             for number, base in enumerate(bases):
-                path = folder / f"{width}x{height}_{number}.{suffix}"
+                path = folder / f"{width}x{height}_{fmt.lower()}_{number}.{SUFFIXES[fmt]}"
                 path.write_bytes(upscale(base, (width, height), fmt))
                 cells[cell].append(path)
     return cells

@@ -117,11 +117,8 @@ def _from_array(array: np.ndarray) -> Image.Image:
 def _to_rgb(image: Image.Image, pad: tuple[int, int, int] = (PAD_VALUE,) * 3) -> Image.Image:
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit greyscale: scale the full range down to 8 bits instead of clipping.
-        values = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
-        image = Image.fromarray(np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if image.mode in WIDE_GREY_MODES:
+        image = _grey8(image, _grey_peak(image))
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
@@ -129,6 +126,46 @@ def _to_rgb(image: Image.Image, pad: tuple[int, int, int] = (PAD_VALUE,) * 3) ->
         background = Image.new("RGBA", image.size, (*pad, 255))
         return Image.alpha_composite(background, image).convert("RGB")
     return image.convert("RGB")
+
+
+#: 16/32-bit greyscale modes: their full range is scaled down to 8 bits instead of clipped.
+WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I")
+
+
+def _grey_peak(image: Image.Image) -> float:
+    """The value that becomes 255: the 16-bit maximum, or a 32-bit image's own maximum."""
+    return 65535.0 if image.mode.startswith("I;16") else max(float(image.getextrema()[1]), 1.0)
+
+
+def _grey8(image: Image.Image, peak: float) -> Image.Image:
+    values = np.asarray(image if image.mode == "I" else image.convert("I"), dtype=np.float64)
+    return Image.fromarray(np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+
+
+def _reduced_rgb(image: Image.Image, factor: int, pad: tuple[int, int, int]) -> Image.Image:
+    """``_to_rgb(image).reduce(factor)``, with the full-size work done on the reduced pixels where that is exact.
+
+    Greyscale and opaque palette images are box-averaged before the colour conversion (both are per-pixel
+    maps that commute with the average, up to rounding), and so are 16/32-bit greyscale images, whose scale to
+    8 bits is linear. Transparent images are averaged with premultiplied
+    alpha and then laid on the pad colour: compositing is linear in (premultiplied colour, alpha), so this
+    equals compositing first and averaging after, without compositing every full-size pixel. Other modes
+    (CMYK, ...) are converted first.
+    """
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("LA", "PA", "La"):
+        image = image.convert("RGBA")
+    if image.mode in ("RGB", "L"):
+        return image.reduce(factor).convert("RGB")
+    if image.mode in WIDE_GREY_MODES:  # the scale to 8 bits is linear: average first (as 32-bit), scale after
+        return _grey8(image.convert("I").reduce(factor), _grey_peak(image)).convert("RGB")
+    if image.mode in ("RGBA", "RGBa"):
+        reduced = np.asarray(image.convert("RGBa").reduce(factor), dtype=np.float32)
+        alpha = reduced[..., 3:] / 255.0
+        rgb = reduced[..., :3] + np.asarray(pad, dtype=np.float32) * (1.0 - alpha)
+        return Image.fromarray(np.clip(rgb + 0.5, 0, 255).astype(np.uint8), "RGB")
+    return _to_rgb(image, pad).reduce(factor)
 
 
 def _reduction(size: tuple[int, int], height: int, width: int, fit: str) -> float:
@@ -211,11 +248,12 @@ class Preprocessor:
                 image = ImageOps.exif_transpose(image) or image
             if image.width == 0 or image.height == 0:
                 raise InvalidImageError("image has no pixels")
-            image = _to_rgb(image, self.pad_value)
             remaining = int(reduction / scale // self.gap)
             if remaining >= 2:
-                image = image.reduce(remaining)
+                image = _reduced_rgb(image, remaining, self.pad_value)
                 scale *= remaining
+            else:
+                image = _to_rgb(image, self.pad_value)
             return image, scale, (full_size if scale > 1 else image.size)
         except InvalidImageError as exc:
             raise InvalidImageError(f"{name}: {exc}") from None

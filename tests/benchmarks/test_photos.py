@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -31,11 +32,14 @@ def split_file(sample_dir, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "PNG-RGBA", "WEBP"])
 def test_upscale_writes_the_requested_size_and_format(sample_dir, fmt):
     photo = Image.open(next((sample_dir / "images").glob("*.jpg"))).convert("RGB")
     decoded = Image.open(io.BytesIO(upscale(photo, (240, 320), fmt)))
-    assert decoded.size == (240, 320) and decoded.format == fmt
+    assert decoded.size == (240, 320) and decoded.format == fmt.split("-")[0]
+    if fmt == "PNG-RGBA":  # the white background is transparent, the product is not
+        alpha = np.asarray(decoded)[..., 3]
+        assert decoded.mode == "RGBA" and alpha.min() == 0 and alpha.max() == 255
     with pytest.raises(ValueError, match="unknown format"):
         upscale(photo, (24, 32), "TIFF")
 
@@ -72,7 +76,7 @@ def test_photo_bench_measures_before_and_after(tiny_bundle, sample_dir):
         log=lambda _: None,
     )
     assert set(result["latency"]) == {
-        f"{size}/{fmt}" for size in ("240x320", "400x300") for fmt in ("JPEG", "PNG", "WEBP")
+        f"{size}/{fmt}" for size in ("240x320", "400x300") for fmt in ("JPEG", "PNG", "PNG-RGBA", "WEBP")
     }
     for modes in result["latency"].values():
         for row in modes.values():

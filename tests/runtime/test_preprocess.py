@@ -155,6 +155,47 @@ def test_fast_path_matches_the_exact_path_on_real_upscaled_photos(photo, size, f
     assert diff.max() <= 4 and diff.mean() < 0.25, (diff.max(), diff.mean())
 
 
+def _cut_out(photo: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """A product photo on a transparent background with a soft edge, as catalogue PNGs come."""
+    big = photo.resize(size, Image.Resampling.BICUBIC).convert("RGBA")
+    alpha = np.zeros(size[::-1], dtype=np.uint8)
+    w, h = size
+    alpha[h // 8 : h - h // 8, w // 6 : w - w // 6] = 255
+    alpha[h // 8 - 40 : h // 8, w // 6 : w - w // 6] = 128  # a half-transparent band
+    rgba = np.asarray(big).copy()
+    rgba[..., 3] = alpha
+    rgba[alpha == 0, :3] = (0, 255, 0)  # colour under full transparency must not leak into the average
+    return Image.fromarray(rgba, "RGBA")
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "P+transparency", "L", "I;16"])
+def test_fast_path_reduces_before_the_colour_work_and_still_matches_the_exact_path(photo, mode):
+    cut = _cut_out(photo, (1200, 1600))
+    if mode == "LA":
+        image = cut.convert("LA")
+    elif mode == "L":
+        image = cut.convert("RGB").convert("L")
+    elif mode == "I;16":  # a 16-bit scan: the full range maps onto 0..255
+        image = Image.fromarray(np.asarray(cut.convert("RGB").convert("L"), dtype=np.uint16) * 257)
+    elif mode == "P":
+        image = cut.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE)
+    elif mode == "P+transparency":
+        image = cut.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE)
+        image.info["transparency"] = image.getpixel((0, 0))  # the corner colour, outside the product
+    else:
+        image = cut
+    data = encode(image, "PNG")
+    exact = build_preprocessor(PREPROCESSING_SPEC, HEIGHT, WIDTH, fast=False)(data).astype(int)
+    fast_pre = build_preprocessor(PREPROCESSING_SPEC, HEIGHT, WIDTH)
+    assert fast_pre.load(data).size == (300, 400)  # Image.reduce(4) took place
+    diff = np.abs(exact - fast_pre(data).astype(int))
+    # dithered palette pixels jump by a palette step between neighbours: box vs bilinear averages differ more
+    worst = 6 if mode.startswith("P") else 4
+    assert diff.max() <= worst and diff.mean() < 0.25, (diff.max(), diff.mean())
+    if mode in ("RGBA", "P+transparency"):
+        assert exact[..., 1].max() <= 255 and fast_pre(data)[0, 0].tolist() == [255, 255, 255]  # white, not green
+
+
 def test_reduced_decode_only_for_large_photos(photo, big_jpeg):
     fast = build_preprocessor(PREPROCESSING_SPEC, HEIGHT, WIDTH)
     exact = build_preprocessor(PREPROCESSING_SPEC, HEIGHT, WIDTH, fast=False)
