@@ -110,40 +110,45 @@ def recorded_ms(entry: Any, cpu: CpuFacts, threads: int | None = None) -> float 
 
 
 def recorded_pair(bundle: Bundle, cpu: CpuFacts, threads: int | None = None) -> tuple[float, float, str] | None:
-    """(fp32 ms, int8 ms, where) of the timings that best describe this host, else None.
+    """(fp32 ms, int8 ms, where) from the batch-1 timings that best describe this host, else None.
 
-    This exact CPU first (``recorded_ms``); else the latest pair measured together (same CPU, time and
-    threads) on another CPU with the same integer dot-product instructions as this one.
+    Only timings measured together are compared (same CPU, time and threads: one export's timing run).
+    Preference: this exact CPU (model, and its recorded ISA flags) before another CPU with the same integer
+    dot-product instructions; within each, the same threads before other thread counts; then the latest.
     """
     fp32_entry, int8_entry = bundle.artifacts["onnx_fp32"], bundle.artifacts["onnx_int8"]
-    fp32, int8 = recorded_ms(fp32_entry, cpu, threads), recorded_ms(int8_entry, cpu, threads)
-    if fp32 is not None and int8 is not None:
-        return fp32, int8, f"timings recorded on this CPU ({cpu.model})"
-    if not cpu.int8_flags:
-        return None
-    wanted = set(cpu.int8_flags)
+    dot_product = set(X86_INT8_FLAGS + ARM_INT8_FLAGS)
 
-    def same_class(timing: Any) -> bool:
-        flags = set(timing.get("flags") or []) if isinstance(timing, dict) else set()
-        return (
-            flags & set(X86_INT8_FLAGS + ARM_INT8_FLAGS) == wanted
-            and timing.get("batch", 1) == 1
-            and not (threads and timing.get("threads") and timing["threads"] != threads)
-        )
+    def usable(timing: Any) -> bool:
+        return isinstance(timing, dict) and "p50_ms" in timing and timing.get("batch", 1) == 1
 
     def key(timing: dict) -> tuple:
         return (timing.get("cpu"), timing.get("measured_at"), timing.get("threads"))
 
-    fp32_by = {key(t): float(t["p50_ms"]) for t in fp32_entry.get("timings") or [] if same_class(t)}
-    pairs = [
-        (t.get("measured_at") or "", fp32_by[key(t)], float(t["p50_ms"]), t.get("cpu"))
-        for t in int8_entry.get("timings") or []
-        if same_class(t) and key(t) in fp32_by
-    ]
-    if not pairs:
+    fp32_by = {key(t): float(t["p50_ms"]) for t in fp32_entry.get("timings") or [] if usable(t)}
+    best: tuple[tuple, float, float, dict] | None = None
+    for timing in int8_entry.get("timings") or []:
+        if not usable(timing) or key(timing) not in fp32_by:
+            continue
+        flags = set(timing.get("flags") or [])
+        same_cpu = timing.get("cpu") == cpu.model and flags <= set(cpu.reported_flags)
+        same_class = bool(cpu.int8_flags) and flags & dot_product == set(cpu.int8_flags)
+        if not (same_cpu or same_class):
+            continue
+        same_threads = not threads or not timing.get("threads") or timing["threads"] == threads
+        rank = (same_cpu, same_threads, timing.get("measured_at") or "")
+        if best is None or rank > best[0]:
+            best = (rank, fp32_by[key(timing)], float(timing["p50_ms"]), timing)
+    if best is None:
         return None
-    _, fp32, int8, other = max(pairs, key=lambda pair: pair[0])
-    return fp32, int8, f"timings recorded on another CPU with {', '.join(cpu.int8_flags)} ({other})"
+    (same_cpu, same_threads, _), fp32, int8, timing = best
+    if same_cpu:
+        where = f"timings recorded on this CPU ({cpu.model})"
+    else:
+        where = f"timings recorded on another CPU with {', '.join(cpu.int8_flags)} ({timing.get('cpu')})"
+    if not same_threads:
+        where += f" with {timing.get('threads')} threads"
+    return fp32, int8, where
 
 
 def select_artifact(

@@ -134,7 +134,10 @@ WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 def _grey_peak(image: Image.Image) -> float:
     """The value that becomes 255: the 16-bit maximum, or a 32-bit image's own maximum."""
-    return 65535.0 if image.mode.startswith("I;16") else max(float(image.getextrema()[1]), 1.0)
+    if image.mode.startswith("I;16"):
+        return 65535.0
+    low, high = image.getextrema()  # a single-band image: (min, max)
+    return max(float(high), 1.0)  # type: ignore[arg-type]
 
 
 def _grey8(image: Image.Image, peak: float) -> Image.Image:

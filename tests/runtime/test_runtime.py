@@ -295,6 +295,11 @@ def test_int8_must_be_clearly_faster_on_recorded_timings(int8_bundle, tmp_path):
     assert tie.artifact == "onnx_fp32" and "FP32 kept" in tie.reason
     clear = select_artifact(_timed(int8_bundle, tmp_path / "clear", 3.3, 2.0), cpu=XEON)
     assert clear.artifact == "onnx_int8" and "INT8 pays" in clear.reason
+    # a timing at other threads on this very CPU still outranks the ISA rule (every instance chooses alike)
+    one_thread = select_artifact(_timed(int8_bundle, tmp_path / "threads", 2.6, 2.8), cpu=XEON, threads=1)
+    assert one_thread.artifact == "onnx_fp32" and "this CPU (Intel(R) Xeon(R) Platinum 8480+) with 2 threads" in (
+        one_thread.reason
+    )
 
 
 def test_timings_of_a_cpu_with_the_same_int8_instructions_outrank_the_isa_rule(int8_bundle, tmp_path):
