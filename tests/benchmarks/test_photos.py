@@ -86,6 +86,8 @@ def test_photo_bench_measures_before_and_after(tiny_bundle, sample_dir):
     assert before["decode_threads"] == 1 and before["cores_busy"] > 0 and len(before["rounds_images_per_s"]) == 2
     assert result["batch_speedup"] > 0 and result["artifact_choice"]["artifact"] == "onnx_fp32"
     assert "| 400x300/PNG |" in render_photo_markdown(result)
+    # the model call alone, for every mode (spinning settings included), in blocks
+    assert set(result["model_only_p50_ms"]) == set(result["batch"]) and min(result["model_only_p50_ms"].values()) > 0
 
 
 def test_scaling_bench_pins_one_fresh_process_per_core_count(tiny_bundle, sample_dir):
