@@ -47,10 +47,10 @@ from .tta import mirror_averaged
 PRECISIONS = ("fp32", "fp16", "int8")
 #: ``auto``: decided from this host's ISA flags and recorded timings; ``fastest``: measured here once, cached.
 PRECISION_CHOICES = ("auto", "fastest") + PRECISIONS
-#: Batch-1 calls timed per candidate by ``precision="fastest"`` (after a few untimed ones).
 #: ``auto`` runs INT8 instead of FP32 on recorded timings only when INT8 is at least this much faster: a tie
 #: within measurement noise keeps FP32, the accuracy reference.
 INT8_MIN_GAIN = 0.05
+#: Batch-1 calls timed per candidate by ``precision="fastest"`` (after a few untimed ones).
 FASTEST_CALLS = 30
 FASTEST_WARMUP = 5
 
@@ -93,20 +93,6 @@ def _pinned(bundle: Bundle) -> str | None:
     if pinned is None and hasattr(manifest, "get"):
         pinned = manifest.get("pinned_artifact")
     return pinned if isinstance(pinned, str) else None
-
-
-def recorded_ms(entry: Any, cpu: CpuFacts, threads: int | None = None) -> float | None:
-    """The latest batch-1 p50 recorded for this exact CPU (model and, when recorded, ISA flags), else None."""
-    found = None
-    for timing in entry.get("timings") or []:
-        if not isinstance(timing, dict) or timing.get("cpu") != cpu.model:
-            continue
-        if timing.get("flags") and set(timing["flags"]) & set(cpu.reported_flags) != set(timing["flags"]):
-            continue
-        if timing.get("batch", 1) != 1 or (threads and timing.get("threads") and timing["threads"] != threads):
-            continue
-        found = float(timing["p50_ms"])
-    return found
 
 
 def recorded_pair(bundle: Bundle, cpu: CpuFacts, threads: int | None = None) -> tuple[float, float, str] | None:
@@ -161,8 +147,8 @@ def select_artifact(
     """The artifact to run for ``precision`` on this host, and the reason (``fastest`` is resolved by ``load``).
 
     ``auto`` on the CPU: the bundle's ``pinned_artifact`` if an operator set one; else, when both FP32
-    and INT8 exist, what recorded timings say (this exact CPU, else another CPU with the same integer
-    dot-product instructions): INT8 only if at least ``INT8_MIN_GAIN`` faster; else INT8 only where the
+    and INT8 exist, what recorded timings say (``recorded_pair``: this exact CPU, else another CPU with the
+    same integer dot-product instructions): INT8 only if at least ``INT8_MIN_GAIN`` faster; else INT8 only where the
     CPU has integer dot-product instructions (AVX-512 VNNI / AVX-VNNI / AMX, Arm dot product), FP32
     otherwise. The exporter's own choice is never consulted: it was made on another machine.
     """

@@ -114,13 +114,19 @@ def test_export_writes_gated_fp32_fp16_int8_and_records_them(exported):
     assert "default_artifact" not in bundle.manifest.to_dict()
     from fashion.export.timing import cpu_facts
     from fashion.runtime import host
-    from fashion.runtime.classifier import recorded_ms
+    from fashion.runtime.classifier import recorded_pair
 
     for key in ("onnx_fp32", "onnx_fp16", "onnx_int8"):
         (timing,) = artifacts[key]["timings"]
         assert timing["cpu"] == cpu_facts()["cpu"] and timing["flags"] == cpu_facts()["flags"]
         assert timing["batch"] == 1 and timing["threads"] >= 1 and timing["p50_ms"] > 0 and timing["measured_at"]
-        assert recorded_ms(artifacts[key], host.cpu_facts()) == timing["p50_ms"]  # the runtime finds it on this CPU
+    # the runtime finds the FP32/INT8 pair as measured on this CPU
+    fp32_ms, int8_ms, where = recorded_pair(bundle, host.cpu_facts(), artifacts["onnx_fp32"]["timings"][0]["threads"])
+    assert (fp32_ms, int8_ms) == (
+        artifacts["onnx_fp32"]["timings"][0]["p50_ms"],
+        artifacts["onnx_int8"]["timings"][0]["p50_ms"],
+    )
+    assert where.startswith("timings recorded on this CPU")
     assert not [name for name in _files(root) if name.endswith(".tmp")]
 
 
