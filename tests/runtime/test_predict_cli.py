@@ -132,6 +132,9 @@ def test_ctrl_c_keeps_the_rows_done_and_says_where(tiny_bundle, photos, tmp_path
         command() + [str(tiny_bundle), *inputs, "--batch-size", "1", "--format", "csv", "-o", str(output)],
         stderr=subprocess.PIPE,
         text=True,
+        # a runner started in the background (no job control) passes SIGINT on ignored, and Python then installs
+        # no Ctrl-C handler: give the CLI the disposition a terminal gives it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while not (partial.is_file() and partial.read_text().count("\n") >= 3):
