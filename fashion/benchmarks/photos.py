@@ -320,6 +320,24 @@ def make_photo_folder(
     return cells
 
 
+def write_batch_photos(folder: Path, photos: list[Path], count: int, size: tuple[int, int]) -> list[Path]:
+    """``count`` JPEG q90 photos upscaled to ``size`` in ``folder``, cycling through ``photos``."""
+    from fashion.runtime.preprocess import load_image
+
+    paths = []
+    for number in range(count):
+        path = folder / f"{number:04d}.jpg"
+        path.write_bytes(upscale(load_image(photos[number % len(photos)]), size, "JPEG"))
+        paths.append(path)
+    return paths
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median images/s, plus every round's images/s."""
+    ordered = sorted(runs, key=lambda run: run["images_per_s"])
+    return {**ordered[len(ordered) // 2], "rounds_images_per_s": [run["images_per_s"] for run in runs]}
+
+
 def _latencies(clfs: dict[str, Any], paths: list[Path], repeats: int) -> dict[str, dict[str, float]]:
     """predict(path) times per mode, the modes interleaved call by call so drifting load hits them alike."""
     times: dict[str, list[float]] = {name: [] for name in clfs}
@@ -429,13 +447,7 @@ def photo_bench(
         batch_dir = folder / "batch"
         batch_dir.mkdir()
         log(f"writing {batch_photos} photos of {batch_size_wh[0]}x{batch_size_wh[1]} JPEG")
-        from fashion.runtime.preprocess import load_image
-
-        batch_paths = []
-        for number in range(batch_photos):
-            path = batch_dir / f"{number:04d}.jpg"
-            path.write_bytes(upscale(load_image(photos[number % len(photos)]), batch_size_wh, "JPEG"))
-            batch_paths.append(path)
+        batch_paths = write_batch_photos(batch_dir, photos, batch_photos, batch_size_wh)
         with contextlib.ExitStack() as stack:
             clfs = {}
             for name, mode in MODES.items():
@@ -462,10 +474,8 @@ def photo_bench(
                     runs[name].append(_throughput(clf, batch_paths, batch_size, MODES[name]["decode_threads"]))
                     log(f"  round {number + 1} {name}: {runs[name][-1]['images_per_s']} img/s")
             for name, clf in clfs.items():
-                ordered = sorted(runs[name], key=lambda run: run["images_per_s"])
                 result["batch"][name] = {
-                    **ordered[len(ordered) // 2],
-                    "rounds_images_per_s": [run["images_per_s"] for run in runs[name]],
+                    **_median_run(runs[name]),
                     "allow_spinning": clf.info["session_options"].get("allow_spinning"),
                     "spin_between_calls": clf.info["session_options"].get("spin_between_calls"),
                 }
@@ -559,9 +569,7 @@ def _pinned_throughput(args: tuple) -> dict[str, Any]:
                 runs[name].append(_throughput(clf, paths, batch_size, decode_threads))
         info = {"artifact": clf.info["artifact_choice"].get("artifact"), "model_threads": clf.info.get("threads")}
     out: dict[str, Any] = {"cores": len(cpus), "usable_cores": usable_cores(), **info, "modes": {}}
-    for name, values in runs.items():
-        ordered = sorted(values, key=lambda run: run["images_per_s"])
-        out["modes"][name] = {**ordered[len(ordered) // 2], "rounds_images_per_s": [v["images_per_s"] for v in values]}
+    out["modes"] = {name: _median_run(values) for name, values in runs.items()}
     return out
 
 
@@ -597,15 +605,9 @@ def scaling_bench(
         "skipped_cores": [c for c in wanted if c > available],
         "rows": [],
     }
-    from fashion.runtime.preprocess import load_image
-
     with tempfile.TemporaryDirectory(prefix="fashion-scaling-") as tmp:
         log(f"writing {batch_photos} photos of {size_wh[0]}x{size_wh[1]} JPEG")
-        paths = []
-        for number in range(batch_photos):
-            path = Path(tmp) / f"{number:04d}.jpg"
-            path.write_bytes(upscale(load_image(photos[number % len(photos)]), size_wh, "JPEG"))
-            paths.append(path)
+        paths = write_batch_photos(Path(tmp), photos, batch_photos, size_wh)
         context = multiprocessing.get_context("spawn")
         for count in counts:
             with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:

@@ -55,7 +55,10 @@ def cpu_info(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
     }
     path = Path(cpuinfo_path)
     if path.is_file():
-        fields = _cpuinfo_fields(path.read_text(errors="replace"))
+        from fashion.runtime.host import parse_cpuinfo
+
+        text = path.read_text(errors="replace")
+        fields = _cpuinfo_fields(text)
         flags = set(fields.get("flags", "").split())
         info.update(
             model=fields.get("model name", info["model"]),
@@ -67,11 +70,8 @@ def cpu_info(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
             fma="fma" in flags,
             avx512_vnni="avx512_vnni" in flags,
             avx_vnni="avx_vnni" in flags,
+            isa_flags=parse_cpuinfo(text).reported_flags,  # the flags the runtime's artifact choice reads
         )
-    from fashion.runtime.host import parse_cpuinfo
-
-    if path.is_file():  # the flags the runtime's artifact choice reads, as the runtime reports them
-        info["isa_flags"] = parse_cpuinfo(path.read_text(errors="replace")).reported_flags
     return info
 
 

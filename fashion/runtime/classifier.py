@@ -30,16 +30,7 @@ from .backends.base import BACKEND_FOR_FORMAT, FEATURE_MAP, Backend, get_backend
 from .bundle import Bundle, load_manifest, verify_files
 from .errors import BundleError, FashionError
 from .hierarchy import LEVELS, HierarchyDecoder
-from .host import (
-    ARM_INT8_FLAGS,
-    X86_INT8_FLAGS,
-    CpuFacts,
-    cpu_facts,
-    read_choices,
-    split_threads,
-    usable_cores,
-    write_choice,
-)
+from .host import CpuFacts, cpu_facts, read_choices, split_threads, usable_cores, write_choice
 from .preprocess import ImageSource, Preprocessor, _describe
 from .results import BatchItem, Prediction, decode_head
 from .tta import mirror_averaged
@@ -103,7 +94,6 @@ def recorded_pair(bundle: Bundle, cpu: CpuFacts, threads: int | None = None) -> 
     dot-product instructions; within each, the same threads before other thread counts; then the latest.
     """
     fp32_entry, int8_entry = bundle.artifacts["onnx_fp32"], bundle.artifacts["onnx_int8"]
-    dot_product = set(X86_INT8_FLAGS + ARM_INT8_FLAGS)
 
     def usable(timing: Any) -> bool:
         return isinstance(timing, dict) and "p50_ms" in timing and timing.get("batch", 1) == 1
@@ -118,7 +108,7 @@ def recorded_pair(bundle: Bundle, cpu: CpuFacts, threads: int | None = None) -> 
             continue
         flags = set(timing.get("flags") or [])
         same_cpu = timing.get("cpu") == cpu.model and flags <= set(cpu.reported_flags)
-        same_class = bool(cpu.int8_flags) and flags & dot_product == set(cpu.int8_flags)
+        same_class = bool(cpu.int8_flags) and replace(cpu, flags=frozenset(flags)).int8_flags == cpu.int8_flags
         if not (same_cpu or same_class):
             continue
         same_threads = not threads or not timing.get("threads") or timing["threads"] == threads
