@@ -42,11 +42,21 @@ def _load(data: str, split_file: str | None):
     return frame, vocab, report
 
 
-def build_train_data(data: str, split_file: str, workers: int | None = None):
-    """Read the dataset, split and vocabularies once; every recipe trains from the result."""
+def build_train_data(
+    data: str,
+    split_file: str,
+    workers: int | None = None,
+    sharp: str | None = None,
+    limit: int | None = None,
+):
+    """Read the dataset, split and vocabularies once; every recipe trains from the result.
+
+    ``sharp``: a folder of sharper copies by id, added to the training part (never to val);
+    ``limit``: train on a seeded subset of that many training images (a first run in minutes).
+    """
     from fashion.data.labels import hierarchy
 
-    from .recipe import train_data_from_frame
+    from .recipe import limited, train_data_from_frame, with_sharp_copies
 
     frame, vocab, report = _load(data, split_file)
     counts = {k: v for k, v in report.to_dict().items() if not isinstance(v, (list, str))}
@@ -57,7 +67,17 @@ def build_train_data(data: str, split_file: str, workers: int | None = None):
         "val_images": int((frame["split"] == "val").sum()),
         "loader_report": counts,
     }
-    return train_data_from_frame(frame, vocab, hierarchy(frame[frame["split"] == "train"]), description, workers)
+    train_data = train_data_from_frame(frame, vocab, hierarchy(frame[frame["split"] == "train"]), description, workers)
+    if limit is not None:
+        train_data.train = limited(train_data.train, limit)
+        description["train_images"] = len(train_data.train)
+        description["limit"] = limit
+    if sharp:
+        train_data.train, added = with_sharp_copies(train_data.train, sharp)
+        description["sharp_train_images"] = added
+        description["sharp"] = Path(sharp).resolve().name
+        click.echo(f"training on {len(train_data.train)} images ({added} of them sharp copies)", err=True)
+    return train_data
 
 
 @run_cli
@@ -120,6 +140,25 @@ def main():
     help="CPU recipe: layers above this one are fine-tuned on its cached activations.",
 )
 @click.option("--resume", is_flag=True, help="Continue a killed run from its last checkpoint.")
+@click.option(
+    "--sharp",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of sharper copies by id (e.g. fashion-product-images-sharp): added to the training images.",
+)
+@click.option(
+    "--augment",
+    type=click.Choice(["default", "robust"]),
+    default="default",
+    show_default=True,
+    help="GPU recipe: augmentation (robust adds aspect jitter, a wider zoom and random blur).",
+)
+@click.option(
+    "--limit",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Train on a seeded subset of this many training images (a first run in minutes).",
+)
 @click.option("--backbone", type=click.Choice(["efficientnetb0", "tiny"]), default="efficientnetb0", hidden=True)
 def fit(
     data,
@@ -140,6 +179,9 @@ def fit(
     cache_dir,
     cut_layer,
     resume,
+    sharp,
+    augment,
+    limit,
     backbone,
 ):
     """Train on the split's train part, select on val, and write a bundle."""
@@ -158,7 +200,9 @@ def fit(
     except FileNotFoundError as exc:
         raise TrainError(str(exc)) from exc
     work = Path(work_dir or Path("runs") / Path(out).name)
-    train_data = build_train_data(data, split_file)
+    if recipe == "cpu" and augment != "default":
+        raise TrainError("--augment belongs to --recipe gpu (the CPU recipe trains on cached activations)")
+    train_data = build_train_data(data, split_file, sharp=sharp, limit=limit)
     trainer = _recipe(
         recipe,
         parsed_sizes,
@@ -174,6 +218,7 @@ def fit(
         cache_dir=cache_dir,
         cut_layer=cut_layer,
         resume=resume,
+        augment=augment,
         backbone=backbone,
     )
     result = trainer.fit(train_data, work)
@@ -200,8 +245,10 @@ def _recipe(recipe: str, sizes, **options):
         )
         return CpuRecipe(config, weights=o["weights"], cache_dir=o["cache_dir"], resume=o["resume"])
     from .gpu_recipe import GpuRecipe, GpuRecipeConfig
+    from .pipeline import AugmentSpec
 
     config = GpuRecipeConfig(
+        augment=AugmentSpec.robust() if o.get("augment") == "robust" else AugmentSpec(),
         sizes=sizes,
         epochs=o["epochs"],
         batch_size=o["batch_size"],

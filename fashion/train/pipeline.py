@@ -11,9 +11,10 @@ is a Keras layer built from ``keras.ops`` and ``keras.random``), so on a GPU the
 arrays and never limits throughput.
 
 Augmentations keep every label true: horizontal flip (garments mean the same mirrored), small
-shift and zoom (in and out) with the white studio background as fill, mild brightness and contrast.
-Deliberately no hue or saturation change (baseColour is a label) and no vertical flip or rotation
-(orientation separates some classes).
+shift and zoom (in and out, with aspect jitter) with the white studio background as fill, a random
+blur (sharpness varies: 60x80 thumbnails are blurry after upscaling, shop photos are sharp, and the
+training set holds both), mild brightness and contrast. Deliberately no hue or saturation change
+(baseColour is a label) and no vertical flip or rotation (orientation separates some classes).
 """
 
 from __future__ import annotations
@@ -40,10 +41,18 @@ class AugmentSpec:
     max_zoom: float = 0.1  # zoom factor drawn from [1 - max_zoom, 1 + max_zoom]
     max_brightness: float = 12.0  # added to 0-255 pixel values
     max_contrast: float = 0.1  # contrast factor drawn from [1 - max_contrast, 1 + max_contrast]
+    max_aspect: float = 0.0  # height/width zoom ratio drawn from [1 - max_aspect, 1 + max_aspect]
+    blur_probability: float = 0.0  # share of images blurred (Gaussian, sigma in pixels at the input size)
+    max_blur_sigma: float = 1.2
 
     @classmethod
     def off(cls) -> AugmentSpec:
         return cls(flip=False, max_shift=0.0, max_zoom=0.0, max_brightness=0.0, max_contrast=0.0)
+
+    @classmethod
+    def robust(cls) -> AugmentSpec:
+        """The default augmentation plus aspect jitter, a wider zoom and random blur (sharp and blurry photos)."""
+        return cls(max_zoom=0.15, max_aspect=0.1, blur_probability=0.5, max_blur_sigma=1.2)
 
 
 @keras.saving.register_keras_serializable(package="fashion")
@@ -72,13 +81,20 @@ class LabelPreservingAugment(keras.layers.Layer):
         if spec.flip:
             mirrored = keras.random.uniform((n, 1, 1, 1), seed=seed) < 0.5
             images = ops.where(mirrored, ops.flip(images, axis=2), images)
-        if spec.max_shift or spec.max_zoom:
+        if spec.max_shift or spec.max_zoom or spec.max_aspect or spec.blur_probability:
             height, width = int(images.shape[1]), int(images.shape[2])
             zoom = keras.random.uniform((n,), 1.0 - spec.max_zoom, 1.0 + spec.max_zoom, seed=seed)
+            aspect = keras.random.uniform((n,), 1.0 - spec.max_aspect, 1.0 + spec.max_aspect, seed=seed)
             shift_y = keras.random.uniform((n,), -spec.max_shift, spec.max_shift, seed=seed) * height
             shift_x = keras.random.uniform((n,), -spec.max_shift, spec.max_shift, seed=seed) * width
-            rows = _resampling(height, zoom, shift_y)  # (n, height, height)
-            cols = _resampling(width, zoom, shift_x)  # (n, width, width)
+            rows = _resampling(height, zoom * ops.sqrt(aspect), shift_y)  # (n, height, height)
+            cols = _resampling(width, zoom / ops.sqrt(aspect), shift_x)  # (n, width, width)
+            if spec.blur_probability:
+                blurred = keras.random.uniform((n,), seed=seed) < spec.blur_probability
+                sigma = keras.random.uniform((n,), 0.3, max(spec.max_blur_sigma, 0.3), seed=seed)
+                sigma = ops.where(blurred, sigma, ops.zeros_like(sigma))
+                rows = ops.einsum("nij,njk->nik", _gaussian(height, sigma), rows)
+                cols = ops.einsum("nij,njk->nik", _gaussian(width, sigma), cols)
             # Separable bilinear resampling as two batched matmuls (fast on any device, unlike a gather);
             # working on (image - white) makes every pixel that samples outside the photo white.
             shifted = images - float(PAD_VALUE)
@@ -108,6 +124,20 @@ def _resampling(size: int, zoom, shift):
     index = ops.arange(size, dtype="float32")
     source = (index[None, :] - centre) / zoom[:, None] + centre + shift[:, None]  # (n, size)
     return ops.relu(1.0 - ops.abs(source[:, :, None] - index[None, None, :]))
+
+
+def _gaussian(size: int, sigma):
+    """Row-normalised Gaussian blur matrices (n, size, size); sigma 0 gives the identity.
+
+    Weights outside the image are dropped and each row renormalised, so the border keeps its colour.
+    """
+    ops = keras.ops
+    index = ops.arange(size, dtype="float32")
+    distance = index[None, :, None] - index[None, None, :]  # (1, size, size)
+    safe = ops.maximum(sigma, 1e-3)[:, None, None]
+    weights = ops.exp(-0.5 * ops.square(distance / safe))
+    weights = weights / ops.sum(weights, axis=2, keepdims=True)
+    return weights
 
 
 def training_model(model: keras.Model, spec: AugmentSpec | None = None, seed: int | None = None) -> keras.Model:

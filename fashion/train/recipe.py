@@ -39,6 +39,39 @@ class Part:
         return Part(self.ids[rows], [self.paths[i] for i in rows], {h: v[rows] for h, v in self.labels.items()})
 
 
+def with_sharp_copies(part: Part, sharp_dir: str | Path) -> tuple[Part, int]:
+    """``part`` plus one more row per id that has a sharper copy ``<sharp_dir>/<id>.jpg`` (same labels).
+
+    The sharp copies are the same products at 168x224 or 225x300: training on both teaches the model the
+    sharp look of a real shop photo as well as the blurry 60x80 thumbnails. Returns the part and how many
+    rows were added.
+    """
+    folder = Path(sharp_dir)
+    if not folder.is_dir():
+        raise TrainError(f"{folder}: no such folder of sharp copies")
+    images = folder / "images" if (folder / "images").is_dir() else folder
+    present = {int(p.stem) for p in images.glob("*.jpg") if p.stem.isdigit()}
+    rows = np.flatnonzero([int(i) in present for i in part.ids])
+    if not len(rows):
+        raise TrainError(f"{images}: none of the {len(part)} ids has a sharp copy")
+    extra = part.take(rows)
+    paths = [str(images / f"{int(i)}.jpg") for i in extra.ids]
+    merged = Part(
+        np.concatenate([part.ids, extra.ids]),
+        part.paths + paths,
+        {h: np.concatenate([v, extra.labels[h]]) for h, v in part.labels.items()},
+    )
+    return merged, len(rows)
+
+
+def limited(part: Part, limit: int | None, seed: int = 0) -> Part:
+    """A seeded random subset of ``limit`` rows (the whole part when ``limit`` is None or not smaller)."""
+    if limit is None or limit >= len(part):
+        return part
+    rows = np.sort(np.random.default_rng(seed).choice(len(part), size=limit, replace=False))
+    return part.take(rows)
+
+
 @dataclass
 class Decoded:
     """A part decoded at one size: uint8 NHWC images and the labels of the rows that decoded."""

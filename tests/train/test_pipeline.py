@@ -115,3 +115,27 @@ def test_wrapper_shares_weights_and_padded_prediction_equals_a_direct_call(clean
         np.testing.assert_allclose(probs[head], keras.ops.convert_to_numpy(direct[head]), atol=1e-5)
     float_probs = predict_padded(model, clean[:5], batch_size=4)
     np.testing.assert_allclose(float_probs["gender"], probs["gender"], atol=1e-5)
+
+
+def test_blur_smooths_edges_keeps_the_mean_and_the_hue():
+    """Random blur (sharp vs blurry photos): a hard edge softens, flat colour and grey stay as they were."""
+    edge = np.zeros((16, HEIGHT, WIDTH, 3), np.uint8)
+    edge[:, :, WIDTH // 2 :] = 255
+    spec = AugmentSpec(flip=False, max_shift=0, max_zoom=0, max_brightness=0, max_contrast=0, blur_probability=1.0)
+    out = _augment(spec, edge, seed=5)
+    ramp = out[:, HEIGHT // 2, WIDTH // 2 - 2 : WIDTH // 2 + 2, 0]
+    assert ((ramp > 1) & (ramp < 254)).any(axis=1).all(), "every image's edge is softened"
+    np.testing.assert_allclose(out[:, :, :2], 0, atol=1e-3)  # far from the edge nothing moves
+    np.testing.assert_allclose(out[:, :, -2:], 255, atol=1e-3)
+    assert np.array_equal(out[..., 0], out[..., 1]), "grey stays grey"
+
+
+def test_blur_probability_zero_and_robust_spec():
+    edge = np.zeros((8, HEIGHT, WIDTH, 3), np.uint8)
+    edge[:, :, WIDTH // 2 :] = 255
+    plain = AugmentSpec(flip=False, max_shift=0, max_zoom=0, max_brightness=0, max_contrast=0)
+    np.testing.assert_allclose(_augment(plain, edge, seed=6), edge, atol=1e-3)
+    robust = AugmentSpec.robust()
+    assert robust.blur_probability > 0 and robust.max_aspect > 0
+    out = _augment(robust, edge, seed=7)
+    assert out.shape == edge.shape and out.min() >= 0 and out.max() <= 255

@@ -281,3 +281,40 @@ def test_time_cosine_counts_training_time_only():
     assert model.stop_training and schedule.applied == pytest.approx(0.02)
     resumed = TimeCosine(1.0, seconds=10.0, clock=clock, already=5.0)
     assert resumed.progress() == pytest.approx(0.5)
+
+
+def test_sharp_copies_join_the_training_part_with_their_labels(tmp_path, sample_dir):
+    """--sharp: one more row per id with a sharper copy, same labels; ids without one are not repeated."""
+    import shutil
+
+    from fashion.train.errors import TrainError
+    from fashion.train.recipe import Part, limited, with_sharp_copies
+
+    images = sorted((sample_dir / "images").glob("*.jpg"))[:6]
+    ids = np.array([int(p.stem) for p in images], np.int64)
+    labels = {h: np.arange(len(ids), dtype=np.int32) for h in HEADS}
+    part = Part(ids, [str(p) for p in images], labels)
+    sharp = tmp_path / "sharp" / "images"
+    sharp.mkdir(parents=True)
+    for p in images[:2]:
+        shutil.copy(p, sharp / p.name)
+    merged, added = with_sharp_copies(part, tmp_path / "sharp")
+    assert added == 2 and len(merged) == 8
+    assert list(merged.ids[6:]) == list(ids[:2])
+    assert merged.paths[6].startswith(str(sharp))
+    for h in HEADS:
+        assert list(merged.labels[h][6:]) == list(labels[h][:2])
+    empty = tmp_path / "none"
+    empty.mkdir()
+    with pytest.raises(TrainError, match="none of the 6 ids"):
+        with_sharp_copies(part, empty)
+    small = limited(part, 4)
+    assert len(small) == 4 and set(small.ids) <= set(ids)
+    assert limited(part, 4).ids.tolist() == small.ids.tolist(), "seeded"
+    assert limited(part, None) is part
+
+
+def test_backend_is_chosen_per_device():
+    from fashion.train import default_backend
+
+    assert default_backend() in ("tensorflow", "jax")
