@@ -11,14 +11,12 @@ concurrently, and backends that are not (TensorRT) are serialised behind a lock.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,200 +27,28 @@ from PIL import Image
 from .backends.base import BACKEND_FOR_FORMAT, FEATURE_MAP, Backend, get_backend
 from .bundle import Bundle, load_manifest, verify_files
 from .errors import BundleError, FashionError
-from .hierarchy import LEVELS, HierarchyDecoder
-from .host import CpuFacts, cpu_facts, read_choices, split_threads, usable_cores, write_choice
-from .preprocess import ImageSource, Preprocessor, _describe
-from .results import BatchItem, Prediction, decode_head
+from .host import cpu_facts, read_choices, split_threads, usable_cores, write_choice
+from .preprocess import ImageSource, _describe
+from .results import BatchItem, Decoder, Prediction
+from .selection import (  # noqa: F401 - PRECISIONS ... choose_artifact are re-exported (old import path)
+    FASTEST_CALLS,
+    FASTEST_WARMUP,
+    INT8_MIN_GAIN,
+    PRECISION_CHOICES,
+    PRECISIONS,
+    ArtifactChoice,
+    _candidates,
+    _format_for,
+    _median_ms,
+    _missing,
+    _timings_text,
+    choice_cache_key,
+    choose_artifact,
+    recorded_pair,
+    select_artifact,
+    timing_sample,
+)
 from .tta import mirror_averaged
-
-PRECISIONS = ("fp32", "fp16", "int8")
-#: ``auto``: decided from this host's ISA flags and recorded timings; ``fastest``: measured here once, cached.
-PRECISION_CHOICES = ("auto", "fastest") + PRECISIONS
-#: ``auto`` runs INT8 instead of FP32 on recorded timings only when INT8 is at least this much faster: a tie
-#: within measurement noise keeps FP32, the accuracy reference.
-INT8_MIN_GAIN = 0.05
-#: Batch-1 calls timed per candidate by ``precision="fastest"`` (after a few untimed ones).
-FASTEST_CALLS = 30
-FASTEST_WARMUP = 5
-
-
-@dataclass(frozen=True)
-class ArtifactChoice:
-    """Which artifact runs and why (shown in ``Classifier.info`` and by ``fashion-predict``)."""
-
-    artifact: str
-    reason: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"artifact": self.artifact, "reason": self.reason}
-
-
-def _format_for(backend: str) -> str:
-    if backend not in ("auto", "onnxruntime", "tensorrt"):
-        raise ValueError(f"backend must be auto, onnxruntime or tensorrt, got {backend!r}")
-    return "tensorrt" if backend == "tensorrt" else "onnx"
-
-
-def _candidates(bundle: Bundle, fmt: str) -> list[str]:
-    """Artifact keys of format ``fmt`` in precision order fp32, fp16, int8 (the ones the bundle has)."""
-    artifacts = bundle.artifacts
-    return [
-        key for key in (f"{fmt}_{p}" for p in PRECISIONS) if key in artifacts and artifacts[key].get("format") == fmt
-    ]
-
-
-def _missing(bundle: Bundle, fmt: str, precision: str) -> BundleError:
-    return BundleError(
-        f"{bundle.root}: no {fmt} artifact for precision {precision} "
-        f"(bundle has: {', '.join(bundle.artifacts) or 'none'}; build one with fashion-export)"
-    )
-
-
-def _pinned(bundle: Bundle) -> str | None:
-    manifest = bundle.manifest
-    pinned = getattr(manifest, "pinned_artifact", None)
-    if pinned is None and hasattr(manifest, "get"):
-        pinned = manifest.get("pinned_artifact")
-    return pinned if isinstance(pinned, str) else None
-
-
-def recorded_pair(bundle: Bundle, cpu: CpuFacts, threads: int | None = None) -> tuple[float, float, str] | None:
-    """(fp32 ms, int8 ms, where) from the batch-1 timings that best describe this host, else None.
-
-    Only timings measured together are compared (same CPU, time and threads: one export's timing run).
-    Preference: this exact CPU (model, and its recorded ISA flags) before another CPU with the same integer
-    dot-product instructions; within each, the same threads before other thread counts; then the latest.
-    """
-    fp32_entry, int8_entry = bundle.artifacts["onnx_fp32"], bundle.artifacts["onnx_int8"]
-
-    def usable(timing: Any) -> bool:
-        return isinstance(timing, dict) and "p50_ms" in timing and timing.get("batch", 1) == 1
-
-    def key(timing: dict) -> tuple:
-        return (timing.get("cpu"), timing.get("measured_at"), timing.get("threads"))
-
-    fp32_by = {key(t): float(t["p50_ms"]) for t in fp32_entry.get("timings") or [] if usable(t)}
-    best: tuple[tuple, float, float, dict] | None = None
-    for timing in int8_entry.get("timings") or []:
-        if not usable(timing) or key(timing) not in fp32_by:
-            continue
-        flags = set(timing.get("flags") or [])
-        same_cpu = timing.get("cpu") == cpu.model and flags <= set(cpu.reported_flags)
-        same_class = bool(cpu.int8_flags) and replace(cpu, flags=frozenset(flags)).int8_flags == cpu.int8_flags
-        if not (same_cpu or same_class):
-            continue
-        same_threads = not threads or not timing.get("threads") or timing["threads"] == threads
-        rank = (same_cpu, same_threads, timing.get("measured_at") or "")
-        if best is None or rank > best[0]:
-            best = (rank, fp32_by[key(timing)], float(timing["p50_ms"]), timing)
-    if best is None:
-        return None
-    (same_cpu, same_threads, _), fp32, int8, timing = best
-    if same_cpu:
-        where = f"timings recorded on this CPU ({cpu.model})"
-    else:
-        where = f"timings recorded on another CPU with {', '.join(cpu.int8_flags)} ({timing.get('cpu')})"
-    if not same_threads:
-        where += f" with {timing.get('threads')} threads"
-    return fp32, int8, where
-
-
-def select_artifact(
-    bundle: Bundle,
-    backend: str = "auto",
-    precision: str = "auto",
-    cpu: CpuFacts | None = None,
-    threads: int | None = None,
-) -> ArtifactChoice:
-    """The artifact to run for ``precision`` on this host, and the reason (``fastest`` is resolved by ``load``).
-
-    ``auto`` on the CPU: the bundle's ``pinned_artifact`` if an operator set one; else, when both FP32
-    and INT8 exist, what recorded timings say (``recorded_pair``: this exact CPU, else another CPU with the
-    same integer dot-product instructions): INT8 only if at least ``INT8_MIN_GAIN`` faster; else INT8 only where the
-    CPU has integer dot-product instructions (AVX-512 VNNI / AVX-VNNI / AMX, Arm dot product), FP32
-    otherwise. The exporter's own choice is never consulted: it was made on another machine.
-    """
-    if precision not in PRECISION_CHOICES:
-        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
-    fmt = _format_for(backend)
-    if precision in PRECISIONS:
-        key = f"{fmt}_{precision}"
-        if key not in _candidates(bundle, fmt):
-            raise _missing(bundle, fmt, precision)
-        return ArtifactChoice(key, f"precision {precision} requested")
-    pinned = _pinned(bundle)
-    if pinned and pinned in bundle.artifacts and bundle.artifacts[pinned].format == fmt:
-        return ArtifactChoice(pinned, "pinned_artifact in bundle.json")
-    candidates = _candidates(bundle, fmt)
-    if not candidates:
-        raise _missing(bundle, fmt, precision)
-    if len(candidates) == 1:
-        return ArtifactChoice(candidates[0], f"the bundle's only {fmt} artifact")
-    if fmt != "onnx" or not {"onnx_fp32", "onnx_int8"} <= set(candidates):
-        return ArtifactChoice(candidates[0], f"first {fmt} artifact in fp32, fp16, int8 order")
-    cpu = cpu or cpu_facts()
-    recorded = recorded_pair(bundle, cpu, threads)
-    if recorded is not None:
-        fp32, int8, where = recorded
-        pays = int8 <= fp32 * (1 - INT8_MIN_GAIN)
-        verdict = "INT8 pays" if pays else f"INT8 not at least {INT8_MIN_GAIN:.0%} faster, FP32 kept"
-        return ArtifactChoice(
-            "onnx_int8" if pays else "onnx_fp32",
-            f"{where}: int8 {int8:.2f} ms, fp32 {fp32:.2f} ms at batch 1 ({verdict})",
-        )
-    if cpu.int8_flags:
-        return ArtifactChoice(
-            "onnx_int8", f"this CPU has {', '.join(cpu.int8_flags)} (integer dot products): INT8 pays here"
-        )
-    needed = "dot-product (asimddp)" if cpu.is_arm else "AVX-512 VNNI / AVX-VNNI / AMX"
-    return ArtifactChoice("onnx_fp32", f"this CPU lacks {needed} instructions: INT8 would not beat FP32")
-
-
-def choose_artifact(bundle: Bundle, backend: str = "auto", precision: str = "auto") -> str:
-    """The manifest key of the artifact to run (see :func:`select_artifact`; ``fastest`` behaves as ``auto``)."""
-    return select_artifact(bundle, backend, "auto" if precision == "fastest" else precision).artifact
-
-
-def _bundle_sha(bundle: Bundle, keys: list[str]) -> str:
-    text = ";".join(f"{key}={bundle.artifacts[key].get('sha256')}" for key in sorted(keys))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def choice_cache_key(bundle: Bundle, keys: list[str], cpu: CpuFacts, threads: int) -> str:
-    """(bundle sha, cpu model, flags, threads): a measured winner is reused only where it was measured."""
-    return "|".join([_bundle_sha(bundle, keys), cpu.model, ",".join(cpu.reported_flags), f"threads={threads}"])
-
-
-def timing_sample(preprocessor: Preprocessor) -> np.ndarray:
-    """A deterministic product-photo-like input (garment on white) for timing when no photo is given.
-
-    The network's cost does not depend on pixel values, but INT8 kernels see realistic ranges this way.
-    """
-    rng = np.random.default_rng(0)
-    height, width = 4 * preprocessor.height, 4 * preprocessor.width
-    image = np.full((height, width, 3), 255, dtype=np.uint8)
-    top, left = height // 6, width // 5
-    image[top : height - top, left : width - left] = rng.integers(40, 200, 3, dtype=np.uint8)
-    noise = rng.integers(-20, 20, (height - 2 * top, width - 2 * left, 3))
-    image[top : height - top, left : width - left] = np.clip(
-        image[top : height - top, left : width - left] + noise, 0, 255
-    )
-    return preprocessor(image)
-
-
-def _timings_text(timings: dict[str, float]) -> str:
-    return ", ".join(f"{key} {ms:.2f} ms" for key, ms in sorted(timings.items(), key=lambda kv: kv[1])) + " at batch 1"
-
-
-def _median_ms(engine: Backend, batch: np.ndarray, calls: int, warmup: int) -> float:
-    for _ in range(warmup):
-        engine.infer(batch)
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        engine.infer(batch)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 class Classifier:
@@ -244,7 +70,8 @@ class Classifier:
         self.heads = bundle.heads
         self.input_size = bundle.input_size
         self.preprocessor = bundle.preprocessor()
-        self.hierarchy = HierarchyDecoder(bundle.hierarchy, bundle.labels)
+        self.decoder = Decoder(bundle.heads, bundle.labels, bundle.hierarchy, source=str(bundle.root))
+        self.hierarchy = self.decoder.hierarchy
         self._lock = threading.Lock()
         self._head_weights: dict[str, np.ndarray] | None = None
 
@@ -383,20 +210,7 @@ class Classifier:
     def _decode(
         self, outputs: dict[str, np.ndarray], row: int, top_k: int, consistent: bool, latency_ms: float
     ) -> Prediction:
-        chosen: dict[str, int] = {}
-        if consistent and not self.hierarchy:
-            raise BundleError(
-                f"{self.bundle.root}: consistent decoding needs hierarchy.json with known "
-                "(masterCategory, subCategory, articleType) combinations; this bundle has none"
-            )
-        if consistent:
-            combo = self.hierarchy.decode({level: outputs[level][row : row + 1] for level in LEVELS})[0]
-            chosen = dict(zip(LEVELS, combo.tolist()))
-        heads = {
-            head: decode_head(outputs[head][row], self.bundle.labels[head], top_k, chosen.get(head))
-            for head in self.heads
-        }
-        return Prediction(heads=heads, latency_ms=latency_ms, consistent=bool(chosen))
+        return self.decoder.decode(outputs, row, top_k, consistent, latency_ms)
 
     def preprocess(self, image: ImageSource) -> np.ndarray:
         """The exact uint8 HxWx3 tensor the model sees for ``image`` (raises InvalidImageError)."""

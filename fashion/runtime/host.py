@@ -2,8 +2,9 @@
 
 The runtime makes its speed choices here, where the model runs, never from a file written on
 another machine: how many threads to give the model and the decoders (without oversubscribing a
-container's CPU quota), and whether INT8 is likely to pay (it does when the CPU has integer
-dot-product instructions: AVX-512 VNNI, AVX-VNNI or AMX on x86, the dot-product extension on Arm).
+container's CPU quota), and the CPU facts that tag recorded timings and decide which of them describe
+this host (model, and ISA flags such as the integer dot-product instructions AVX-512 VNNI, AVX-VNNI, AMX,
+Arm's dot-product extension). Which artifact runs is decided in ``selection.py``, from measurements only.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class CpuFacts:
 
     @property
     def int8_flags(self) -> list[str]:
-        """The flags that make INT8 pay on this CPU (empty: expect INT8 to be no faster than FP32)."""
+        """The integer dot-product flags of this CPU: timings of a CPU with the same ones may describe it."""
         wanted = ARM_INT8_FLAGS if self.is_arm else X86_INT8_FLAGS
         return [flag for flag in wanted if flag in self.flags]
 

@@ -114,7 +114,7 @@ def test_export_writes_gated_fp32_fp16_int8_and_records_them(exported):
     assert "default_artifact" not in bundle.manifest.to_dict()
     from fashion.export.timing import cpu_facts
     from fashion.runtime import host
-    from fashion.runtime.classifier import recorded_pair
+    from fashion.runtime.selection import recorded_pair
 
     for key in ("onnx_fp32", "onnx_fp16", "onnx_int8"):
         (timing,) = artifacts[key]["timings"]
