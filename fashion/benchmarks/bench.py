@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,7 @@ class BenchConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])
     warmup: int = 20
     iters: int = 200
+    rounds: int = 5  # timed rounds per row; their p50s' spread says what difference is noise
     threads: int | None = None
     limit: int | None = None
     eval_batch: int = 32
@@ -134,6 +136,9 @@ def summarise(result: dict) -> dict:
     if cpu_rows:
         fastest = min(cpu_rows, key=lambda row: row["latency_ms"]["p50"])
         summary.update(fastest_cpu_row=fastest["name"], fastest_cpu_p50_ms=fastest["latency_ms"]["p50"])
+        summary["fastest_cpu_within_noise_of"] = [
+            row["name"] for row in cpu_rows if row is not fastest and within_noise(row, fastest)
+        ]
         deltas = (fastest.get("vs_fp32") or {}).get("accuracy_delta_pp")
         if deltas:
             summary["fastest_cpu_worst_accuracy_delta_pp"] = min(deltas.values())
@@ -141,6 +146,17 @@ def summarise(result: dict) -> dict:
         if floor:
             summary["fastest_cpu_p50_over_floor"] = fastest["latency_ms"]["p50"] / floor
     return summary
+
+
+def within_noise(a: dict, b: dict) -> bool:
+    """Whether two rows' batch-1 p50s differ by less than the larger of their run-to-run spreads."""
+    spreads = [(row["latency_ms"].get("rounds") or {}).get("spread_pct", 0.0) for row in (a, b)]
+    difference = (
+        100.0
+        * abs(a["latency_ms"]["p50"] - b["latency_ms"]["p50"])
+        / min(a["latency_ms"]["p50"], b["latency_ms"]["p50"])
+    )
+    return difference < max(spreads)
 
 
 def runtime_choice(bundle, threads: int) -> dict:
@@ -252,6 +268,8 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
     sides = [main_side]
     if old is not None:
         sides.insert(0, _load_baseline(main_side, old, progress))
+    load = LoadWatch(log)
+    load.sample("start")
     with tempfile.TemporaryDirectory(prefix="fashion-bench-") as tmp:
         for index, side in enumerate(sides):
             side.images_path = Path(tmp) / ("images.npy" if side is main_side else f"images-{index}.npy")
@@ -259,11 +277,15 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
         for spec in specs:  # row by row, old then new, so drift in machine load hits both alike
             for side in sides:
                 workdir = Path(tmp) / ("work" if side is main_side else "baseline-work")
-                _run_row(spec, side, threads, workdir, log)
+                if _run_row(spec, side, threads, workdir, log):
+                    load.sample(f"after {side.prefix}{spec.name}")
     for side in sides:
         _compare(side.results, side.outputs)
     machine["load_average_end"] = system.load_average()
+    machine["load_average_samples"] = load.samples
     result = _side_result(main_side, threads, machine, machine)
+    if load.warning:
+        result["notes"].append(load.warning)
     if config.baseline:
         shared = "shared: the top-level machine section (both bundles ran in this one run)"
         result["baseline"] = _side_result(sides[0], threads, machine, shared)
@@ -305,15 +327,47 @@ def _side_result(side: _Side, threads: int, machine: dict, machine_record: dict 
     return result
 
 
-def _run_row(spec: rows.RowSpec, side: _Side, threads: int, workdir: Path, log) -> None:
-    """One row of one bundle in a fresh process; a row that cannot run or breaks is recorded with the reason."""
+class LoadWatch:
+    """The machine's load average through a run: a load above the CPUs means rows waited for a core.
+
+    Sampled at the start and after every row that ran; the first sample over the CPU count is logged as
+    a warning at once, and :attr:`warning` (also a note in the result) says the timings are not clean.
+    """
+
+    def __init__(self, log, cpus: int | None = None):
+        self.log, self.cpus = log, cpus or os.cpu_count() or 1
+        self.samples: list[dict] = []
+        self.warning: str | None = None
+
+    def sample(self, when: str) -> None:
+        load = system.load_average()
+        if load is None:
+            return
+        self.samples.append({"when": when, "load_average": load})
+        busiest = max(self.samples, key=lambda s: s["load_average"][0])
+        if busiest["load_average"][0] > self.cpus:
+            first = self.warning is None
+            self.warning = (
+                f"load average up to {busiest['load_average'][0]:.2f} ({busiest['when']}) on {self.cpus} CPUs: "
+                "other work competed for the cores, so timings are slower and noisier than on a quiet machine; "
+                "compare rows of this run with each other only, and mind the spread column"
+            )
+            if first:
+                self.log(f"warning: {self.warning}")
+
+
+def _run_row(spec: rows.RowSpec, side: _Side, threads: int, workdir: Path, log) -> bool:
+    """One row of one bundle in a fresh process; a row that cannot run or breaks is recorded with the reason.
+
+    Returns whether a worker process ran.
+    """
     config, bundle, name = side.config, side.bundle, f"{side.prefix}{spec.name}"
     row = _row_header(spec, bundle)
     reason = rows.skip_reason(spec, bundle)
     if reason:
         side.results.append({**row, "status": "skipped", "reason": reason})
         log(f"  {name}: skipped ({reason})")
-        return
+        return False
     log(f"  {name}: running in a fresh process ...")
     job = {
         "row": spec.name,
@@ -323,6 +377,7 @@ def _run_row(spec: rows.RowSpec, side: _Side, threads: int, workdir: Path, log) 
         "batch_sizes": config.batch_sizes,
         "warmup": config.warmup,
         "iters": config.iters,
+        "rounds": config.rounds,
         "eval_batch": config.eval_batch,
     }
     started = time.perf_counter()
@@ -331,13 +386,15 @@ def _run_row(spec: rows.RowSpec, side: _Side, threads: int, workdir: Path, log) 
     except Exception as exc:  # a broken row is reported, the others still run
         side.results.append({**row, "status": "failed", "reason": str(exc)})
         log(f"  {name}: FAILED ({exc})")
-        return
+        return True
     side.outputs[spec.name] = measured.pop("outputs")
     scores = _scores(side.outputs[spec.name], side.evalset)
     side.results.append(
         {**row, "status": "ok", "reason": None, **measured, "accuracy": scores, "wall_s": time.perf_counter() - started}
     )
-    log(f"  {name}: p50 {measured['latency_ms']['p50']:.2f} ms")
+    latency = measured["latency_ms"]
+    log(f"  {name}: p50 {latency['p50']:.2f} ms (rounds spread {latency['rounds']['spread_pct']:.1f} %)")
+    return True
 
 
 def _load_baseline(main: _Side, old: Bundle, progress: bool) -> _Side:

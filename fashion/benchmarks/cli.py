@@ -75,6 +75,14 @@ def _backends(ctx, param, value: str) -> list[str]:
     help="Timed batch-1 calls; also about this many images per throughput measurement.",
 )
 @click.option(
+    "--rounds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Split the timed calls of every row into this many rounds (all batch sizes in turn); the table's "
+    "'spread %' is the range of the rounds' p50s, below which a difference between rows is noise.",
+)
+@click.option(
     "--threads",
     default=None,
     type=click.IntRange(1),
@@ -100,7 +108,7 @@ def _backends(ctx, param, value: str) -> list[str]:
     "plot_prefix",
     type=click.Path(),
     default=None,
-    help="Write PREFIX_latency.png and PREFIX_accuracy.png (a trailing .png is dropped).",
+    help="Write PREFIX_latency.png and PREFIX_accuracy.png (a trailing .png is dropped; the paths are printed).",
 )
 @click.option(
     "--markdown",
@@ -153,6 +161,7 @@ def main(
     batch_sizes,
     warmup,
     iters,
+    rounds,
     threads,
     limit,
     baseline,
@@ -199,6 +208,7 @@ def main(
         batch_sizes=batch_sizes,
         warmup=warmup,
         iters=iters,
+        rounds=rounds,
         threads=threads,
         limit=limit,
         baseline=baseline,
@@ -218,15 +228,18 @@ def main(
     failures = accuracy_failures(result, thresholds)
     result["accuracy_gate"] = {"thresholds": thresholds, "failures": failures}
     click.echo(render_text(result))
+    written = []  # said even with --quiet: the user needs the names (--plot X.png writes two other files)
     if json_path:
         write_json(result, json_path)
-        log(f"wrote {json_path}")
+        written.append(f"{json_path} (full result)")
     if markdown_path:
         Path(markdown_path).write_text(render_markdown(result) + "\n", encoding="utf-8")
-        log(f"wrote {markdown_path}")
+        written.append(f"{markdown_path} (table)")
     if plot_prefix:
-        for path in write_plots(result, plot_prefix):
-            log(f"wrote {path}")
+        latency_png, accuracy_png = write_plots(result, plot_prefix)
+        written += [f"{latency_png} (latency plot)", f"{accuracy_png} (accuracy plot)"]
+    for line in written:
+        click.echo(f"wrote {line}", err=True)
     failed_rows = [row["name"] for row in result["rows"] if row["status"] == "failed"]
     failed_rows += [
         f"baseline {row['name']}" for row in (result.get("baseline") or {}).get("rows", []) if row["status"] == "failed"

@@ -6,7 +6,8 @@ environment before the worker imports anything heavy, and passed to the framewor
 
 Timed: the model call on an already preprocessed float32 batch of real images (image decoding and
 resizing are the same shared code for every row, so they are left out). Batch-1 latency is the
-distribution of single calls; throughput is images per second over whole-batch calls.
+distribution of single calls; throughput is batch size / the median whole-batch call, so a row has one
+latency figure everywhere (see :func:`measure_speed`), measured in rounds whose spread is recorded.
 """
 
 from __future__ import annotations
@@ -55,24 +56,65 @@ def time_calls(infer, batches: list[np.ndarray], calls: int) -> list[float]:
     return samples
 
 
-def measure_speed(infer, pool: np.ndarray, batch_sizes: list[int], warmup: int, iters: int) -> dict:
-    """Batch-1 latency over ``iters`` calls, and throughput at each batch size over about ``iters`` images."""
-    singles = batches_of(pool, 1)
-    time_calls(infer, singles, warmup)
-    latency = percentiles(time_calls(infer, singles, iters))
+def split_calls(total: int, rounds: int) -> list[int]:
+    """``total`` calls spread over at most ``rounds`` rounds as evenly as possible (no empty round)."""
+    rounds = max(1, min(rounds, total))
+    return [total // rounds + (1 if r < total % rounds else 0) for r in range(rounds)]
+
+
+def spread(values: list[float], centre: float) -> float:
+    """The range of the rounds' values as a percentage of ``centre``: below it, a difference is noise."""
+    return 100.0 * (max(values) - min(values)) / centre if len(values) > 1 and centre else 0.0
+
+
+def measure_speed(infer, pool: np.ndarray, batch_sizes: list[int], warmup: int, iters: int, rounds: int = 5) -> dict:
+    """Batch-1 latency over ``iters`` calls and throughput at each batch size over about ``iters`` images.
+
+    The calls are made in ``rounds`` rounds; each round times every batch size in turn, so drifting load
+    on a shared machine hits all of them alike (perf_analyzer's idea of stable measurement windows). Every
+    number comes from the median call, so one figure describes a row everywhere it appears: the row's
+    latency is the batch-1 p50 over all rounds, img/s at batch size N is N / (p50 of the N-image calls)
+    (at N = 1: 1000 / latency p50), ms per image is its inverse. ``rounds`` records each round's p50 and
+    their spread (range / overall p50, %): a difference between two rows smaller than their spread is noise.
+    """
+    sizes = [1] + [size for size in dict.fromkeys(batch_sizes) if size != 1]
+    batches = {size: batches_of(pool, size) for size in sizes}
+    time_calls(infer, batches[1], warmup)
+    for size in sizes[1:]:
+        time_calls(infer, batches[size], max(2, warmup // size))  # a new shape can build new kernels
+    plan = {1: split_calls(iters, rounds)}
+    for size in sizes[1:]:
+        plan[size] = split_calls(max(3, -(-iters // size)), len(plan[1]))
+    samples: dict[int, list[list[float]]] = {size: [] for size in sizes}
+    for round_index in range(len(plan[1])):
+        for size in sizes:
+            if round_index < len(plan[size]):
+                samples[size].append(time_calls(infer, batches[size], plan[size][round_index]))
+
+    def summary(size: int) -> tuple[dict, dict]:
+        pooled = [value for part in samples[size] for value in part]
+        stats = percentiles(pooled)
+        round_p50s = [float(np.percentile(part, 50)) for part in samples[size]]
+        return stats, {"p50_ms": round_p50s, "spread_pct": spread(round_p50s, stats["p50"])}
+
+    latency, latency_rounds = summary(1)
     throughput = {}
-    for size in batch_sizes:
-        batches = batches_of(pool, size)
-        time_calls(infer, batches, max(2, warmup // size))  # a new shape can build new kernels
-        calls = max(3, -(-iters // size))
-        samples = time_calls(infer, batches, calls)
+    for size in sizes:
+        if size not in batch_sizes:
+            continue
+        stats, by_round = summary(size) if size != 1 else (latency, latency_rounds)
         throughput[str(size)] = {
-            "calls": calls,
-            "images": calls * size,
-            "img_per_s": calls * size / (sum(samples) / 1000.0),
-            "batch_ms": percentiles(samples),
+            "calls": stats["n"],
+            "images": stats["n"] * size,
+            "img_per_s": size * 1000.0 / stats["p50"],
+            "ms_per_image": stats["p50"] / size,
+            "batch_ms": stats,
+            "rounds": {
+                "img_per_s": [size * 1000.0 / value for value in by_round["p50_ms"]],
+                "spread_pct": by_round["spread_pct"],
+            },
         }
-    return {"latency_ms": latency, "throughput": throughput}
+    return {"latency_ms": {**latency, "rounds": latency_rounds}, "throughput": throughput}
 
 
 def peak_rss_mb() -> float:
@@ -108,7 +150,7 @@ def run_worker(job: dict) -> dict:
         start = time.perf_counter()
         runner.infer(pool[:1])
         first_inference_ms = (time.perf_counter() - start) * 1000.0
-        speed = measure_speed(runner.infer, pool, job["batch_sizes"], job["warmup"], job["iters"])
+        speed = measure_speed(runner.infer, pool, job["batch_sizes"], job["warmup"], job["iters"], job.get("rounds", 5))
         rss = peak_rss_mb()  # before the accuracy pass pages the whole eval set in
         probabilities = predict_all(runner.infer, images, bundle.heads, job["eval_batch"])
         info = dict(getattr(runner, "info", {}) or {})

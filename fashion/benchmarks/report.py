@@ -14,13 +14,18 @@ def _num(value, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _spread(row: dict) -> float | None:
+    """The row's run-to-run spread: range of the rounds' batch-1 p50s, % of the p50 (None in old results)."""
+    return (row["latency_ms"].get("rounds") or {}).get("spread_pct")
+
+
 def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     heads = result["bundle"]["heads"]
     sizes = [str(s) for s in result["settings"]["batch_sizes"]]
     header = (
         ["Format", "Status", "Size MB"]
         + [f"{SHORT_HEADS.get(h, h)} %" for h in heads]
-        + ["p50 ms", "p99 ms"]
+        + ["p50 ms", "spread %", "p99 ms"]
         + [f"img/s b{s}" for s in sizes]
         + ["speed-up", "worst Δpp", "cold s", "RSS MB"]
     )
@@ -46,7 +51,11 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
         lines.append(
             [row["format"], f"{STATUS[row['status']]} {row['status']}", _num(row["size_mb"], 2)]
             + accuracy
-            + [_num(row["latency_ms"]["p50"], 2) if ok else "-", _num(row["latency_ms"]["p99"], 2) if ok else "-"]
+            + [
+                _num(row["latency_ms"]["p50"], 2) if ok else "-",
+                _num(_spread(row), 1) if ok else "-",
+                _num(row["latency_ms"]["p99"], 2) if ok else "-",
+            ]
             + throughput
             + [
                 f"{speedup:.2f}x" if speedup else "-",
@@ -82,7 +91,7 @@ def describe_run(result: dict) -> list[str]:
         f"input {result['bundle']['input_size'][0]}x{result['bundle']['input_size'][1]}",
         f"data    {data['images']:,} images from {where}",
         f"cpu     {cpu['model']}, {cpu['cores']} cores @ {_num(cpu.get('mhz'), 0)} MHz; threads {settings['threads']}; "
-        f"warm-up {settings['warmup']}, iterations {settings['iters']}; load avg "
+        f"warm-up {settings['warmup']}, iterations {settings['iters']} in {settings.get('rounds', 1)} rounds; load avg "
         f"{result['machine'].get('load_average_start')} -> {result['machine'].get('load_average_end')}",
     ]
     for row in result["rows"]:
@@ -132,13 +141,26 @@ def summary_lines(result: dict) -> list[str]:
         if "fastest_cpu_p50_over_floor" in summary:
             line += f", {summary['fastest_cpu_p50_over_floor']:.1f}x the compute floor"
         lines.append(line)
+        if summary.get("fastest_cpu_within_noise_of"):
+            lines.append(
+                f"within this run's noise (p50 difference below the rounds' spread): "
+                f"{summary['fastest_cpu_row']} vs {', '.join(summary['fastest_cpu_within_noise_of'])}"
+            )
+    lines.append(TIMING_NOTE)
     return lines
+
+
+#: What the timing columns mean; the same figures are in the JSON and the latency plot.
+TIMING_NOTE = (
+    "p50 ms: batch-1 median over every timed call (the latency plot's batch-1 point); spread %: range of the "
+    "rounds' p50s (a smaller difference between rows is noise); img/s bN: N / median N-image call."
+)
 
 
 def render_markdown(result: dict) -> str:
     header, lines = table_rows(result)
     parts = [_render(header, lines, markdown=True)]
-    notes = choice_lines(result) + summary_lines(result)
+    notes = choice_lines(result) + summary_lines(result) + [f"Note: {note}" for note in result.get("notes", [])]
     if notes:
         parts += ["", *notes]
     if result.get("baseline"):
@@ -264,29 +286,81 @@ def plot_paths(prefix: str | Path) -> tuple[Path, Path]:
     return prefix.with_name(prefix.name + "_latency.png"), prefix.with_name(prefix.name + "_accuracy.png")
 
 
+def plot_points(row: dict, sizes: list[int]) -> list[tuple[int, float, float, float]]:
+    """(batch size, ms per image, lowest round, highest round) for the latency plot.
+
+    Batch 1 is the row's p50 ms (the table's figure); batch N is the median N-image call / N, the inverse
+    of the table's img/s bN. The error bar spans the rounds' values.
+    """
+    points = []
+    for size in sorted({1, *sizes}):
+        if size == 1:
+            rounds = (row["latency_ms"].get("rounds") or {}).get("p50_ms") or [row["latency_ms"]["p50"]]
+            points.append((1, row["latency_ms"]["p50"], min(rounds), max(rounds)))
+        elif str(size) in row["throughput"]:
+            entry = row["throughput"][str(size)]
+            per_image = [1000.0 / v for v in (entry.get("rounds") or {}).get("img_per_s") or [entry["img_per_s"]]]
+            points.append((size, 1000.0 / entry["img_per_s"], min(per_image), max(per_image)))
+    return points
+
+
+def accuracy_deltas(result: dict) -> tuple[str | None, dict[str, dict[str, float]]]:
+    """The FP32 reference row and, for every other finished row, its accuracy difference per head (pp)."""
+    finished = [row for row in result["rows"] if row["status"] == "ok" and row.get("vs_fp32")]
+    reference = finished[0]["vs_fp32"]["reference"] if finished else None
+    return reference, {row["name"]: row["vs_fp32"]["accuracy_delta_pp"] for row in finished if row["name"] != reference}
+
+
 def write_plots(result: dict, prefix: str | Path) -> tuple[Path, Path]:
+    """PREFIX_latency.png (ms per image vs batch size, log axes with plain labels) and PREFIX_accuracy.png
+    (each row's accuracy difference to FP32 per head, in pp). Every value is one the table shows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
     latency_path, accuracy_path = plot_paths(prefix)
     latency_path.parent.mkdir(parents=True, exist_ok=True)
     finished = [row for row in result["rows"] if row["status"] == "ok"]
+    by_name = {row["name"]: row for row in finished}
     sizes = result["settings"]["batch_sizes"]
-    title = f"{result['bundle'].get('name')} on {result['machine']['cpu']['model']} ({result['settings']['threads']} thread{'s' if result['settings']['threads'] != 1 else ''})"
+    threads = result["settings"]["threads"]
+    title = f"{result['bundle'].get('name')} on {result['machine']['cpu']['model']} ({threads} thread{'s' if threads != 1 else ''})"
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
 
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = plt.subplots(figsize=(7.5, 4.8))
     for row in finished:
-        per_image = [1000.0 / row["throughput"][str(s)]["img_per_s"] for s in sizes]
-        axis.plot(sizes, per_image, marker="o", label=row["format"])
+        points = plot_points(row, sizes)
+        x, y = [p[0] for p in points], [p[1] for p in points]
+        errors = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]
+        line = axis.errorbar(x, y, yerr=errors, marker="o", capsize=3, label=row["format"])
+        axis.annotate(
+            f"{y[0]:.2f}",
+            (x[0], y[0]),
+            textcoords="offset points",
+            xytext=(-6, 0),
+            ha="right",
+            va="center",
+            fontsize=7,
+            color=line[0].get_color(),
+        )
+    all_sizes = sorted({1, *sizes})
     axis.set_xscale("log", base=2)
     axis.set_yscale("log")
-    axis.set_xticks(sizes, [str(s) for s in sizes])
+    axis.set_xticks(all_sizes, [str(s) for s in all_sizes])
+    axis.set_xlim(all_sizes[0] / 1.6, all_sizes[-1] * 1.3)
+    axis.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.yaxis.set_major_formatter(plain)
+    axis.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
     axis.set_xlabel("batch size")
-    axis.set_ylabel("ms per image (log)")
-    axis.set_title(title, fontsize=9)
+    axis.set_ylabel("ms per image (log scale)")
+    axis.set_title(
+        f"{title}\nbatch 1 = the table's p50 ms; batch N = median N-image call / N (= 1000 / img/s bN); "
+        "bars: range of the rounds",
+        fontsize=8,
+    )
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()
@@ -294,17 +368,33 @@ def write_plots(result: dict, prefix: str | Path) -> tuple[Path, Path]:
     plt.close(figure)
 
     heads = result["bundle"]["heads"]
-    figure, axis = plt.subplots(figsize=(9, 4.5))
-    width = 0.8 / max(1, len(finished))
+    reference, deltas = accuracy_deltas(result)
+    figure, axis = plt.subplots(figsize=(9, 4.8))
     positions = np.arange(len(heads))
-    for i, row in enumerate(finished):
-        values = [100 * (row["accuracy"][h]["accuracy"] or 0.0) for h in heads]
-        axis.bar(positions + i * width - 0.4 + width / 2, values, width, label=row["format"])
-    axis.set_xticks(positions, heads, fontsize=8)
-    axis.set_ylabel("accuracy %")
-    axis.set_ylim(0, 100)
-    axis.set_title(f"accuracy per head, {result['data']['images']:,} images", fontsize=9)
-    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(4, max(1, len(finished))))
+    width = 0.8 / max(1, len(deltas))
+    largest = 0.5
+    for i, (name, per_head) in enumerate(deltas.items()):
+        values = [per_head.get(h, 0.0) for h in heads]
+        largest = max(largest, *(abs(v) for v in values))
+        bars = axis.bar(positions + i * width - 0.4 + width / 2, values, width, label=by_name[name]["format"])
+        axis.bar_label(bars, labels=[f"{v:+.2f}" for v in values], fontsize=7, padding=2)
+    if reference:
+        ref_accuracy = by_name[reference]["accuracy"]
+        labels = [
+            f"{h}\n{100 * ref_accuracy[h]['accuracy']:.1f} %" if ref_accuracy[h]["accuracy"] is not None else h
+            for h in heads
+        ]
+        axis.set_xticks(positions, labels, fontsize=8)
+        what = f"accuracy difference to {by_name[reference]['format']} per head (its accuracy under each head)"
+    else:
+        axis.set_xticks(positions, heads, fontsize=8)
+        what = "no FP32 row finished: no accuracy differences to show"
+    axis.axhline(0.0, color="black", linewidth=0.8)
+    axis.set_ylim(-1.3 * largest, 1.3 * largest)
+    axis.set_ylabel("Δ accuracy vs FP32 (pp)")
+    axis.set_title(f"{what}, {result['data']['images']:,} images", fontsize=9)
+    if deltas:
+        axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(4, len(deltas)))
     axis.grid(True, axis="y", alpha=0.3)
     figure.tight_layout()
     figure.savefig(accuracy_path, dpi=120)

@@ -340,3 +340,122 @@ def test_the_run_records_what_auto_runs_here_and_why(bench_run):
     markdown = (out / "bench.md").read_text()
     assert '`precision="auto"` runs `onnx_fp32` here: the bundle\'s only onnx artifact.' in markdown
     assert "ISA flags:" in markdown and '`precision="auto"` runs `onnx_fp32`' in result.output
+
+
+def test_one_latency_figure_per_row_in_table_json_and_plot(bench_run):
+    """The table's p50 ms, the JSON's latency p50, img/s b1 and the plot's batch-1 point are one number."""
+    result, payload, out = bench_run
+    onnx = _rows(payload)["onnx-fp32"]
+    p50 = onnx["latency_ms"]["p50"]
+    assert onnx["throughput"]["1"]["img_per_s"] == pytest.approx(1000.0 / p50)
+    points = report.plot_points(onnx, payload["settings"]["batch_sizes"])
+    assert points[0][:2] == (1, p50)
+    four = onnx["throughput"]["4"]
+    assert points[1][1] == pytest.approx(1000.0 / four["img_per_s"]) == pytest.approx(four["batch_ms"]["p50"] / 4)
+    header, lines = report.table_rows(payload)
+    line = next(cells for cells in lines if cells[0] == onnx["format"])
+    assert line[header.index("p50 ms")] == f"{p50:,.2f}"
+    assert line[header.index("img/s b1")] == f"{1000.0 / p50:,.0f}"
+    assert f"| {p50:,.2f} |" in (out / "bench.md").read_text()
+
+
+def test_rounds_record_their_spread(bench_run):
+    _, payload, out = bench_run
+    onnx = _rows(payload)["onnx-fp32"]
+    rounds = onnx["latency_ms"]["rounds"]
+    assert len(rounds["p50_ms"]) == 5 and onnx["latency_ms"]["n"] == 5  # 5 calls in 5 rounds of one
+    expected = 100 * (max(rounds["p50_ms"]) - min(rounds["p50_ms"])) / onnx["latency_ms"]["p50"]
+    assert rounds["spread_pct"] == pytest.approx(expected)
+    assert len(onnx["throughput"]["4"]["rounds"]["img_per_s"]) == 3  # max(3, 5 // 4) calls of 4, one per round
+    assert "spread %" in (out / "bench.md").read_text() and "spread %" in report.TIMING_NOTE
+
+
+def test_split_calls_and_noise():
+    from fashion.benchmarks.bench import within_noise
+    from fashion.benchmarks.measure import split_calls
+
+    assert split_calls(200, 5) == [40] * 5 and split_calls(7, 3) == [3, 2, 2] and split_calls(2, 5) == [1, 1]
+
+    def row(p50, spread):
+        return {"latency_ms": {"p50": p50, "rounds": {"spread_pct": spread}}}
+
+    assert within_noise(row(2.02, 8.0), row(1.89, 3.0))  # 6.9 % apart, rounds spread 8 %: noise
+    assert not within_noise(row(2.02, 2.0), row(1.89, 3.0))
+
+
+def test_plots_show_accuracy_deltas_and_plain_log_labels(tiny_bundle, sample_dir, tmp_path):
+    """FP32 vs INT8 rows: the accuracy plot is the INT8 row's per-head difference to FP32 (not bars from 0),
+    and the latency plot's log axis has plain labels ("2", "5"), not "2×10⁰"."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    int8_bundle = _bundle_with_int8(tiny_bundle, tmp_path)
+    out = tmp_path / "plots"
+    result = CliRunner().invoke(
+        main,
+        [
+            str(int8_bundle),
+            "--data",
+            str(sample_dir),
+            *FAST,
+            "--backends",
+            "onnx-fp32,onnx-int8",
+            "--json",
+            str(out / "b.json"),
+            "--plot",
+            str(out / "b.png"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads((out / "b.json").read_text())
+    reference, deltas = report.accuracy_deltas(payload)
+    assert reference == "onnx-fp32" and list(deltas) == ["onnx-int8"]
+    assert deltas["onnx-int8"] == _rows(payload)["onnx-int8"]["vs_fp32"]["accuracy_delta_pp"]
+
+    captured = {}
+    real_savefig = plt.Figure.savefig
+
+    def keep(figure, path, **kwargs):
+        figure.canvas.draw()
+        axis = figure.axes[0]
+        captured[Path(path).name] = (
+            [t.get_text() for t in axis.get_yticklabels() if t.get_text()],
+            [round(p.get_height(), 6) for p in axis.patches],
+            axis.get_ylabel(),
+        )
+        return real_savefig(figure, path, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plt.Figure, "savefig", keep)
+        report.write_plots(payload, out / "again")
+    ticks, _, _ = captured["again_latency.png"]
+    assert ticks and all("\\times" not in t and "×" not in t and "^" not in t for t in ticks), ticks
+    _, bars, label = captured["again_accuracy.png"]
+    assert label == "Δ accuracy vs FP32 (pp)"
+    assert bars == [round(deltas["onnx-int8"][h], 6) for h in payload["bundle"]["heads"]]
+
+
+def _bundle_with_int8(tiny_bundle, tmp_path):
+    """A copy of the tiny bundle with a dynamically quantized INT8 ONNX recorded as onnx_int8."""
+    import shutil
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from fashion.runtime.bundle import load_manifest as load
+    from fashion.runtime.bundle import record_artifact
+
+    copy = tmp_path / "int8_bundle"
+    shutil.copytree(tiny_bundle, copy)
+    quantize_dynamic(str(copy / "model_fp32.onnx"), str(copy / "model_int8.onnx"), weight_type=QuantType.QInt8)
+    fp32 = load(copy).artifacts["onnx_fp32"].to_dict()
+    meta = {k: v for k, v in fp32.items() if k not in ("file", "sha256", "bytes")}
+    record_artifact(copy, "onnx_int8", "model_int8.onnx", **{**meta, "precision": "int8"})
+    return copy
+
+
+def test_plot_option_says_which_files_it_wrote(bench_run):
+    result, _, out = bench_run  # run with --quiet: the written files are named all the same
+    for name in ("bench_latency.png", "bench_accuracy.png", "bench.json", "bench.md"):
+        assert f"wrote {out / name}" in result.output
