@@ -241,6 +241,50 @@ class StepTimer(keras.callbacks.Callback):
         }
 
 
+class Progress(keras.callbacks.Callback):
+    """A line every ``every`` seconds: epoch, step, img/s over the run so far and the ETA of the whole run.
+
+    Counted in ``on_train_batch_begin`` (no wait for the device, so steps stay asynchronous): the rate
+    trails by one step, which is noise over a 5-minute epoch.
+    """
+
+    async_safe = True
+
+    def __init__(self, epochs: int, steps_per_epoch: int, batch_size: int, every: float = 60.0, log=print):
+        super().__init__()
+        self.epochs, self.steps, self.batch_size, self.every, self.log = epochs, steps_per_epoch, batch_size, every, log
+        self.began: float | None = None
+        self.done = 0
+        self.epoch = 0
+        self.last = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.step = epoch, 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        now = time.monotonic()
+        if self.began is None:
+            self.began, self.last = now, now
+            self.first_epoch = self.epoch
+        self.step = batch
+        counted = (self.epoch - self.first_epoch) * self.steps + batch
+        if now - self.last >= self.every and counted > 0:
+            self.last = now
+            rate = counted / (now - self.began)
+            left = (self.epochs - self.epoch) * self.steps - batch
+            self.log(
+                f"epoch {self.epoch + 1}/{self.epochs} step {batch}/{self.steps}: "
+                f"{rate * self.batch_size:.1f} img/s, ETA {_clock(left / rate)} (validation not included)"
+            )
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0.0, seconds))
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
+
+
 class GpuRecipe(Recipe):
     """Full fine-tune at each size in ``config.sizes``; the bundle gets the first size's model."""
 
@@ -374,6 +418,7 @@ class GpuRecipe(Recipe):
             self.schedules[tag] = schedule
         callbacks += [
             timer,
+            Progress(max_epochs if not timed else config.epochs, len(batches), config.batch_size, log=_log),
             *selection_callbacks(size_dir, config.patience),
             _Checkpoint(size_dir, state, tag),
             *self.extra_callbacks,
@@ -456,6 +501,10 @@ class _RunState:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=2, default=_jsonable))
         tmp.replace(self.path)
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
 
 
 def _jsonable(value: Any) -> Any:

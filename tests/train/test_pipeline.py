@@ -139,3 +139,15 @@ def test_blur_probability_zero_and_robust_spec():
     assert robust.blur_probability > 0 and robust.max_aspect > 0
     out = _augment(robust, edge, seed=7)
     assert out.shape == edge.shape and out.min() >= 0 and out.max() <= 255
+
+
+def test_progress_prints_rate_and_eta():
+    from fashion.train.gpu_recipe import Progress
+
+    lines: list[str] = []
+    progress = Progress(epochs=2, steps_per_epoch=10, batch_size=8, every=0.0, log=lines.append)
+    for epoch in range(2):
+        progress.on_epoch_begin(epoch)
+        for step in range(10):
+            progress.on_train_batch_begin(step)
+    assert lines and lines[-1].startswith("epoch 2/2 step 9/10") and "img/s, ETA" in lines[-1]
