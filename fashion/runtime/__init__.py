@@ -4,7 +4,7 @@ No TensorFlow here: numpy, Pillow and a backend (ONNX Runtime by default, Tensor
 through the ``fashion.backends`` entry-point group).
 """
 
-from .bundle import Bundle, check_bundle, load_manifest
+from .bundle import Bundle, check_bundle, load_bundle, load_manifest
 from .classifier import Classifier
 from .errors import (
     EXIT_CODES,
@@ -36,6 +36,7 @@ __all__ = [
     "UnknownBackendError",
     "check_bundle",
     "edit_manifest",
+    "load_bundle",
     "load_image",
     "load_manifest",
     "preprocess",

@@ -131,7 +131,7 @@ def _hierarchy(root: Path) -> list[tuple[str, str, str]]:
     return [(row[0], row[1], row[2]) for row in rows]
 
 
-def load_manifest(root: str | os.PathLike[str], verify_hashes: bool = True) -> Bundle:
+def load_bundle(root: str | os.PathLike[str], verify_hashes: bool = True) -> Bundle:
     """Read and validate a bundle directory; raise BundleError naming the file and the problem."""
     root = Path(root)
     if not root.is_dir():
@@ -140,6 +140,10 @@ def load_manifest(root: str | os.PathLike[str], verify_hashes: bool = True) -> B
     if verify_hashes:
         _verify(root, manifest, artifacts=None)
     return Bundle(root=root, manifest=manifest, labels=_labels(root, manifest), hierarchy=_hierarchy(root))
+
+
+#: The former name of :func:`load_bundle` (it returns a Bundle, not a manifest), kept for its ~100 callers.
+load_manifest = load_bundle
 
 
 def _verify(root: Path, manifest: Manifest, artifacts: list[str] | None) -> None:

@@ -268,3 +268,20 @@ def test_rewriting_keeps_the_order_of_artifact_fields(tiny_bundle) -> None:
     data["artifacts"]["onnx_fp32"] = dict(reversed(list(entry.items())))
     again = Manifest.from_dict(data).to_dict()["artifacts"]["onnx_fp32"]
     assert list(again) == list(reversed(list(entry)))
+
+
+def test_the_manifest_package_keeps_one_import_path_and_load_bundle_names_the_loader(schema1_bundle, shipped_bundle):
+    import fashion.runtime as runtime
+    import fashion.runtime.manifest as package
+    from fashion.runtime.bundle import load_bundle
+    from fashion.runtime.manifest import editor, files, migration, schema
+
+    # every name the single module had is still importable from fashion.runtime.manifest, from one home each
+    assert package.Manifest is schema.Manifest and package.migrate is migration.migrate
+    assert package.edit_manifest is editor.edit_manifest and package.sha256_file is files.sha256_file
+    assert runtime.load_bundle is load_bundle is load_manifest  # the old name stays an alias
+    # schema 1 (migrated on read) and schema 2 (the shipped bundle) both load through load_bundle
+    old, new = load_bundle(schema1_bundle, verify_hashes=False), load_bundle(shipped_bundle, verify_hashes=False)
+    assert old.manifest.source_schema == 1 and new.manifest.source_schema == 2
+    assert old.manifest.schema_version == new.manifest.schema_version == SCHEMA_VERSION
+    assert old.artifacts.keys() == new.artifacts.keys()

@@ -1,0 +1,461 @@
+"""The typed sections of bundle.json: ``Manifest``, ``ArtifactEntry``, ``InputSpec``, ``PreprocessSpec``.
+
+``Manifest.from_dict`` checks every field the runtime relies on and raises ``BundleError`` naming the
+field (``bundle.json: input lacks 'height'``), so nothing downstream meets a KeyError or TypeError; it
+migrates schema 1 first (``migration.py``).
+
+The dataclasses are also read-only mappings over their JSON form (``manifest["input"]["height"]``,
+``entry.get("format")``), so code written against the old dict keeps working while it migrates.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import PurePosixPath
+from typing import Any
+
+from ..errors import BundleError
+from .files import MANIFEST
+from .migration import SCHEMA_VERSION, SUPPORTED_SCHEMAS, migrate, portable_training
+
+#: Top-level sections in the order they are written; anything else is kept after them.
+#: Top-level sections in the order they are written; anything else is kept after them.
+_ORDER = (
+    "schema_version",
+    "name",
+    "heads",
+    "num_classes",
+    "input",
+    "preprocessing",
+    "feature_layer",
+    "training",
+    "metrics",
+    "split",
+    "versions",
+    "files",
+    "artifacts",
+    "facts",
+    "pinned_artifact",
+)
+
+
+class _Where:
+    """Builds messages that name the manifest file and the field: ``<file>: artifacts.onnx_fp32 lacks 'file'``."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, message: str) -> BundleError:
+        return BundleError(f"{self.source}: {message}")
+
+    def mapping(self, value: Any, name: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.error(f"'{name}' must be a JSON object, got {type(value).__name__}")
+        return value
+
+    def require(self, section: Mapping[str, Any], key: str, name: str) -> Any:
+        if key not in section:
+            raise self.error(f"{name} lacks '{key}'")
+        return section[key]
+
+    def positive_int(self, value: Any, name: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self.error(f"{name} must be a positive integer, got {value!r}")
+        return value
+
+    def text(self, value: Any, name: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.error(f"{name} must be a non-empty string, got {value!r}")
+        return value
+
+    def relative_file(self, value: Any, name: str) -> str:
+        """A file name inside the bundle: relative, no '..', so a manifest cannot point outside its folder."""
+        text = self.text(value, name)
+        parts = PurePosixPath(text.replace("\\", "/"))
+        if parts.is_absolute() or ".." in parts.parts or (len(text) > 1 and text[1] == ":"):
+            raise self.error(f"{name} {text!r} must be a file name inside the bundle")
+        return text
+
+
+class _JsonView(Mapping[str, Any]):
+    """Read-only mapping over ``to_dict()`` so dict-style readers keep working (returns copies)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @cached_property
+    def _json(self) -> dict[str, Any]:
+        return self.to_dict()
+
+    def __getitem__(self, key: str) -> Any:
+        return copy.deepcopy(self._json[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._json)
+
+    def __len__(self) -> int:
+        return len(self._json)
+
+
+# -- the typed sections -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class InputSpec(_JsonView):
+    """The model input: one float32 NHWC image tensor of ``height`` x ``width``."""
+
+    height: int
+    width: int
+    name: str = "image"
+    channels: int = 3
+    layout: str = "NHWC"
+    dtype: str = "float32"
+
+    @classmethod
+    def from_dict(cls, data: Any, where: _Where) -> InputSpec:
+        spec = where.mapping(data, "input")
+        return cls(
+            height=where.positive_int(where.require(spec, "height", "input"), "input.height"),
+            width=where.positive_int(where.require(spec, "width", "input"), "input.width"),
+            name=where.text(spec.get("name", "image"), "input.name"),
+            channels=where.positive_int(spec.get("channels", 3), "input.channels"),
+            layout=where.text(spec.get("layout", "NHWC"), "input.layout"),
+            dtype=where.text(spec.get("dtype", "float32"), "input.dtype"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "height": self.height,
+            "width": self.width,
+            "channels": self.channels,
+            "layout": self.layout,
+            "dtype": self.dtype,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class PreprocessSpec(_JsonView):
+    """How a photo becomes the input tensor; ``fashion.runtime.preprocess`` builds its pipeline from this."""
+
+    color: str = "RGB"
+    exif_transpose: bool = True
+    fit: str = "pad_to_aspect_then_resize"
+    pad_value: int = 255
+    resample: str = "bilinear"
+    dtype: str = "float32"
+    range: tuple[float, float] = (0, 255)
+    layout: str = "NHWC"
+    #: Keys this version does not know, kept so a newer writer's fields survive a round trip.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: _Where) -> PreprocessSpec:
+        spec = dict(where.mapping(data, "preprocessing"))
+        known = {"color", "exif_transpose", "fit", "pad_value", "resample", "dtype", "range", "layout"}
+        pad = spec.get("pad_value", 255)
+        if isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad <= 255:
+            raise where.error(f"preprocessing.pad_value must be an integer 0..255, got {pad!r}")
+        value_range = spec.get("range", [0, 255])
+        if (
+            not isinstance(value_range, (list, tuple))
+            or len(value_range) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value_range)
+        ):
+            raise where.error(f"preprocessing.range must be [low, high], got {value_range!r}")
+        exif = spec.get("exif_transpose", True)
+        if not isinstance(exif, bool):
+            raise where.error(f"preprocessing.exif_transpose must be true or false, got {exif!r}")
+        return cls(
+            color=where.text(spec.get("color", "RGB"), "preprocessing.color"),
+            exif_transpose=exif,
+            fit=where.text(spec.get("fit", "pad_to_aspect_then_resize"), "preprocessing.fit"),
+            pad_value=pad,
+            resample=where.text(spec.get("resample", "bilinear"), "preprocessing.resample"),
+            dtype=where.text(spec.get("dtype", "float32"), "preprocessing.dtype"),
+            range=(value_range[0], value_range[1]),
+            layout=where.text(spec.get("layout", "NHWC"), "preprocessing.layout"),
+            extra={k: v for k, v in spec.items() if k not in known},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "color": self.color,
+            "exif_transpose": self.exif_transpose,
+            "fit": self.fit,
+            "pad_value": self.pad_value,
+            "resample": self.resample,
+            "dtype": self.dtype,
+            "range": list(self.range),
+            "layout": self.layout,
+            **copy.deepcopy(self.extra),
+        }
+
+
+#: Keys of an artifact entry with a typed field; every other key is kept in ``ArtifactEntry.extra``.
+_ARTIFACT_KEYS = (
+    "file",
+    "sha256",
+    "bytes",
+    "format",
+    "precision",
+    "input",
+    "outputs",
+    "feature_map",
+    "accuracy",
+    "timings",
+)
+_TIMING_KEYS = ("cpu", "flags", "threads", "batch", "p50_ms", "measured_at")
+
+
+@dataclass(frozen=True, eq=False)
+class ArtifactEntry(_JsonView):
+    """One runnable file of the bundle and the facts recorded about it.
+
+    ``sha256`` is required: the runtime verifies the file it runs, and an entry without a digest is
+    refused at load rather than run unverified. ``timings`` are facts tagged with the machine they were
+    measured on (``{cpu, flags, threads, batch, p50_ms, measured_at}``); they never select anything by
+    themselves, the host that runs the model decides.
+    """
+
+    file: str
+    sha256: str
+    format: str
+    bytes: int | None = None
+    precision: str | None = None
+    input: str | None = None
+    outputs: dict[str, str] | None = None
+    feature_map: str | None = None
+    accuracy: dict[str, Any] | None = None
+    timings: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: Key order as read, so rewriting a manifest does not shuffle its entries.
+    order: tuple[str, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def from_dict(cls, data: Any, key: str = "?", where: _Where | None = None) -> ArtifactEntry:
+        where = where or _Where("artifact entry")
+        name = f"artifacts.{key}"
+        entry = where.mapping(data, name)
+        sha = entry.get("sha256")
+        if not isinstance(sha, str) or len(sha) != 64:
+            raise where.error(
+                f"{name} has no sha256 (got {sha!r}); an artifact is never loaded unverified: "
+                "re-record it with fashion-export"
+            )
+        outputs = entry.get("outputs")
+        if outputs is not None and (
+            not isinstance(outputs, dict) or not all(isinstance(v, str) for v in outputs.values())
+        ):
+            raise where.error(f"{name}.outputs must map head names to output names, got {outputs!r}")
+        size = entry.get("bytes")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            raise where.error(f"{name}.bytes must be a non-negative integer, got {size!r}")
+        accuracy = entry.get("accuracy")
+        if accuracy is not None and not isinstance(accuracy, dict):
+            raise where.error(f"{name}.accuracy must be a JSON object, got {type(accuracy).__name__}")
+        return cls(
+            file=where.relative_file(where.require(entry, "file", name), f"{name}.file"),
+            sha256=sha,
+            format=where.text(where.require(entry, "format", name), f"{name}.format"),
+            bytes=size,
+            precision=_optional_text(entry.get("precision"), f"{name}.precision", where),
+            input=_optional_text(entry.get("input"), f"{name}.input", where),
+            outputs=dict(outputs) if outputs is not None else None,
+            feature_map=_optional_text(entry.get("feature_map"), f"{name}.feature_map", where),
+            accuracy=accuracy,
+            timings=_timings(entry.get("timings", []), name, where),
+            extra={k: v for k, v in entry.items() if k not in _ARTIFACT_KEYS},
+            order=tuple(entry),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"file": self.file, "sha256": self.sha256}
+        if self.bytes is not None:
+            out["bytes"] = self.bytes
+        out["format"] = self.format
+        for key in ("precision", "input", "outputs", "feature_map"):
+            if getattr(self, key) is not None:
+                out[key] = copy.deepcopy(getattr(self, key))
+        out.update(copy.deepcopy(self.extra))
+        if self.accuracy is not None:
+            out["accuracy"] = copy.deepcopy(self.accuracy)
+        if self.timings:
+            out["timings"] = copy.deepcopy(self.timings)
+        first = {key: out[key] for key in self.order if key in out}
+        return {**first, **{key: value for key, value in out.items() if key not in first}}
+
+
+def _optional_text(value: Any, name: str, where: _Where) -> str | None:
+    return None if value is None else where.text(value, name)
+
+
+def _timings(value: Any, name: str, where: _Where) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise where.error(f"{name}.timings must be a list, got {type(value).__name__}")
+    for index, timing in enumerate(value):
+        label = f"{name}.timings[{index}]"
+        where.mapping(timing, label)
+        for key in ("cpu", "p50_ms"):
+            where.require(timing, key, label)
+        p50 = timing["p50_ms"]
+        if isinstance(p50, bool) or not isinstance(p50, (int, float)) or p50 < 0:
+            raise where.error(f"{label}.p50_ms must be a non-negative number, got {p50!r}")
+        if not isinstance(timing.get("flags", []), list):
+            raise where.error(f"{label}.flags must be a list of ISA flags")
+    return [dict(t) for t in value]
+
+
+@dataclass(frozen=True, eq=False)
+class Manifest(_JsonView):
+    """A validated schema-2 manifest. Build it with :meth:`from_dict` (which also migrates schema 1)."""
+
+    heads: list[str]
+    input: InputSpec
+    preprocessing: PreprocessSpec
+    artifacts: dict[str, ArtifactEntry] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    name: str = ""
+    num_classes: dict[str, int] | None = None
+    feature_layer: str | None = None
+    training: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    split: dict[str, Any] | None = None
+    versions: dict[str, Any] = field(default_factory=dict)
+    #: Measured facts that are not a choice (e.g. ``default_artifact``: fastest where it was exported).
+    facts: dict[str, Any] = field(default_factory=dict)
+    #: An operator's explicit pin: run this artifact whatever the host (None: the host decides).
+    pinned_artifact: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+    #: The schema the JSON was written in (1 when it was migrated on read).
+    source_schema: int = field(default=SCHEMA_VERSION, compare=False)
+
+    # -- parsing ---------------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(
+        cls, data: Any, source: str | os.PathLike[str] = MANIFEST, weights_dir: str | os.PathLike[str] | None = None
+    ) -> Manifest:
+        """Validate ``data`` (schema 1 or 2) and return the schema-2 manifest; BundleError names the field."""
+        where = _Where(str(source))
+        if not isinstance(data, dict):
+            raise where.error(f"expected a JSON object, got {type(data).__name__}")
+        version = data.get("schema_version")
+        if version not in SUPPORTED_SCHEMAS or isinstance(version, bool):
+            raise where.error(
+                f"schema_version {version!r} is not supported (expected one of "
+                f"{', '.join(map(str, SUPPORTED_SCHEMAS))})"
+            )
+        data = migrate(data)  # schema 1 -> 2; on schema 2 it only moves a stray legacy default_artifact
+        for key in ("heads", "input", "preprocessing"):
+            where.require(data, key, "manifest")
+        heads = _heads(data["heads"], where)
+        artifacts = {
+            str(key): ArtifactEntry.from_dict(entry, str(key), where)
+            for key, entry in where.mapping(data.get("artifacts") or {}, "artifacts").items()
+        }
+        manifest = cls(
+            heads=heads,
+            input=InputSpec.from_dict(data["input"], where),
+            preprocessing=PreprocessSpec.from_dict(data["preprocessing"], where),
+            artifacts=artifacts,
+            files=_files(data.get("files") or {}, where),
+            name=str(data.get("name") or ""),
+            num_classes=_num_classes(data.get("num_classes"), heads, where),
+            feature_layer=_optional_text(data.get("feature_layer"), "feature_layer", where),
+            training=portable_training(data["training"], weights_dir) if data.get("training") is not None else None,
+            metrics=where.mapping(data.get("metrics") or {}, "metrics"),
+            split=where.mapping(data["split"], "split") if data.get("split") is not None else None,
+            versions=where.mapping(data.get("versions") or {}, "versions"),
+            facts=where.mapping(data.get("facts") or {}, "facts"),
+            pinned_artifact=_optional_text(data.get("pinned_artifact"), "pinned_artifact", where),
+            extra={k: v for k, v in data.items() if k not in _ORDER},
+            source_schema=int(version),
+        )
+        manifest._check_references(where)
+        return manifest
+
+    def _check_references(self, where: _Where) -> None:
+        """An artifact named anywhere in the manifest must exist: no silent fallback to another one."""
+        known = ", ".join(self.artifacts) or "none"
+        recorded = self.recorded_default
+        if recorded is not None and recorded not in self.artifacts:
+            raise where.error(f"facts.default_artifact names unknown artifact {recorded!r} (known: {known})")
+        if self.pinned_artifact is not None and self.pinned_artifact not in self.artifacts:
+            raise where.error(f"pinned_artifact names unknown artifact {self.pinned_artifact!r} (known: {known})")
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.input.height, self.input.width
+
+    @property
+    def recorded_default(self) -> str | None:
+        """The artifact the exporter found fastest on its own machine (a fact, not a choice), if recorded."""
+        fact = self.facts.get("default_artifact")
+        if isinstance(fact, dict):
+            value = fact.get("artifact")
+            return value if isinstance(value, str) else None
+        return fact if isinstance(fact, str) else None
+
+    def artifact(self, key: str) -> ArtifactEntry:
+        """The entry for ``key``; BundleError listing the known keys otherwise."""
+        if key not in self.artifacts:
+            raise BundleError(f"{MANIFEST}: no artifact {key!r} (known: {', '.join(self.artifacts) or 'none'})")
+        return self.artifacts[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form written to bundle.json (always schema 2)."""
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "name": self.name, "heads": list(self.heads)}
+        if self.num_classes is not None:
+            out["num_classes"] = dict(self.num_classes)
+        out["input"] = self.input.to_dict()
+        out["preprocessing"] = self.preprocessing.to_dict()
+        if self.feature_layer is not None:
+            out["feature_layer"] = self.feature_layer
+        if self.training is not None:
+            out["training"] = copy.deepcopy(self.training)
+        out["metrics"] = copy.deepcopy(self.metrics)
+        if self.split is not None:
+            out["split"] = copy.deepcopy(self.split)
+        out["versions"] = copy.deepcopy(self.versions)
+        out["files"] = dict(self.files)
+        out["artifacts"] = {key: entry.to_dict() for key, entry in self.artifacts.items()}
+        if self.facts:
+            out["facts"] = copy.deepcopy(self.facts)
+        if self.pinned_artifact is not None:
+            out["pinned_artifact"] = self.pinned_artifact
+        out.update(copy.deepcopy(self.extra))
+        return out
+
+
+def _heads(value: Any, where: _Where) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(h, str) and h for h in value):
+        raise where.error(f"heads must be a non-empty list of names, got {value!r}")
+    if len(set(value)) != len(value):
+        raise where.error(f"heads has duplicates: {value!r}")
+    return list(value)
+
+
+def _files(value: Any, where: _Where) -> dict[str, str]:
+    files = where.mapping(value, "files")
+    for name, digest in files.items():
+        where.relative_file(name, "files entry")
+        if not isinstance(digest, str) or len(digest) != 64:
+            raise where.error(f"files.{name} must be a sha256 hex digest, got {digest!r}")
+    return dict(files)
+
+
+def _num_classes(value: Any, heads: list[str], where: _Where) -> dict[str, int] | None:
+    if value is None:
+        return None
+    counts = where.mapping(value, "num_classes")
+    if sorted(counts) != sorted(heads):
+        raise where.error(f"num_classes heads {sorted(counts)} do not match heads {sorted(heads)}")
+    return {head: where.positive_int(counts[head], f"num_classes.{head}") for head in heads}
