@@ -301,8 +301,27 @@ def _publish(result, train_data, out, split_file, work, recipe, size) -> None:
 @click.option("--subset", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
 @click.option("--out", default=None, type=click.Path(), help="Report directory (metrics.json, PNGs).")
 @click.option("--record", is_flag=True, help="Also store the metrics in the bundle manifest.")
-def evaluate(bundle, data, split_file, subset, out, record):
-    """Accuracy, macro-F1 and top-3 per head, confusion matrices and a sample grid."""
+@click.option(
+    "--sharp",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Also score the sharper copies of the subset's ids (folder of <id>.jpg), as '<subset>-sharp'.",
+)
+@click.option(
+    "--other-shops",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Also score other shops' photos (folder with labels.csv), as 'other-shops' and 'other-shops-product'.",
+)
+def evaluate(bundle, data, split_file, subset, out, record, sharp, other_shops):
+    """Accuracy, macro-F1 and top-3 per head, confusion matrices and a sample grid.
+
+    With --sharp and --other-shops the same report is made for the sharp copies and for other shops'
+    photos (each in its own folder under --out, each recorded under its own name with --record).
+    """
+    from fashion import HEADS
+    from fashion.data.errors import DataError
+    from fashion.data.evalsets import other_shops_frame, sharp_frame
     from fashion.runtime.bundle import load_manifest
 
     from .bundle_io import load_keras_model, update_metrics
@@ -315,11 +334,27 @@ def evaluate(bundle, data, split_file, subset, out, record):
         frame = frame[frame["split"] == subset].reset_index(drop=True)
         if frame.empty:
             raise TrainError(f"{split_file}: no '{subset}' rows")
+    frames = {name: frame}
+    try:
+        if sharp:
+            frames[f"{name}-sharp"] = sharp_frame(frame, sharp)
+        if other_shops:
+            others = other_shops_frame(other_shops, HEADS)
+            frames["other-shops"] = others
+            frames["other-shops-product"] = others[others["setting"] == "product"].reset_index(drop=True)
+    except DataError as exc:
+        raise TrainError(str(exc)) from exc
     model = load_keras_model(bundle)
-    metrics = evaluate_frame(model, frame, manifest.labels, out, name=name, hierarchy=manifest.hierarchy)
-    click.echo(format_table(metrics))
-    if record:
-        update_metrics(bundle, name, {k: v for k, v in metrics.items() if k != "top_confusions"})
+    for set_name, rows in frames.items():
+        if rows.empty:
+            click.echo(f"{set_name}: no images, skipped", err=True)
+            continue
+        report_dir = None if out is None else (Path(out) if set_name == name else Path(out) / set_name)
+        metrics = evaluate_frame(model, rows, manifest.labels, report_dir, name=set_name, hierarchy=manifest.hierarchy)
+        click.echo(f"== {set_name} ({metrics['images']} images)")
+        click.echo(format_table(metrics))
+        if record:
+            update_metrics(bundle, set_name, {k: v for k, v in metrics.items() if k != "top_confusions"})
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)

@@ -193,6 +193,9 @@ def evaluate_predictions(
 def format_table(metrics: dict) -> str:
     lines = [f"{'head':<15} {'accuracy':>9} {'macro-F1':>9} {'top-3':>7} {'n':>6}"]
     for head, m in metrics["heads"].items():
+        if m["accuracy"] is None:  # no labels for this head (e.g. season in other shops' photos)
+            lines.append(f"{head:<15} {'-':>9} {'-':>9} {'-':>7} {m['n']:>6}")
+            continue
         lines.append(f"{head:<15} {m['accuracy']:>9.4f} {m['macro_f1']:>9.4f} {m['top3']:>7.4f} {m['n']:>6}")
     for level, m in metrics.get("hierarchy_decoding", {}).items():
         lines.append(f"consistent decoding, {level}: {m['argmax']:.4f} -> {m['consistent']:.4f}")

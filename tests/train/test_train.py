@@ -318,3 +318,32 @@ def test_backend_is_chosen_per_device():
     from fashion.train import default_backend
 
     assert default_backend() in ("tensorflow", "jax")
+
+
+def test_evaluate_scores_sharp_copies_and_other_shops(tmp_path, shipped_bundle, shared_data):
+    """`evaluate --sharp --other-shops`: one report per set (thumbnails, sharp copies, other shops), recorded."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from fashion.train.cli import main
+
+    sharp = shared_data.parent / "fashion-product-images-sharp"
+    others = shared_data.parent / "other-shops-val"
+    if not (sharp / "images").is_dir() or not (others / "labels.csv").is_file():
+        pytest.skip("the sharp copies or other-shops-val are not beside the shared data")
+    ids = sorted(int(p.stem) for p in (sharp / "images").glob("*.jpg"))[:12]
+    split = tmp_path / "split.csv"
+    pd.DataFrame({"id": ids, "split": "test"}).to_csv(split, index=False)
+    bundle = Path(shutil.copytree(shipped_bundle, tmp_path / "bundle"))
+    out = tmp_path / "report"
+    args = ["evaluate", str(bundle), "--data", str(shared_data), "--split", str(split), "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--sharp", str(sharp), "--other-shops", str(others), "--record"])
+    assert result.exit_code == 0, result.output
+    for name in ("test-sharp", "other-shops", "other-shops-product"):
+        assert f"== {name}" in result.output
+        assert (out / name / "metrics.json").is_file()
+    recorded = json.loads((bundle / "bundle.json").read_text())["metrics"]
+    assert recorded["test-sharp"]["images"] == recorded["test"]["images"] == len(ids)
+    assert recorded["other-shops"]["heads"]["season"]["n"] == 0
+    assert 0.5 < recorded["other-shops"]["heads"]["masterCategory"]["accuracy"] <= 1
