@@ -19,7 +19,7 @@ from types import FrameType
 import click
 
 from fashion.runtime.cli_support import CONTEXT_SETTINGS, load_classifier, model_options, run_cli
-from fashion.runtime.errors import EXIT_USAGE
+from fashion.runtime.errors import EXIT_USAGE, BundleError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLE_NAME = Path("models") / "fashion-effnetb0"
@@ -37,13 +37,16 @@ def bundle_option(purpose: str = "Model bundle directory"):
 
 
 def resolve_bundle(bundle: Path | None) -> Path:
-    """``bundle``, or the shipped model next to the code or under the working directory."""
+    """``bundle``, or the shipped model next to the code or under the working directory.
+
+    No bundle there is an unusable bundle: BundleError, exit 2 (``fashion/runtime/errors.py``).
+    """
     candidates = [bundle] if bundle is not None else [REPO_ROOT / BUNDLE_NAME, Path.cwd() / BUNDLE_NAME]
     for candidate in candidates:
         if (candidate / "bundle.json").is_file():
             return candidate
     searched = ", ".join(str(c) for c in candidates)
-    raise click.ClickException(
+    raise BundleError(
         f"no model bundle (bundle.json) at {searched}. Pass --bundle PATH to a directory written by "
         f"fashion-export, or train and export the shipped model into {BUNDLE_NAME}."
     )

@@ -8,7 +8,9 @@ Usage with click (either decorator order works)::
 
     # or, for a plain function:  run_cli(fn)(*args)
 
-An uncaught ``FashionError`` becomes ``Error: <message>`` on stderr and its ``exit_code``; Ctrl-C
+An uncaught ``FashionError`` becomes ``Error: <message>`` on stderr and its ``exit_code``; a click usage
+error (unknown option, bad value, missing argument) becomes ``Error: <message>`` plus one
+``Try '<command> --help' for help.`` line and exit 2, without click's usage block; Ctrl-C
 becomes 130 with a one-line message; an ``OSError`` on a user path becomes ``Error: <path>: <reason>``
 and exit 2; anything unexpected still gets a single line and exit 1, with a hint to rerun with
 ``FASHION_DEBUG=1`` to see the traceback (with that variable set, the exception propagates unchanged).
@@ -62,6 +64,34 @@ def report(exc: BaseException) -> int:
     return code
 
 
+class OneLineUsageError(click.UsageError):
+    """A click usage error shown as the README promises: ``Error: ...`` and a one-line help hint, exit 2."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.format_message()}", file=file, err=file is None)
+        if self.ctx is not None and self.ctx.command.get_help_option(self.ctx) is not None:
+            option = max(self.ctx.command.get_help_option_names(self.ctx), key=len)
+            click.echo(f"Try '{self.ctx.command_path} {option}' for help.", file=file, err=file is None)
+
+
+def one_line(exc: click.UsageError) -> click.UsageError:
+    """The same usage error (message, context, exit code) shown without click's usage block."""
+    if isinstance(exc, OneLineUsageError):
+        return exc
+    return OneLineUsageError(exc.format_message(), exc.ctx)  # exit 2, as every click usage error
+
+
+def _usage_errors_in_one_line(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except click.UsageError as exc:
+            raise one_line(exc) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _passes_through(exc: BaseException) -> bool:
     """click's own control-flow exceptions (usage errors, --help exit, Abort) are click's to handle."""
     return isinstance(exc, (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort))
@@ -77,6 +107,8 @@ def _guard(fn: F) -> F:
                 raise
             sys.stderr.flush()
             raise SystemExit(report(exc)) from None
+        except click.UsageError as exc:  # also a subcommand's option errors, parsed inside a group's invoke
+            raise one_line(exc) from None
         except Exception as exc:  # noqa: BLE001 - the point is one message instead of a traceback
             if _passes_through(exc) or debug_enabled():
                 raise
@@ -88,12 +120,14 @@ def _guard(fn: F) -> F:
 def run_cli(fn: F) -> F:
     """Wrap a click command (or any callable) so errors become ``Error: ...`` plus their exit code.
 
-    For a click ``Command``/``Group`` the wrapper goes around ``invoke``, so it also covers
-    subcommands; the command object itself is returned, so ``@run_cli`` may sit above ``@click.command``.
+    For a click ``Command``/``Group`` the wrapper goes around ``invoke`` (so it also covers
+    subcommands) and ``parse_args`` (option errors: one ``Error:`` line and a help hint); the command
+    object itself is returned, so ``@run_cli`` may sit above ``@click.command``.
     """
     if isinstance(fn, click.Command):
         command = fn
         command.invoke = _guard(command.invoke)  # type: ignore[method-assign]
+        command.parse_args = _usage_errors_in_one_line(command.parse_args)  # type: ignore[method-assign]
         return fn
     return _guard(fn)
 

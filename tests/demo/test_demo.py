@@ -120,8 +120,21 @@ def test_cli_without_a_bundle_fails_with_a_clear_message(tmp_path):
     from fashion.demo.app import main
 
     result = CliRunner().invoke(main, ["--bundle", str(tmp_path / "nowhere")])
-    assert result.exit_code == 1
-    assert "no model bundle" in result.output and "--bundle" in result.output
+    assert result.exit_code == 2  # an unusable bundle (fashion/runtime/errors.py, the README's table)
+    assert result.output.startswith("Error: no model bundle") and "--bundle" in result.output
+    assert result.output.count("Error:") == 1
+
+
+def test_option_errors_are_one_error_line_and_a_help_hint():
+    from click.testing import CliRunner
+
+    from fashion.demo.app import main
+
+    for args, says in ((["--port", "x"], "Invalid value for '--port'"), (["--prot", "1"], "No such option")):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2
+        lines = result.output.splitlines()
+        assert lines[0].startswith(f"Error: {says}") and lines[1:] == ["Try 'main --help' for help."], lines
 
 
 def test_cli_help_lists_the_options_without_importing_gradio():

@@ -38,7 +38,7 @@ def model(tiny_bundle, tmp_path_factory) -> Path:
     """The tiny bundle's standalone model (built here: no gate, just the graph)."""
     bundle = load_manifest(tiny_bundle)
     path = tmp_path_factory.mktemp("web") / standalone.FILE
-    standalone.build_file(bundle, dict(bundle.artifacts["onnx_fp32"]), path)
+    standalone.build_file(bundle, bundle.artifacts["onnx_fp32"], path)
     return path
 
 
@@ -77,6 +77,43 @@ def test_server_hands_out_only_the_page_the_runtime_files_and_the_model(model):
 def test_a_bundle_without_a_standalone_model_says_how_to_build_one(tiny_bundle):
     with pytest.raises(server.WebSetupError, match="--standalone"):
         server.resolve_model(tiny_bundle)
+
+
+def _serve(*args: str):
+    from click.testing import CliRunner
+
+    return CliRunner().invoke(server.main, list(args))
+
+
+def test_the_server_command_exits_as_documented(tiny_bundle, model, tmp_path, monkeypatch):
+    """No standalone model: 2 (an unusable bundle); onnxruntime-web not installed: 4 (a missing package);
+    a port in use: 2. Each is one ``Error:`` line, as the README's exit-code table says."""
+    import socket
+
+    no_model = _serve("--bundle", str(tiny_bundle))
+    assert no_model.exit_code == 2, no_model.output
+    assert no_model.output.count("Error:") == 1 and "--standalone" in no_model.output
+
+    monkeypatch.setattr(server, "ORT_DIST", tmp_path / "no-node-modules")
+    no_npm = _serve("--bundle", str(model))
+    assert no_npm.exit_code == 4, no_npm.output
+    assert no_npm.output.startswith("Error: ") and "make web" in no_npm.output
+    monkeypatch.undo()
+
+    if NPM_READY:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            busy = _serve("--bundle", str(model), "--port", str(port))
+        assert busy.exit_code == 2 and f"port {port} on 127.0.0.1 is already in use" in busy.output
+
+
+def test_the_page_does_not_default_to_fashion_serves_ports():
+    port = next(p for p in server.main.params if p.name == "port")
+    assert port.default == server.DEFAULT_PORT
+    assert port.default not in (8000, 8001, 8002, 7860)  # Triton HTTP/gRPC/metrics, the Gradio demo
+    assert f"[default: {server.DEFAULT_PORT};" in _serve("-h").output
 
 
 # -- Node -----------------------------------------------------------------------------------------

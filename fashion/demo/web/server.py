@@ -5,6 +5,11 @@ comes from this machine: onnxruntime-web from ``node_modules`` (installed from t
 ``make web``), never from a CDN.
 
     python -m fashion.demo.web.server --bundle models/fashion-effnetb0     # then open the printed URL
+
+Its default port is 8780: 8000-8002 are ``fashion-serve``'s (Triton HTTP, gRPC, metrics) and 7860 is
+``fashion-demo``'s, so all of them can run side by side. Exit status as ``fashion/runtime/errors.py`` says:
+2 for no standalone model in the bundle or a port in use, 4 when ``make web`` has not installed
+onnxruntime-web.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from typing import Any
 
 import click
 
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
+from fashion.runtime.errors import EXIT_UNAVAILABLE, EXIT_USAGE, FashionError
+
 WEB_DIR = Path(__file__).resolve().parent
 ORT_DIST = WEB_DIR / "node_modules" / "onnxruntime-web" / "dist"
 STATIC = ("index.html", "app.js", "fashion-model.js")
@@ -34,8 +42,26 @@ TYPES = {
 }
 
 
-class WebSetupError(RuntimeError):
+#: The page's default port: not fashion-serve's 8000-8002 (Triton) nor fashion-demo's 7860.
+DEFAULT_PORT = 8780
+
+
+class WebSetupError(FashionError, RuntimeError):
     """The page cannot be served: npm packages or the standalone model are missing (the message says how to fix)."""
+
+    exit_code = EXIT_USAGE
+
+
+class NoStandaloneModel(WebSetupError):
+    """The bundle has no standalone model (exit 2: an unusable bundle for this command)."""
+
+    exit_code = EXIT_USAGE
+
+
+class MissingWebPackages(WebSetupError):
+    """onnxruntime-web is not installed in node_modules (exit 4: a package is missing)."""
+
+    exit_code = EXIT_UNAVAILABLE
 
 
 def resolve_model(bundle_or_model: str | Path) -> Path:
@@ -47,7 +73,7 @@ def resolve_model(bundle_or_model: str | Path) -> Path:
         return path
     bundle = load_manifest(path, verify_hashes=False)
     if STANDALONE_KEY not in bundle.artifacts:
-        raise WebSetupError(
+        raise NoStandaloneModel(
             f"{path}: no standalone model; build it with `python -m fashion.export.standalone "
             f"{path}` or `fashion-export {path} --standalone`"
         )
@@ -56,7 +82,7 @@ def resolve_model(bundle_or_model: str | Path) -> Path:
 
 def check_npm_packages() -> None:
     if not (ORT_DIST / "ort.wasm.min.js").is_file():
-        raise WebSetupError(f"{ORT_DIST} is missing: run `make web` (npm ci in {WEB_DIR})")
+        raise MissingWebPackages(f"{ORT_DIST} is missing: run `make web` (npm ci in {WEB_DIR})")
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -118,7 +144,8 @@ def serving(model: str | Path, host: str = "127.0.0.1", port: int = 0) -> Iterat
         thread.join(timeout=5)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@run_cli
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--bundle",
     "model",
@@ -128,15 +155,29 @@ def serving(model: str | Path, host: str = "127.0.0.1", port: int = 0) -> Iterat
     help="Bundle with a standalone model, or a standalone .onnx file.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="0 picks a free port. Not 8000: that is fashion-serve's HTTP port.",
+)
 def main(model: Path, host: str, port: int) -> None:
-    """Serve the in-browser demo (inference runs in the page) until Ctrl-C."""
+    """Serve the in-browser demo (inference runs in the page) until Ctrl-C.
+
+    Exit status: 0 after Ctrl-C, 2 for a bundle without a standalone model or a port in use, 4 when
+    onnxruntime-web is not installed (make web).
+    """
+    from fashion.demo.app import check_port
+
+    resolve_model(model)  # the bundle's problems first, before the npm packages and the port
+    check_npm_packages()
+    if port:
+        check_port(host, port)
     try:
         with serving(model, host, port) as url:
             click.echo(f"open {url} (Ctrl-C to stop)")
             threading.Event().wait()
-    except WebSetupError as exc:
-        raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("stopped")
 
