@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, BundleError
+from ..errors import BackendUnavailableError, BundleError, UnknownBackendError
 from .base import FEATURE_MAP, Backend
 
 try:
@@ -36,9 +36,53 @@ OPTIMIZATION_LEVELS = {
 }
 
 
+#: Providers that the ``fashion-edge[gpu]`` extra (onnxruntime-gpu) brings.
+GPU_EXTRA_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def short_name(provider: str) -> str:
+    """'CUDAExecutionProvider' -> 'cuda' (the spelling --provider takes); other names lower-cased."""
+    return provider.removesuffix("ExecutionProvider").lower()
+
+
 def provider_name(name: str) -> str:
-    """'cuda' -> 'CUDAExecutionProvider'; full names pass through."""
-    return PROVIDER_ALIASES.get(name.lower(), name)
+    """'cuda' -> 'CUDAExecutionProvider', 'openvino' -> 'OpenVINOExecutionProvider': an alias, a full name or
+    the short form of any provider ONNX Runtime knows; anything else passes through unchanged."""
+    if name.lower() in PROVIDER_ALIASES:
+        return PROVIDER_ALIASES[name.lower()]
+    known = {short_name(p): p for p in ort.get_all_providers()} | {p.lower(): p for p in ort.get_all_providers()}
+    return known.get(name.lower(), name)
+
+
+def available_text() -> str:
+    """The providers this onnxruntime offers, as --provider spells them: 'cpu (CPUExecutionProvider), ...'."""
+    return ", ".join(f"{short_name(p)} ({p})" for p in ort.get_available_providers())
+
+
+def check_providers(requested: list[str]) -> list[str]:
+    """Refuse names ONNX Runtime does not know (exit 2) and known providers missing from this install (exit 4);
+    both messages name the providers this onnxruntime reports as available. Returns the missing ones."""
+    known = set(ort.get_all_providers())
+    unknown = [p for p in requested if p not in known]
+    if unknown:
+        raise UnknownBackendError(
+            f"unknown ONNX Runtime provider(s) {', '.join(unknown)}; onnxruntime {ort.__version__} here offers "
+            f"{available_text()}"
+        )
+    return [p for p in requested if p not in ort.get_available_providers()]
+
+
+def missing_message(missing: list[str]) -> str:
+    """Why the requested providers cannot run here, what this onnxruntime offers and what would add them."""
+    names = ", ".join(missing)
+    if all(p in GPU_EXTRA_PROVIDERS for p in missing):
+        how = "install fashion-edge[gpu] (onnxruntime-gpu) on a machine with CUDA"
+    else:
+        how = f"install an onnxruntime build that includes {names}"
+    return (
+        f"this onnxruntime {ort.__version__} offers {available_text()}, not {names}; {how}, "
+        "or pass allow_fallback=True to run on what is available"
+    )
 
 
 class OnnxRuntimeBackend(Backend):
@@ -91,13 +135,9 @@ class OnnxRuntimeBackend(Backend):
         """
         requested = [provider_name(p) for p in (providers or ["cpu"])]
         available = ort.get_available_providers()
-        missing = [p for p in requested if p not in available]
+        missing = check_providers(requested)
         if missing and not allow_fallback:
-            raise BackendUnavailableError(
-                f"onnxruntime {ort.__version__} here offers {available}, not {missing}; "
-                "install fashion-edge[gpu] (onnxruntime-gpu) on a machine with CUDA, "
-                "or pass allow_fallback=True to run on what is available"
-            )
+            raise BackendUnavailableError(missing_message(missing))
         chosen = [p for p in requested if p in available]
         if "CPUExecutionProvider" not in chosen:
             chosen.append("CPUExecutionProvider")  # nodes a GPU provider cannot run fall back here
@@ -141,7 +181,12 @@ class OnnxRuntimeBackend(Backend):
         if inactive and not allow_fallback:
             raise BackendUnavailableError(
                 f"{path}: requested provider(s) {inactive} did not start (active: {active}); "
-                "check the CUDA/TensorRT installation or pass allow_fallback=True"
+                + (
+                    "check the CUDA/TensorRT installation"
+                    if all(p in GPU_EXTRA_PROVIDERS for p in inactive)
+                    else f"check the {', '.join(short_name(p) for p in inactive)} installation"
+                )
+                + " or pass allow_fallback=True"
             )
 
         outputs = dict(artifact.get("outputs") or {})
