@@ -10,10 +10,22 @@
 Everything is JSON; nothing is pickled. ``load_manifest`` validates the manifest (migrating schema 1),
 checks that every listed file exists with its recorded sha256 and that the vocabularies match the
 heads; ``check_bundle`` lists every problem of a bundle instead of stopping at the first.
+
+One rule for where files live: every file the manifest lists is inside the bundle folder. A name with
+``..`` or an absolute path is refused when the manifest is read, and a symbolic link whose target lies
+outside the folder is refused when the file is verified (by ``load_manifest``, ``Classifier.load`` and
+``check_bundle`` alike): a bundle is copied and shipped as a folder, and a link out of it would not
+travel. Links that stay inside the folder are fine.
+
+The labels are checked twice: ``labels.json`` against its sha256, and against the class names each ONNX
+artifact carries in its ``metadata_props`` (written by the exporter), so a bundle whose labels were
+reordered and whose sha256 was "fixed" is refused instead of predicting the wrong names.
 """
 
 from __future__ import annotations
 
+import json
+import mmap
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -89,8 +101,23 @@ class Bundle:
         return self.root / self.artifacts[key].file
 
 
+def _outside(root: Path, name: str) -> str | None:
+    """The problem when ``name`` (a listed file) resolves outside the bundle folder through a symbolic link."""
+    path = root / name
+    target = path.resolve()
+    if target.is_relative_to(root.resolve()):
+        return None
+    return (
+        f"{path}: a symbolic link to {target}, outside the bundle; every file a bundle lists must be inside its "
+        "folder (copy the file in: a link out of the folder does not travel with the bundle)"
+    )
+
+
 def _check_file(root: Path, name: str, expected_sha: str) -> None:
     path = root / name
+    outside = _outside(root, name)
+    if outside:
+        raise BundleError(outside)
     if not path.is_file():
         raise BundleError(f"{path}: listed in {MANIFEST} but missing")
     if sha256_file(path) != expected_sha:
@@ -139,7 +166,10 @@ def load_bundle(root: str | os.PathLike[str], verify_hashes: bool = True) -> Bun
     manifest = Manifest.from_dict(read_json(root / MANIFEST), source=root / MANIFEST)
     if verify_hashes:
         _verify(root, manifest, artifacts=None)
-    return Bundle(root=root, manifest=manifest, labels=_labels(root, manifest), hierarchy=_hierarchy(root))
+    bundle = Bundle(root=root, manifest=manifest, labels=_labels(root, manifest), hierarchy=_hierarchy(root))
+    if verify_hashes:
+        _verify_embedded_labels(bundle, None)
+    return bundle
 
 
 #: The former name of :func:`load_bundle` (it returns a Bundle, not a manifest), kept for its ~100 callers.
@@ -164,6 +194,95 @@ def verify_files(bundle: Bundle, artifacts: list[str] | None = None) -> None:
     run, so a bundle carrying a large Keras model or several exports still starts fast.
     """
     _verify(bundle.root, bundle.manifest, artifacts)
+    _verify_embedded_labels(bundle, artifacts)
+
+
+def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``metadata_props`` of an ONNX file, read from its protobuf without the ``onnx`` package (only the
+    top-level fields are walked; the graph is skipped by its length). ValueError if it is not protobuf."""
+    props: dict[str, str] = {}
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        pos = 0
+        while pos < len(data):
+            key, pos = _varint(data, pos)
+            field, wire = key >> 3, key & 7
+            if wire == 0:
+                _, pos = _varint(data, pos)
+            elif wire in (1, 5):
+                pos += 8 if wire == 1 else 4
+            elif wire == 2:
+                length, pos = _varint(data, pos)
+                if field == 14:  # ModelProto.metadata_props: StringStringEntryProto {key = 1, value = 2}
+                    entry = _fields(bytes(data[pos : pos + length]))
+                    props[entry.get(1, b"").decode("utf-8")] = entry.get(2, b"").decode("utf-8")
+                pos += length
+            else:
+                raise ValueError(f"unexpected protobuf wire type {wire}")
+            if pos > len(data):
+                raise ValueError("truncated protobuf")
+    return props
+
+
+def _varint(data: Any, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(data: bytes) -> dict[int, bytes]:
+    """The length-delimited fields of a small protobuf message."""
+    out: dict[int, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        if key & 7 != 2:
+            raise ValueError("metadata entry with a non-string field")
+        length, pos = _varint(data, pos)
+        out[key >> 3] = data[pos : pos + length]
+        pos += length
+    return out
+
+
+def embedded_label_problem(path: Path, key: str, labels: Mapping[str, list[str]]) -> str | None:
+    """How the class names inside ONNX artifact ``path`` differ from labels.json (None: they agree, the file
+    carries none, as artifacts from older exporters, or it is no readable ONNX, which opening it reports)."""
+    try:
+        meta = onnx_metadata(path)
+        raw = meta.get("labels")
+        embedded = json.loads(raw) if raw is not None else json.loads(meta.get("fashion_edge", "{}")).get("labels")
+    except (OSError, ValueError, AttributeError):
+        return None  # not readable as ONNX: opening it with its backend reports that
+    if not isinstance(embedded, dict):
+        return None
+    for head, names in labels.items():
+        inside = embedded.get(head)
+        if inside is None or inside == names:
+            continue
+        if not isinstance(inside, list) or sorted(map(str, inside)) != sorted(names):
+            detail = "other class names"
+        else:
+            index = next(i for i, (a, b) in enumerate(zip(inside, names)) if a != b)
+            detail = f"class {index} is '{inside[index]}' in the model and '{names[index]}' in {LABELS}"
+        return (
+            f"{path}: artifact '{key}' was exported with other '{head}' labels than {LABELS} ({detail}); "
+            f"{LABELS} was edited or belongs to another training, so every prediction would be named wrongly"
+        )
+    return None
+
+
+def _verify_embedded_labels(bundle: Bundle, artifacts: list[str] | None) -> None:
+    for key, entry in bundle.artifacts.items():
+        if entry.format == "onnx" and (artifacts is None or key in artifacts):
+            problem = embedded_label_problem(bundle.root / entry.file, key, bundle.labels)
+            if problem:
+                raise BundleError(problem)
 
 
 # -- writers kept for existing callers; each is one edit_manifest transaction -------------------------------
@@ -238,7 +357,10 @@ def _file_problems(root: Path, manifest: Manifest) -> tuple[list[str], set[str]]
     for name, digest, size in listed:
         path = root / name
         damaged.add(name)
-        if not path.is_file():
+        outside = _outside(root, name)
+        if outside:
+            problems.append(outside)
+        elif not path.is_file():
             problems.append(f"{path}: listed in {MANIFEST} but missing")
         elif size is not None and path.stat().st_size != size:
             problems.append(f"{path}: {path.stat().st_size} bytes, {MANIFEST} records {size} (truncated or replaced)")
@@ -285,6 +407,9 @@ def _artifact_output_problems(
         path = root / entry.file
         if entry.format != "onnx" or entry.file in skip:
             continue
+        label_problem = embedded_label_problem(path, key, labels)
+        if label_problem:
+            problems.append(label_problem)
         try:
             backend = get_backend(BACKEND_FOR_FORMAT["onnx"]).open(path, entry.to_dict(), threads=1)
         except Exception as exc:  # noqa: BLE001 - a check reports every failure, whatever its type

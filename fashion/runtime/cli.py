@@ -1,25 +1,32 @@
-"""``fashion-predict``: predict the six attributes of product photos from the command line.
+"""``fashion-predict``: predict the six attributes of product photos, in-process or on fashion-serve servers.
 
     fashion-predict models/fashion-effnetb0 shirt.jpg photos/ --format csv --top-k 3 --output predictions.csv
+    fashion-predict --server http://10.0.0.5:8000,http://10.0.0.6:8000 photos/ --format jsonl -o tags.jsonl
     fashion-predict --check models/fashion-effnetb0
 
-Every input gets a row: a folder contributes every file in it (recursively; hidden names starting
-with "." are skipped and counted), and a file that is not a readable image gets a row with the
-reason instead of a prediction. Rows are written as they are produced, into ``OUTPUT.partial``
-renamed to ``OUTPUT`` at the end, so Ctrl-C or a late error keeps the rows done and says where.
+Every input gets a row: a folder contributes every entry in it (recursively; hidden names starting with
+"." are skipped and counted), and an entry that is not a readable image (a FIFO, a device, a broken link,
+a text file...) gets a row with the reason instead of a prediction. Local and ``--server`` prediction
+run through one streaming path: rows are written as they are produced, into ``OUTPUT.partial``
+renamed to ``OUTPUT`` at the end, so Ctrl-C, SIGTERM, SIGKILL or a late error keep the rows done;
+``--resume`` (CSV and JSON Lines) continues a run from its ``.partial`` file.
 
 Exit status: 0 all predicted; 1 some inputs failed (the others are written); 2 unusable options,
-output path or bundle (checked before any prediction); 4 backend or hardware missing; 130 Ctrl-C.
+output path or bundle (checked before any prediction); 4 backend, hardware or servers missing;
+130 Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,30 +35,19 @@ from tqdm import tqdm
 
 from .cli_support import CONTEXT_SETTINGS, load_classifier, model_options, run_cli
 from .errors import BundleError, Interrupted, PartialFailure
-from .results import BatchItem
+from .inputs import IMAGE_SUFFIXES, MAX_FILE_BYTES, PLUGIN_SUFFIXES, expand_inputs, precheck
+from .manifest import MANIFEST
+from .results import BatchItem, Predictor
 
-#: Suffixes a folder scan expects to be photos; any other file in a folder gets an error row.
-IMAGE_SUFFIXES = {
-    ".jpg",
-    ".jpeg",
-    ".jpe",
-    ".jfif",
-    ".png",
-    ".gif",
-    ".bmp",
-    ".webp",
-    ".tif",
-    ".tiff",
-    ".avif",
-    ".heic",
-    ".heif",
-}
-#: Formats Pillow reads only with a plugin installed (``pip install pillow-heif``).
-PLUGIN_SUFFIXES = {".heic": "pillow-heif", ".heif": "pillow-heif"}
+__all__ = ["IMAGE_SUFFIXES", "main", "precheck"]
+
 #: Text a spreadsheet runs as a formula when a cell starts with it (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 #: Batches predicted between two writes of the output (rows are flushed after each group).
 BATCHES_PER_WRITE = 4
+#: Output formats; ``--resume`` works for those whose file stays valid when cut after any row.
+FORMATS = ("json", "jsonl", "csv")
+RESUMABLE = ("jsonl", "csv")
 
 
 def spreadsheet_safe(value: Any) -> Any:
@@ -62,46 +58,10 @@ def spreadsheet_safe(value: Any) -> Any:
     return value
 
 
-# -- inputs ---------------------------------------------------------------------------------------------
-
-
-def expand_inputs(inputs: Sequence[str]) -> tuple[list[str], int]:
-    """(paths, hidden files skipped): files as given (so a bad one is reported), folders as every
-    non-hidden file inside them, sorted."""
-    paths: list[str] = []
-    hidden = 0
-    for item in inputs:
-        folder = Path(item)
-        if not folder.is_dir():
-            paths.append(item)
-            continue
-        for path in sorted(folder.rglob("*")):
-            if any(part.startswith(".") for part in path.relative_to(folder).parts):
-                hidden += path.is_file()
-            elif path.is_file():
-                paths.append(str(path))
-    return paths, hidden
-
-
-def precheck(path: str, from_folder: bool) -> str | None:
-    """The reason ``path`` cannot be a photo, known without decoding it (None: let the runtime try)."""
-    suffix = Path(path).suffix.lower()
-    if from_folder and suffix not in IMAGE_SUFFIXES:
-        return f"{path}: not an image file (type '{suffix or 'none'}'); images are {', '.join(sorted(IMAGE_SUFFIXES))}"
-    if Path(path).is_dir():
-        return f"{path}: is a directory, not an image file"
-    if Path(path).is_file() and not os.access(path, os.R_OK):
-        return f"{path}: permission denied (not readable by this user)"
-    return None
-
-
-def _enable_plugins() -> None:
-    """HEIC/HEIF decode when the optional pillow-heif package is installed."""
-    try:
-        from pillow_heif import register_heif_opener
-    except ImportError:
-        return
-    register_heif_opener()
+def printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot hold (a file name's undecodable bytes, kept by Python as lone
+    surrogates) written as ``\\udcXX``, the escape JSON output uses, so every row can be written."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _explain(item: BatchItem) -> BatchItem:
@@ -112,6 +72,15 @@ def _explain(item: BatchItem) -> BatchItem:
             error=f"{item.error} ({suffix} photos need the optional {PLUGIN_SUFFIXES[suffix]} package)",
         )
     return item
+
+
+def _enable_plugins() -> None:
+    """HEIC/HEIF decode when the optional pillow-heif package is installed."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return
+    register_heif_opener()
 
 
 # -- outputs ----------------------------------------------------------------------------------------------
@@ -128,7 +97,7 @@ def csv_columns(heads: Sequence[str], top_k: int) -> list[str]:
 
 
 def csv_row(item: BatchItem, heads: Sequence[str], top_k: int) -> list[Any]:
-    row: list[Any] = [item.source, item.error or ""]
+    row: list[Any] = [printable(item.source), printable(item.error or "")]
     for head in heads:
         if item.prediction is None:
             row += [""] * (2 + 2 * top_k)
@@ -142,13 +111,19 @@ def csv_row(item: BatchItem, heads: Sequence[str], top_k: int) -> list[Any]:
     return [spreadsheet_safe(value) for value in row]
 
 
-class RowWriter:
-    """Writes rows as they come: CSV lines, or the items of one JSON array (valid JSON once closed)."""
+def csv_source(path: str) -> str:
+    """The source cell ``csv_row`` writes for ``path`` (how ``--resume`` recognises the rows done)."""
+    return str(spreadsheet_safe(printable(path)))
 
-    def __init__(self, handle: IO[str], fmt: str, top_k: int):
+
+class RowWriter:
+    """Writes rows as they come: CSV lines, JSON Lines (one object per line), or the items of one JSON array
+    (valid JSON once closed). ``resumed`` rows are already in the file (``--resume``): no header again."""
+
+    def __init__(self, handle: IO[str], fmt: str, top_k: int, resumed: int | None = None):
         self.handle, self.fmt, self.top_k = handle, fmt, top_k
-        self.rows = 0
-        self._heads: list[str] | None = None
+        self.rows = resumed or 0
+        self._heads: list[str] | None = None if resumed is None else []
 
     def write(self, items: Sequence[BatchItem], heads: Sequence[str]) -> None:
         if self.fmt == "csv":
@@ -158,6 +133,8 @@ class RowWriter:
                 writer.writerow(csv_columns(heads, self.top_k))
             writer.writerows(csv_row(item, heads, self.top_k) for item in items)
             text = buffer.getvalue()
+        elif self.fmt == "jsonl":
+            text = "".join(json.dumps(item.to_dict()) + "\n" for item in items)
         else:
             parts = ["[" if self._heads is None else ""]
             for number, item in enumerate(items):
@@ -173,6 +150,8 @@ class RowWriter:
         if self.fmt == "csv":
             if self._heads is None:
                 self.handle.write(",".join(csv_columns(heads, self.top_k)) + "\r\n")
+        elif self.fmt == "jsonl":
+            pass
         else:
             self.handle.write(("[" if self._heads is None else "") + ("\n]\n" if self.rows else "]\n"))
         self.handle.flush()
@@ -195,26 +174,70 @@ def partial_path(output: Path) -> Path:
     return output.with_name(output.name + ".partial")
 
 
-# -- prediction -----------------------------------------------------------------------------------------
+@dataclass
+class Resumed:
+    """What an earlier run left in ``OUTPUT.partial``: its rows, how many failed, their source cells."""
+
+    rows: int = 0
+    failed: int = 0
+    sources: set[str] = field(default_factory=set)
 
 
-def local_items(
-    clf,
+def read_partial(partial: Path, fmt: str, heads: Sequence[str], top_k: int) -> Resumed:
+    """The rows of an interrupted run, for ``--resume``. A last row cut short (SIGKILL mid-write) is dropped
+    from the file; a file written with other columns or format is refused (BundleError-free: a usage error)."""
+    data = partial.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) != len(data):
+        with partial.open("r+b") as handle:
+            handle.truncate(len(complete))
+    text = complete.decode("utf-8")
+    if not text:
+        return Resumed()
+    resumed = Resumed()
+    try:
+        if fmt == "csv":
+            rows = list(csv.reader(io.StringIO(text)))
+            if rows[0] != csv_columns(heads, top_k):
+                raise ValueError("its columns differ from this run's (other --top-k, or another model)")
+            for row in rows[1:]:
+                resumed.sources.add(row[0])
+                resumed.failed += bool(row[1])
+            resumed.rows = len(rows) - 1
+        else:
+            for line in text.splitlines():
+                record = json.loads(line)
+                resumed.sources.add(record["source"])
+                resumed.failed += "error" in record
+                resumed.rows += 1
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise click.UsageError(
+            f"{partial} cannot be resumed as --format {fmt} ({exc}); remove it or rerun without --resume"
+        ) from None
+    return resumed
+
+
+def stream_items(
+    predictor: Predictor,
     paths: list[str],
     from_folder: set[str],
     batch_size: int,
     top_k: int,
     consistent: bool,
     tta: bool = False,
+    max_bytes: int = MAX_FILE_BYTES,
 ) -> Iterator[list[BatchItem]]:
-    """Groups of BATCHES_PER_WRITE batches of items, in input order; prechecked failures never reach the model."""
+    """Groups of BATCHES_PER_WRITE batches of items, in input order, from a local ``Classifier`` or a
+    ``RemoteClassifier`` alike; prechecked failures never reach the model."""
     group = batch_size * BATCHES_PER_WRITE
     for first in range(0, len(paths), group):
         chunk = paths[first : first + group]
-        reasons = [precheck(path, path in from_folder) for path in chunk]
+        reasons = [precheck(path, path in from_folder, max_bytes) for path in chunk]
         runnable = [path for path, reason in zip(chunk, reasons) if reason is None]
         predicted = iter(
-            clf.predict_batch(runnable, batch_size=batch_size, top_k=top_k, consistent=consistent, tta=tta)
+            predictor.predict_batch(runnable, batch_size=batch_size, top_k=top_k, consistent=consistent, tta=tta)
+            if runnable
+            else []
         )
         yield [
             _explain(next(predicted)) if reason is None else BatchItem(source=path, error=reason)
@@ -222,51 +245,144 @@ def local_items(
         ]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the rows done are kept and the run says where."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (no-op elsewhere)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(
     groups: Iterator[list[BatchItem]],
-    heads_of,
+    heads: Sequence[str],
     total: int,
     fmt: str,
     top_k: int,
     output: Path | None,
     progress_bar: bool = True,
+    resumed: Resumed | None = None,
 ) -> list[BatchItem]:
-    """Write each group as it comes; on Ctrl-C or an error keep what was written and say where."""
+    """Write each group as it comes; on Ctrl-C, SIGTERM or an error keep what was written and say where."""
     target = partial_path(output) if output else None
-    handle = target.open("w", encoding="utf-8", newline="") if target else sys.stdout
-    writer = RowWriter(handle, fmt, top_k)
+    mode = "a" if resumed is not None else "w"
+    handle = target.open(mode, encoding="utf-8", newline="") if target else sys.stdout
+    writer = RowWriter(handle, fmt, top_k, resumed=resumed.rows if resumed is not None else None)
+    before = writer.rows
     failed: list[BatchItem] = []
     where = str(target) if target else "standard output"
+    again = " (rerun the same command with --resume to finish)" if target and fmt in RESUMABLE else ""
     try:
         with tqdm(
             total=total, unit="img", desc="predicting", file=sys.stderr, disable=total < 2 or not progress_bar
         ) as progress:
             for items in groups:
-                writer.write(items, heads_of())
+                writer.write(items, heads)
                 failed += [item for item in items if not item.ok]
                 progress.update(len(items))
-    except KeyboardInterrupt:
-        _finish(writer, heads_of, handle, target)
+    except KeyboardInterrupt as exc:
+        _finish(writer, heads, handle, target)
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         raise Interrupted(
-            f"interrupted after {writer.rows} of {total} inputs; the {writer.rows} rows done are in {where}"
+            f"{what} after {writer.rows - before} of {total} inputs; the {writer.rows} rows done are in {where}{again}"
         ) from None
     except BaseException:
-        _finish(writer, heads_of, handle, target)
+        _finish(writer, heads, handle, target)
         if writer.rows:
-            click.echo(f"{writer.rows} of {total} rows were written to {where} before this error:", err=True)
+            click.echo(f"{writer.rows} rows were written to {where}{again} before this error:", err=True)
         raise
-    _finish(writer, heads_of, handle, target)
+    _finish(writer, heads, handle, target)
     if output and target:
         os.replace(target, output)
     return failed
 
 
-def _finish(writer: RowWriter, heads_of, handle: IO[str], target: Path | None) -> None:
+def _finish(writer: RowWriter, heads: Sequence[str], handle: IO[str], target: Path | None) -> None:
     try:
-        writer.close(heads_of())
+        writer.close(heads)
     finally:
         if target is not None:
             handle.close()
+
+
+def _is_bundle(path: str) -> bool:
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, MANIFEST))
+
+
+def check_arguments(bundle: str | None, inputs: Sequence[str], server: str | None) -> list[str]:
+    """The inputs to predict; a usage error when the arguments cannot be meant as given (swapped BUNDLE and
+    input, a bundle given with --server)."""
+    if server:
+        arguments = [a for a in (bundle, *inputs) if a is not None]
+        bundles = [a for a in arguments if _is_bundle(a)]
+        if bundles:
+            raise click.UsageError(
+                f"{bundles[0]} is a model bundle; with --server the served model predicts, so give only the "
+                "photos (leave the bundle out, or drop --server to predict in-process)"
+            )
+        if not arguments:
+            raise click.UsageError("give one or more INPUTS to send to --server")
+        return arguments
+    if bundle is None or not inputs:
+        raise click.UsageError("give a BUNDLE and one or more INPUTS (or --check BUNDLE)")
+    if not _is_bundle(bundle):
+        swapped = next((a for a in inputs if _is_bundle(a)), None)
+        if swapped is not None:
+            raise click.UsageError(
+                f"the arguments look swapped: {swapped} is the model bundle and {bundle} is not; "
+                f"BUNDLE comes first: fashion-predict {swapped} {bundle} ..."
+            )
+        if not os.path.isdir(bundle):
+            what = "no such file or folder" if not os.path.lexists(bundle) else "a file, not a folder"
+            raise click.BadParameter(f"{bundle!r} is not a bundle directory ({what})", param_hint="'BUNDLE'")
+    return list(inputs)
+
+
+def parse_headers(values: Sequence[str]) -> dict[str, str]:
+    """``--header "Name: value"`` options as a dict (a usage error names a malformed one)."""
+    headers: dict[str, str] = {}
+    for value in values:
+        name, colon, text = value.partition(":")
+        if not colon or not name.strip() or any(c in name for c in " \t\r\n") or any(c in text for c in "\r\n"):
+            raise click.BadParameter(f"{value!r} is not 'Name: value'", param_hint="'--header'")
+        headers[name.strip()] = text.strip()
+    return headers
+
+
+def open_predictor(
+    bundle: str | None,
+    server: str | None,
+    *,
+    concurrency: int,
+    retries: int,
+    timeout: float,
+    headers: dict[str, str],
+    **load_options: Any,
+) -> Predictor:
+    """A ``RemoteClassifier`` on ``server``, else the bundle's ``Classifier``: one shape for the streaming path."""
+    if server:
+        from .remote import RemoteClassifier
+
+        remote = RemoteClassifier(server, concurrency=concurrency, retries=retries, timeout=timeout, headers=headers)
+        for failover in remote.failovers:  # servers already unusable before the first image
+            click.echo(f"server down at start: {failover.reason}", err=True)
+        return remote
+    assert bundle is not None
+    return load_classifier(bundle, **load_options)
 
 
 @run_cli
@@ -277,10 +393,17 @@ def _finish(writer: RowWriter, heads_of, handle: IO[str], target: Path | None) -
     "--check",
     "check",
     is_flag=True,
-    help="Only check BUNDLE (files, sha256, schema, vocabularies, each artifact's outputs) and list "
-    "its problems; exit 2 when there are any.",
+    help="Only check BUNDLE (files, sha256, schema, vocabularies, labels inside each ONNX file, each "
+    "artifact's outputs) and list its problems; exit 2 when there are any.",
 )
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="json",
+    show_default=True,
+    help="json: one array; jsonl: one object per line, streamed; csv: one row per input.",
+)
 @click.option(
     "--top-k",
     type=click.IntRange(min=1),
@@ -306,13 +429,19 @@ def _finish(writer: RowWriter, heads_of, handle: IO[str], target: Path | None) -
     default=None,
     help="Write here instead of standard output (rows go to OUTPUT.partial until the run ends).",
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run: keep the rows of OUTPUT.partial and predict only the inputs without "
+    "one (needs --output and --format csv or jsonl).",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Say which artifact and backend run, and why, on stderr.")
 @click.option(
     "--server",
     default=None,
     metavar="URL[,URL...]",
-    help="Predict on fashion-serve (Triton) servers instead of in-process; then every argument is an "
-    "input (no BUNDLE) and backend options are the server's. Several URLs share the load.",
+    help="Predict on fashion-serve (Triton) servers (http:// or https://) instead of in-process; then every "
+    "argument is an input (no BUNDLE) and backend options are the server's. Several URLs share the load.",
 )
 @click.option(
     "--concurrency",
@@ -326,7 +455,22 @@ def _finish(writer: RowWriter, heads_of, handle: IO[str], target: Path | None) -
     type=click.IntRange(min=0),
     default=3,
     show_default=True,
-    help="With --server: times one image is retried on another server after a connection error.",
+    help="With --server: times one image is retried on another server after a failed request (no connection, "
+    "HTTP 500/502/503/504, past --timeout).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="With --server: seconds one request may take in all (connect, send, the whole answer) before it is "
+    "retried on another server  [default: 30]",
+)
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="With --server: an HTTP header sent with every request, e.g. 'Authorization: Bearer TOKEN'; repeatable.",
 )
 def main(
     bundle,
@@ -343,67 +487,78 @@ def main(
     consistent,
     tta,
     output,
+    resume,
     verbose,
     server,
     concurrency,
     retries,
+    timeout,
+    headers,
 ):
     """Predict gender, categories, article type, colour and season for images in INPUTS (files or folders).
 
     BUNDLE is the model bundle; with --server URL it is left out and the server's model is used.
     Exit status: 0 all predicted, 1 some inputs failed (the rest written), 2 unusable options, output or
-    bundle, 4 backend missing, 130 interrupted (rows done are kept; the message says where).
+    bundle, 4 backend or servers missing, 130 interrupted by Ctrl-C or SIGTERM (rows done are kept; the
+    message says where; --resume finishes the run).
     """
+    from .remote import DEFAULT_TIMEOUT_S
+
     if check:
         return check_command(bundle, inputs)
-    arguments = [bundle, *inputs] if server else list(inputs)
-    if bundle is None or (not server and not inputs):
-        raise click.UsageError("give a BUNDLE and one or more INPUTS (or --check BUNDLE)")
+    arguments = check_arguments(bundle, inputs, server)
     if tta and server:
         raise click.UsageError("--tta runs in-process only; it cannot be combined with --server")
+    if not server and (timeout is not None or headers):
+        raise click.UsageError("--timeout and --header apply to --server only")
+    if resume and (output is None or fmt not in RESUMABLE):
+        raise click.UsageError("--resume needs --output and --format csv or jsonl (files that stay valid when cut)")
     out_path = check_output(output) if output else None
-    paths, hidden = expand_inputs(arguments)
-    from_folder = {p for p in paths if p not in arguments}
+    paths, skipped = expand_inputs(arguments)
     if not paths:
         raise click.UsageError("no files found in the given inputs")
-    if hidden:
-        click.echo(f"skipped {hidden} hidden file(s) in the given folders (names starting with '.')", err=True)
+    from_folder = set(paths) - set(arguments)
+    for line in skipped:
+        click.echo(line, err=True)
     _enable_plugins()
 
-    if server:
-        from .remote import predict_remote
-
-        items, heads = predict_remote(
-            server,
-            paths,
-            top_k=top_k,
-            consistent=consistent,
-            concurrency=concurrency,
-            retries=retries,
-            reason_not_to_send=lambda path: precheck(path, path in from_folder),
-        )
-        items = [_explain(item) for item in items]
-        failed = run(iter([items]), lambda: heads, len(paths), fmt, top_k, out_path, progress_bar=False)
-    else:
-        if not Path(bundle).is_dir():
-            raise click.BadParameter(f"{bundle!r} is not a bundle directory", param_hint="'BUNDLE'")
-        clf = load_classifier(
-            bundle,
-            backend=backend,
-            precision=precision,
-            providers=list(providers) or None,
-            threads=threads,
-            allow_fallback=allow_fallback,
-        )
-        with clf:
-            if verbose:
-                click.echo(f"running: {json.dumps(clf.info, default=str)}", err=True)
-            groups = local_items(clf, paths, from_folder, batch_size, top_k, consistent, tta)
-            failed = run(groups, lambda: clf.heads, len(paths), fmt, top_k, out_path)
+    predictor = open_predictor(
+        None if server else bundle,
+        server,
+        concurrency=concurrency,
+        retries=retries,
+        timeout=timeout or DEFAULT_TIMEOUT_S,
+        headers=parse_headers(headers),
+        backend=backend,
+        precision=precision,
+        providers=list(providers) or None,
+        threads=threads,
+        allow_fallback=allow_fallback,
+    )
+    try:
+        if verbose:
+            click.echo(f"running: {json.dumps(predictor.info, default=str)}", err=True)
+        resumed = None
+        todo = paths
+        if resume and out_path is not None and partial_path(out_path).is_file():
+            resumed = read_partial(partial_path(out_path), fmt, predictor.heads, top_k)
+            key = csv_source if fmt == "csv" else str
+            todo = [path for path in paths if key(path) not in resumed.sources]
+            click.echo(f"resuming: {resumed.rows} rows kept from {partial_path(out_path)}, {len(todo)} to go", err=True)
+        elif out_path is not None and partial_path(out_path).exists():
+            click.echo(f"starting over: {partial_path(out_path)} is replaced (--resume keeps its rows)", err=True)
+        with sigterm_as_interrupt():
+            groups = stream_items(predictor, todo, from_folder, batch_size, top_k, consistent, tta)
+            failed = run(groups, predictor.heads, len(todo), fmt, top_k, out_path, resumed=resumed)
+    finally:
+        predictor.close()
+        for line in getattr(predictor, "report", lambda: [])():
+            click.echo(line, err=True)
     for item in failed:
-        click.echo(f"failed: {item.error}", err=True)
-    if failed:
-        raise PartialFailure(f"{len(failed)} of {len(paths)} inputs failed")
+        click.echo(f"failed: {printable(item.error or '')}", err=True)
+    earlier = resumed.failed if resumed is not None else 0
+    if failed or earlier:
+        raise PartialFailure(f"{len(failed) + earlier} of {len(paths)} inputs failed")
 
 
 def check_command(bundle: str | None, inputs: Sequence[str]) -> None:

@@ -9,33 +9,45 @@ exact float32. The server returns every head's full probability vector; labels, 
 hierarchy-consistent decoding are computed here exactly as the in-process :class:`Classifier` does, so
 the output matches local prediction.
 
-Several URLs spread requests over replicas (round robin over the servers that are up). A connection
-error marks a server down and the request is retried on another one, a bounded number of times; the
-failovers are kept in :attr:`RemoteClassifier.failovers` so the caller can report them.
+Several URLs spread requests over replicas (round robin over the servers that are up). A server whose
+``fashion_info`` does not answer with a fashion-serve description (still loading, 404/500, garbage, a
+gRPC port) starts down; the others are used. During the run, a dropped connection, an answer that is
+not KServe, an HTTP 500/502/503/504 (a load balancer in front of a dead backend) or a request past its
+total deadline (``timeout``: connect, send and the whole answer, so a server trickling bytes cannot
+hold it) marks the server down and the request is retried on another one, a bounded number of times;
+the last server standing is retried after a pause instead. The failovers are kept in
+:attr:`RemoteClassifier.failovers`. When no server is left, :class:`ServerUnavailableError` stops the run.
+
+``https://`` URLs verify the server's certificate against the system store (``SSL_CERT_FILE`` names
+another); ``headers`` (e.g. ``{"Authorization": "Bearer ..."}``) go with every request.
 
 The model names and tensor names below are the contract ``fashion.serve`` implements.
 """
 
 from __future__ import annotations
 
+import heapq
 import http.client
 import itertools
 import json
+import os
+import socket
+import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from .errors import FashionError
-from .hierarchy import LEVELS, HierarchyDecoder
-from .results import BatchItem, Prediction, decode_head
+from .errors import FashionError, InvalidImageError
+from .inputs import MAX_FILE_BYTES, read_image_file
+from .preprocess import _describe
+from .results import BatchItem, Decoder, Prediction
 
 # -- the serving contract (fashion.serve implements it) -----------------------------------------------
 MODEL_BYTES = "fashion"  # encoded image bytes in, per-head outputs out
@@ -56,8 +68,13 @@ def confidence_output(head: str) -> str:
     return f"{head}_confidence"
 
 
-DEFAULT_TIMEOUT_S = 60.0
+#: Seconds one request may take in all (connect, send, the whole answer) before it is retried elsewhere.
+DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_RETRIES = 3
+#: Answers that say "this server cannot serve now", not "this image is bad": retried on another server.
+RETRY_STATUSES = (500, 502, 503, 504)
+#: Seconds before the last server standing is asked again (doubled per attempt).
+RETRY_PAUSE_S = 0.5
 _DTYPES = {"FP32": np.float32, "FP64": np.float64, "UINT8": np.uint8, "INT32": np.int32, "INT64": np.int64}
 
 
@@ -126,40 +143,163 @@ def parse_response(body: bytes, header_length: int | None) -> dict[str, Any]:
 
 
 class ServerConnectionError(OSError):
-    """The server could not be reached or dropped the connection (retry elsewhere)."""
+    """The server could not be reached, dropped the connection, answered past the deadline, or answered in a
+    way that says it cannot serve now (retry elsewhere)."""
+
+
+class ServerBusyError(ServerConnectionError, RemoteError):
+    """HTTP 500/502/503/504: the server (or the load balancer in front of it) cannot serve now."""
+
+
+class _Deadlines:
+    """One thread that shuts down the socket of every request past its deadline, so a server that trickles
+    its answer a byte at a time cannot hold a request longer than the timeout (a socket timeout applies to
+    each read alone). ``abort`` shuts down every socket in flight (Ctrl-C, close)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._live: dict[int, socket.socket] = {}
+        self._expired: set[int] = set()
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, sock: socket.socket, deadline: float) -> int:
+        with self._cond:
+            token = next(self._ids)
+            self._live[token] = sock
+            heapq.heappush(self._heap, (deadline, token))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fashion-remote-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return token
+
+    def release(self, token: int) -> bool:
+        """Stop watching; True when the deadline had passed and the socket was shut down."""
+        with self._cond:
+            self._live.pop(token, None)
+            if token in self._expired:
+                self._expired.discard(token)
+                return True
+            return False
+
+    def abort(self) -> None:
+        with self._cond:
+            for token, sock in list(self._live.items()):
+                _shutdown(sock)
+                self._expired.add(token)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)  # released in time
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                deadline, token = self._heap[0]
+                now = time.monotonic()
+                if deadline > now:
+                    self._cond.wait(deadline - now)
+                    continue
+                heapq.heappop(self._heap)
+                _shutdown(self._live[token])
+                self._expired.add(token)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:  # the plain socket's shutdown, also under TLS: wakes the reading thread without touching its SSL state
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+_DEADLINES = _Deadlines()
 
 
 class TritonHTTP:
-    """One server; one keep-alive connection per calling thread."""
+    """One server; one keep-alive connection per calling thread; ``timeout`` bounds each request in all."""
 
-    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT_S):
+    def __init__(
+        self,
+        url: str,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        headers: Mapping[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        deadlines: _Deadlines | None = None,
+    ):
         parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme != "http" or not parts.hostname:
-            raise RemoteError(f"{url}: server URLs look like http://HOST:PORT")
-        self.url = f"http://{parts.hostname}:{parts.port or 8000}"
-        self.host, self.port = parts.hostname, parts.port or 8000
-        self.timeout = timeout
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RemoteError(f"{url}: server URLs look like http://HOST:PORT or https://HOST:PORT")
+        try:
+            port = parts.port or (8000 if parts.scheme == "http" else 443)
+        except ValueError:
+            raise RemoteError(f"{url}: the port is not a number from 1 to 65535") from None
+        if timeout <= 0:
+            raise RemoteError(f"timeout must be positive, got {timeout}")
+        self.scheme, self.host, self.port = parts.scheme, parts.hostname, port
+        self.url = f"{self.scheme}://{self.host}:{self.port}"
+        self.timeout = float(timeout)
+        self.headers = dict(headers or {})
+        self._ssl = ssl_context if ssl_context is not None or self.scheme == "http" else ssl.create_default_context()
         self._local = threading.local()
+        self._deadlines = deadlines or _DEADLINES
 
     def _connection(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            if self.scheme == "https":
+                conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self._ssl)
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            self._local.conn = conn
         return conn
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, str], bytes]:
-        conn = self._connection()
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            response = conn.getresponse()
-            data = response.read()
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, data
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            self._local.conn = None
-            raise ServerConnectionError(f"{self.url}: {type(exc).__name__}: {exc}") from None
+        """(status, lower-cased headers, body); ServerConnectionError when no complete HTTP answer came in time.
+
+        A kept-alive connection the server closed while idle is reopened once (not a server failure)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            conn = self._connection()
+            reused = conn.sock is not None
+            token = None
+            try:
+                if conn.sock is None:
+                    conn.connect()
+                token = self._deadlines.watch(conn.sock, deadline)
+                conn.request(method, path, body=body, headers={**self.headers, **(headers or {})})
+                response = conn.getresponse()
+                data = response.read()
+                late = self._deadlines.release(token)
+                token = None
+                if late:
+                    raise TimeoutError("deadline passed")
+                return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+            except (OSError, http.client.HTTPException) as exc:
+                late = token is not None and self._deadlines.release(token)
+                conn.close()
+                self._local.conn = None
+                stale = isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+                if reused and stale and not late and time.monotonic() < deadline:
+                    continue
+                raise ServerConnectionError(self._failure(exc, late)) from None
+
+    def _failure(self, exc: BaseException, late: bool) -> str:
+        if late or isinstance(exc, TimeoutError):
+            return f"{self.url}: no complete answer within {self.timeout:g} s (timeout)"
+        if isinstance(exc, http.client.BadStatusLine) and not str(exc).startswith("HTTP/"):
+            return (
+                f"{self.url}: not an HTTP KServe endpoint: it answered with bytes that are not HTTP/1.1 (an HTTP/2 "
+                "or gRPC port? fashion-serve's HTTP port is --http-port, 8000 by default; 8001 is gRPC)"
+            )
+        if isinstance(exc, ssl.SSLError):
+            return f"{self.url}: TLS failed ({exc}); for a private CA set SSL_CERT_FILE to its certificate"
+        text = str(exc).strip()
+        return f"{self.url}: {type(exc).__name__}" + (f": {text}" if text else "")
 
     def ready(self) -> bool:
         try:
@@ -175,26 +315,51 @@ class TritonHTTP:
             body,
             {"Inference-Header-Content-Length": str(header_length), "Content-Type": "application/octet-stream"},
         )
+        if status in RETRY_STATUSES:
+            raise ServerBusyError(_error_text(self.url, status, data))
         if status != 200:
             raise RemoteError(_error_text(self.url, status, data))
         length = headers.get("inference-header-content-length")
-        return parse_response(data, int(length) if length is not None else None)
+        try:
+            return parse_response(data, int(length) if length is not None else None)
+        except (ValueError, KeyError, TypeError, IndexError, struct.error) as exc:
+            raise ServerConnectionError(
+                f"{self.url}: answered 200 with a body that is not a KServe v2 inference response ({type(exc).__name__})"
+            ) from None
 
     def info(self) -> dict[str, Any]:
+        """The served model's description (``fashion_info``); RemoteError when the answer is not one."""
         out = self.infer(MODEL_INFO, [(INPUT_QUERY, "BYTES", [1], encode_bytes([b"info"]))], [OUTPUT_INFO])
-        return json.loads(out[OUTPUT_INFO][0])
+        try:
+            info = json.loads(out[OUTPUT_INFO][0])
+            heads, labels = info["heads"], info["labels"]
+            if not (isinstance(heads, list) and heads and all(isinstance(h, str) for h in heads)):
+                raise ValueError("heads")
+            for head in heads:
+                names = labels[head]
+                if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+                    raise ValueError(f"labels of {head}")
+            hierarchy = info.get("hierarchy", [])
+            if not (isinstance(hierarchy, list) and all(isinstance(r, list) and len(r) == 3 for r in hierarchy)):
+                raise ValueError("hierarchy")
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise RemoteError(
+                f"{self.url}: {MODEL_INFO} answered something that is not a fashion-serve description "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        return dict(info)
 
     def statistics(self, model: str) -> dict[str, Any]:
         status, _, data = self.request("GET", f"/v2/models/{model}/stats")
         if status != 200:
             raise RemoteError(_error_text(self.url, status, data))
-        return json.loads(data)
+        return dict(json.loads(data))
 
 
 def _error_text(url: str, status: int, data: bytes) -> str:
     try:
         message = json.loads(data).get("error", "")
-    except ValueError:
+    except (ValueError, AttributeError):
         message = data[:300].decode("utf-8", "replace")
     return f"{url}: HTTP {status}: {message}"
 
@@ -221,6 +386,10 @@ class _Pool:
     def __post_init__(self) -> None:
         self._cycle = itertools.cycle(range(len(self.servers)))
 
+    def up(self) -> list[TritonHTTP]:
+        with self.lock:
+            return [server for server in self.servers if server.url not in self.down]
+
     def pick(self, avoid: str | None = None) -> TritonHTTP:
         with self.lock:
             for _ in range(len(self.servers)):
@@ -230,8 +399,10 @@ class _Pool:
             for server in self.servers:  # only the avoided one is left
                 if server.url not in self.down:
                     return server
-        reasons = "; ".join(f.reason for f in self.down.values())
-        raise ServerUnavailableError(f"no server left to send to ({reasons})")
+        raise ServerUnavailableError(f"no server left to send to ({self.reasons()})")
+
+    def reasons(self) -> str:
+        return "; ".join(f.reason for f in self.down.values())
 
     def mark_down(self, server: TritonHTTP, reason: str) -> None:
         with self.lock:
@@ -245,7 +416,9 @@ class _Pool:
 
 
 class RemoteClassifier:
-    """Predicts through servers; results are the same :class:`BatchItem`\\ s as ``Classifier.predict_batch``."""
+    """Predicts through servers with the :class:`~fashion.runtime.results.Predictor` shape of ``Classifier``:
+    ``heads``, ``info``, ``predict_batch`` giving the same :class:`BatchItem`\\ s, decoded by the same
+    :class:`~fashion.runtime.results.Decoder`."""
 
     def __init__(
         self,
@@ -253,6 +426,9 @@ class RemoteClassifier:
         concurrency: int = 8,
         retries: int = DEFAULT_RETRIES,
         timeout: float = DEFAULT_TIMEOUT_S,
+        headers: Mapping[str, str] | None = None,
+        max_file_bytes: int = MAX_FILE_BYTES,
+        ssl_context: ssl.SSLContext | None = None,
     ):
         if isinstance(urls, str):
             urls = [u.strip() for u in urls.split(",") if u.strip()]
@@ -260,30 +436,58 @@ class RemoteClassifier:
             raise RemoteError("no server URL given")
         if concurrency < 1 or retries < 0:
             raise RemoteError("concurrency must be at least 1 and retries at least 0")
-        self.concurrency, self.retries = concurrency, retries
-        self.pool = _Pool([TritonHTTP(url, timeout) for url in urls])
-        self.info = self._connect()
-        self.heads: list[str] = list(self.info["heads"])
-        self.labels: dict[str, list[str]] = self.info["labels"]
-        self.hierarchy = HierarchyDecoder([tuple(row) for row in self.info.get("hierarchy", [])], self.labels)
+        self.concurrency, self.retries, self.max_file_bytes = concurrency, retries, max_file_bytes
+        self._deadlines = _Deadlines()
+        self.pool = _Pool([TritonHTTP(url, timeout, headers, ssl_context, self._deadlines) for url in urls])
+        self._closing = threading.Event()
+        self._executor: ThreadPoolExecutor | None = None
+        self.served = self._connect()
+        self.heads: list[str] = list(self.served["heads"])
+        self.labels: dict[str, list[str]] = {head: self.served["labels"][head] for head in self.heads}
+        self.decoder = Decoder(
+            self.heads,
+            self.labels,
+            self.served.get("hierarchy", []),
+            source=f"the model served at {self.pool.up()[0].url}",
+        )
+        self.hierarchy = self.decoder.hierarchy
 
     def _connect(self) -> dict[str, Any]:
-        """Ask every server what it serves; unreachable ones start down; all must serve the same model."""
+        """Ask every server what it serves; one that does not answer with a description starts down; all that
+        answer must serve the same model."""
         seen: dict[str, dict[str, Any]] = {}
         for server in self.pool.servers:
             try:
                 seen[server.url] = server.info()
             except ServerConnectionError as exc:
                 self.pool.mark_down(server, str(exc))
+            except RemoteError as exc:
+                self.pool.mark_down(server, f"{exc} (still loading, or not a fashion-serve server)")
         if not seen:
-            raise ServerUnavailableError(
-                "cannot reach any server: " + "; ".join(f.reason for f in self.pool.down.values())
-            )
+            raise ServerUnavailableError(f"cannot use any server: {self.pool.reasons()}")
         first_url, first = next(iter(seen.items()))
         for url, info in seen.items():
             if (info["heads"], info["labels"]) != (first["heads"], first["labels"]):
                 raise RemoteError(f"{url} serves a different model than {first_url} (heads or labels differ)")
         return first
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What runs where, in ``Classifier.info``'s shape (backend, providers, precision, artifact, input_size)
+        plus the servers used and those down."""
+        served = self.served
+        return {
+            "backend": f"remote ({served.get('backend', 'unknown')} on fashion-serve)",
+            "providers": list(served.get("providers") or []),
+            "precision": served.get("precision"),
+            "artifact": served.get("artifact"),
+            "artifact_sha256": served.get("artifact_sha256"),
+            "input_size": served.get("input_size"),
+            "model": served.get("name"),
+            "servers": [server.url for server in self.pool.up()],
+            "down": {f.url: f.reason for f in self.failovers},
+            "concurrency": self.concurrency,
+        }
 
     @property
     def failovers(self) -> list[Failover]:
@@ -294,8 +498,11 @@ class RemoteClassifier:
         return dict(self.pool.used)
 
     def infer_bytes(self, data: bytes) -> dict[str, Any]:
-        """One image's raw server outputs, retried on another server after a connection error."""
+        """One image's raw server outputs. A server that fails (see the module text) is marked down and the
+        request goes to another; the last server standing is asked again after a pause. RemoteError when
+        ``retries`` are spent with servers still up; ServerUnavailableError when none is left."""
         avoid = None
+        failure: ServerConnectionError | None = None
         for attempt in range(self.retries + 1):
             server = self.pool.pick(avoid)
             try:
@@ -305,118 +512,111 @@ class RemoteClassifier:
                 self.pool.count(server, avoid)
                 return out
             except ServerConnectionError as exc:
-                if attempt == self.retries:
-                    raise ServerUnavailableError(f"gave up after {attempt + 1} attempts: {exc}") from None
-                self.pool.mark_down(server, str(exc))
-                avoid = server.url
-        raise AssertionError("unreachable")
+                if self._closing.is_set():
+                    raise ServerUnavailableError(f"stopped while waiting for {server.url}") from None
+                failure = exc
+                if len(self.pool.up()) > 1 or attempt == self.retries:
+                    self.pool.mark_down(server, str(exc))
+                    avoid = server.url
+                else:  # the last one up: give it a moment (a restart, a load balancer finding a backend)
+                    self._closing.wait(RETRY_PAUSE_S * 2**attempt)
+        if self.pool.up():
+            raise RemoteError(f"gave up after {self.retries + 1} attempt(s): {failure}")
+        raise ServerUnavailableError(f"no server left to send to ({self.pool.reasons()})")
 
-    def _predict_one(self, path: str, top_k: int, consistent: bool) -> BatchItem:
-        source = Path(path)
+    def _predict_one(self, image: Any, top_k: int, consistent: bool) -> BatchItem:
+        name = os.fsdecode(image) if isinstance(image, os.PathLike) else _describe(image)
         try:
-            data = source.read_bytes()
-        except FileNotFoundError:
-            return BatchItem(source=path, error=f"{path}: no such file")
-        except OSError as exc:
-            return BatchItem(source=path, error=f"{path}: {exc.strerror or exc}")
+            if isinstance(image, (bytes, bytearray, memoryview)):
+                data = bytes(image)
+            elif isinstance(image, (str, os.PathLike)):
+                data = read_image_file(os.fsdecode(image), self.max_file_bytes)
+            else:
+                raise InvalidImageError(
+                    f"{name}: RemoteClassifier sends paths or encoded bytes, not {type(image).__name__}"
+                )
+        except InvalidImageError as exc:
+            return BatchItem(source=name, error=str(exc))
         start = time.perf_counter()
         try:
             out = self.infer_bytes(data)
-        except (RemoteError, ServerUnavailableError) as exc:
-            return BatchItem(source=path, error=f"{path}: {exc}")
+        except RemoteError as exc:
+            return BatchItem(source=name, error=f"{name}: {exc}")
         error = out[OUTPUT_ERROR][0].decode("utf-8", "replace")
         if error:
-            # The server names the image "<N bytes>"; name it by its path, as local prediction does.
+            # The server names the image "<N bytes>"; name it as local prediction does.
             prefix = f"<{len(data)} bytes>: "
             return BatchItem(
-                source=path, error=path + ": " + error[len(prefix) :] if error.startswith(prefix) else error
+                source=name, error=name + ": " + error[len(prefix) :] if error.startswith(prefix) else error
             )
         probabilities = {head: np.asarray(out[head], dtype=np.float32).reshape(1, -1) for head in self.heads}
         latency_ms = (time.perf_counter() - start) * 1000
-        return BatchItem(source=path, prediction=self.decode(probabilities, 0, top_k, consistent, latency_ms))
+        return BatchItem(source=name, prediction=self.decode(probabilities, 0, top_k, consistent, latency_ms))
 
     def decode(
         self, outputs: dict[str, np.ndarray], row: int, top_k: int, consistent: bool, latency_ms: float
     ) -> Prediction:
-        """The same decoding as ``Classifier._decode``: argmax or the most probable known combination."""
-        chosen: dict[str, int] = {}
-        if consistent and self.hierarchy:
-            combo = self.hierarchy.decode({level: outputs[level][row : row + 1] for level in LEVELS})[0]
-            chosen = dict(zip(LEVELS, combo.tolist()))
-        heads = {
-            head: decode_head(outputs[head][row], self.labels[head], top_k, chosen.get(head)) for head in self.heads
-        }
-        return Prediction(heads=heads, latency_ms=latency_ms, consistent=bool(chosen))
+        """``Decoder.decode`` of the served model's heads, labels and hierarchy (the same as local)."""
+        return self.decoder.decode(outputs, row, top_k, consistent, latency_ms)
 
-    def predict_files(
+    def predict_batch(
         self,
-        paths: list[str],
+        images: Iterable[Any],
+        batch_size: int = 32,
         top_k: int = 3,
         consistent: bool = False,
-        progress: Callable[[int], None] | None = None,
-        reason_not_to_send: Callable[[str], str | None] | None = None,
+        decode_threads: int | None = None,
+        tta: bool = False,
     ) -> list[BatchItem]:
-        """Every path gets exactly one item, in input order; ``concurrency`` requests are in flight at once.
+        """Every image (a path or encoded bytes) gets exactly one item, in input order; ``concurrency`` requests
+        are in flight at once (``batch_size`` and ``decode_threads`` are the server's business here).
 
-        ``reason_not_to_send(path)`` (the CLI's precheck) turns a path into an error item without a request.
-        """
+        ServerUnavailableError (no server left) stops the batch: requests not yet sent are cancelled."""
+        if tta:
+            raise RemoteError("tta runs in-process only; the server predicts each photo once")
+        self.decoder.require(consistent)
+        images = list(images)
+        if self._closing.is_set():
+            raise ServerUnavailableError("this RemoteClassifier is closed")
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="fashion-remote")
+        futures: list[Future[BatchItem]] = [
+            self._executor.submit(self._predict_one, image, top_k, consistent) for image in images
+        ]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+            for future in futures:
+                failure = future.exception() if future.done() and not future.cancelled() else None
+                if failure is not None:
+                    raise failure
+            return [future.result() for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()
 
-        def work(path: str) -> BatchItem:
-            reason = reason_not_to_send(path) if reason_not_to_send is not None else None
-            item = BatchItem(source=path, error=reason) if reason else self._predict_one(path, top_k, consistent)
-            if progress is not None:
-                progress(1)
-            return item
+    def predict_files(self, paths: list[str], top_k: int = 3, consistent: bool = False) -> list[BatchItem]:
+        """``predict_batch`` of file paths (kept for existing callers)."""
+        return self.predict_batch(paths, top_k=top_k, consistent=consistent)
 
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="fashion-remote") as pool:
-            return list(pool.map(work, paths))
+    def report(self) -> list[str]:
+        """Lines for the user: the servers that dropped out and what moved off them, and the requests per server."""
+        lines = [
+            f"server down: {f.reason}"
+            + (f"; {f.retried} request(s) retried on the other server(s)" if f.retried else "")
+            for f in self.failovers
+        ]
+        spread = ", ".join(f"{url} {count}" for url, count in sorted(self.requests_per_server.items()))
+        return lines + [f"requests per server: {spread or 'none'}"]
 
     def close(self) -> None:
-        """Nothing to release (connections close with their threads); kept for symmetry with Classifier."""
+        """Stop: requests not yet sent are cancelled and those in flight are cut (their sockets shut down)."""
+        self._closing.set()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._deadlines.abort()
 
     def __enter__(self) -> RemoteClassifier:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def predict_remote(
-    urls: str | list[str],
-    paths: list[str],
-    top_k: int = 3,
-    consistent: bool = False,
-    concurrency: int = 8,
-    retries: int = DEFAULT_RETRIES,
-    timeout: float = DEFAULT_TIMEOUT_S,
-    say: Callable[[str], None] | None = None,
-    reason_not_to_send: Callable[[str], str | None] | None = None,
-) -> tuple[list[BatchItem], list[str]]:
-    """``fashion-predict --server``: (items in input order, heads), with a progress bar and a failover report."""
-    import sys
-
-    from tqdm import tqdm
-
-    def tell(line: str) -> None:
-        if say is not None:
-            say(line)
-        else:
-            print(line, file=sys.stderr)
-
-    remote = RemoteClassifier(urls, concurrency=concurrency, retries=retries, timeout=timeout)
-    for failover in remote.failovers:  # servers already unreachable before the first image
-        tell(f"server down at start: {failover.reason}")
-    start_down = {f.url for f in remote.failovers}
-    with remote, tqdm(total=len(paths), unit="img", desc="predicting", file=sys.stderr, disable=len(paths) < 2) as bar:
-        items = remote.predict_files(
-            paths, top_k=top_k, consistent=consistent, progress=bar.update, reason_not_to_send=reason_not_to_send
-        )
-    for failover in remote.failovers:
-        if failover.url not in start_down:
-            tell(
-                f"failover: {failover.url} dropped out ({failover.reason}); "
-                f"{failover.retried} request(s) retried on the other server(s)"
-            )
-    spread = ", ".join(f"{url} {count}" for url, count in sorted(remote.requests_per_server.items()))
-    tell(f"requests per server: {spread or 'none'}")
-    return items, remote.heads

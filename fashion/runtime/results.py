@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+
+from .errors import BundleError
+from .hierarchy import LEVELS, HierarchyDecoder
 
 
 @dataclass(frozen=True)
@@ -86,3 +90,73 @@ def decode_head(probabilities: np.ndarray, labels: list[str], top_k: int, chosen
         confidence=float(probabilities[index]),
         top_k=[(labels[int(i)], float(probabilities[int(i)])) for i in order],
     )
+
+
+class Decoder:
+    """Model outputs -> :class:`Prediction`: the one decoding of local (``Classifier``) and remote
+    (``RemoteClassifier``) prediction, so the two cannot drift.
+
+    ``heads`` in output order, ``labels`` {head: class names}, ``hierarchy`` the (masterCategory,
+    subCategory, articleType) combinations seen in training; ``source`` names where they came from (a
+    bundle folder, a server URL) in the error raised when ``consistent`` is asked without a hierarchy.
+    """
+
+    def __init__(
+        self,
+        heads: Sequence[str],
+        labels: Mapping[str, list[str]],
+        hierarchy: Iterable[Sequence[str]],
+        source: str = "this model",
+    ):
+        self.heads = list(heads)
+        self.labels = {head: list(labels[head]) for head in self.heads}
+        rows = [(str(row[0]), str(row[1]), str(row[2])) for row in hierarchy]
+        self.hierarchy = HierarchyDecoder(rows, self.labels) if all(level in self.labels for level in LEVELS) else None
+        self.source = source
+
+    def require(self, consistent: bool) -> None:
+        """BundleError when ``consistent`` decoding is asked of a model without known combinations."""
+        if consistent and not self.hierarchy:
+            raise BundleError(
+                f"{self.source}: consistent decoding needs hierarchy.json with known "
+                "(masterCategory, subCategory, articleType) combinations; this bundle has none"
+            )
+
+    def decode(
+        self, outputs: Mapping[str, np.ndarray], row: int, top_k: int, consistent: bool, latency_ms: float
+    ) -> Prediction:
+        """Row ``row`` of ``outputs`` ({head: (N, classes) probabilities}): argmax per head, or with
+        ``consistent`` the most probable known category combination."""
+        self.require(consistent)
+        chosen: dict[str, int] = {}
+        if consistent and self.hierarchy:
+            combo = self.hierarchy.decode({level: outputs[level][row : row + 1] for level in LEVELS})[0]
+            chosen = dict(zip(LEVELS, combo.tolist()))
+        heads = {
+            head: decode_head(outputs[head][row], self.labels[head], top_k, chosen.get(head)) for head in self.heads
+        }
+        return Prediction(heads=heads, latency_ms=latency_ms, consistent=bool(chosen))
+
+
+class Predictor(Protocol):
+    """What local (``Classifier``) and remote (``RemoteClassifier``) prediction share; ``fashion-predict``
+    streams through this shape only."""
+
+    heads: list[str]
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What runs and where: ``backend``, ``providers``, ``precision``, ``artifact`` at least."""
+        ...
+
+    def predict_batch(
+        self,
+        images: Iterable[Any],
+        batch_size: int = 32,
+        top_k: int = 3,
+        consistent: bool = False,
+        decode_threads: int | None = None,
+        tta: bool = False,
+    ) -> list[BatchItem]: ...
+
+    def close(self) -> None: ...

@@ -39,12 +39,13 @@ def bundle(tiny_bundle, tmp_path):
 
 @pytest.fixture
 def schema1_bundle(shipped_bundle, tmp_path) -> Path:
-    """The shipped bundle's files (linked, not copied) under its schema-1 manifest, as released before v2."""
+    """The shipped bundle's files under its schema-1 manifest, as released before v2 (copied: a bundle's files
+    are inside its folder, links out of it are refused)."""
     root = tmp_path / "schema1"
     root.mkdir()
     for path in shipped_bundle.iterdir():
         if path.name != MANIFEST:
-            (root / path.name).symlink_to(path.resolve())
+            shutil.copy(path, root / path.name)
     shutil.copy(SCHEMA1, root / MANIFEST)
     return root
 
