@@ -17,6 +17,8 @@ EXIT_USAGE = 2
 EXIT_REFUSED = 3
 #: A backend, hardware or package is missing.
 EXIT_UNAVAILABLE = 4
+#: A server failed while running (a model process or tritonserver died) or had to be stopped by force.
+EXIT_SERVER_FAILED = 5
 #: Interrupted with Ctrl-C; partial results are kept and their path printed.
 EXIT_INTERRUPTED = 130
 
@@ -27,6 +29,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_USAGE: "unusable options, paths, bundle or data (checked before work starts)",
     EXIT_REFUSED: "a gate refused an artifact",
     EXIT_UNAVAILABLE: "a backend, hardware or package is missing",
+    EXIT_SERVER_FAILED: "a server failed while running or had to be stopped by force; restart it",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); partial results kept",
 }
 

@@ -3,7 +3,9 @@
     fashion-serve models/fashion-effnetb0 --http-port 8000 --grpc-port 8001 --metrics-port 8002
     fashion-predict --server http://127.0.0.1:8000 photos/ --format csv
 
-Binds 127.0.0.1 unless ``--host`` says otherwise. Stops on Ctrl-C or SIGTERM.
+Binds 127.0.0.1 unless ``--host`` says otherwise. Stops on Ctrl-C or SIGTERM (exit 0 when every child
+stopped by itself). Exit 2: unusable options or a port in use; 4: PyTriton missing; 5: a model process or
+tritonserver died while serving, or stopping had to kill processes (see fashion/runtime/errors.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def _port(value: int, name: str) -> int:
 
 
 def _stop_on_sigterm() -> None:
-    """SIGTERM (docker stop, kubectl delete) stops the server like Ctrl-C, so tritonserver is shut down too."""
+    """SIGTERM (docker stop, kubectl delete) stops the server like Ctrl-C: Triton refuses new requests and
+    finishes those in flight, then every child process is stopped and its shared memory removed."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -78,6 +81,7 @@ def _stop_on_sigterm() -> None:
     help="Largest encoded image accepted; a larger one gets an error, the rest of its batch runs.",
 )
 @click.option("--http-threads", type=click.IntRange(min=1), default=None, help="Threads serving HTTP requests.")
+@click.option("-v", "--verbose", is_flag=True, help="Show Triton's full log (info level, CUDA/NVML lines included).")
 def main(
     bundle,
     host,
@@ -94,6 +98,7 @@ def main(
     allow_fallback,
     max_image_bytes,
     http_threads,
+    verbose,
 ):
     """Serve BUNDLE on Triton: models fashion (image bytes), fashion_tensor (NHWC tensors), fashion_info."""
     ports = {"--http-port": http_port, "--grpc-port": grpc_port, "--metrics-port": metrics_port}
@@ -116,14 +121,16 @@ def main(
         allow_fallback=allow_fallback,
         max_image_bytes=max_image_bytes,
         http_threads=http_threads,
+        verbose=verbose,
     )
     _stop_on_sigterm()
     try:
         serve(bundle, options, say=lambda line: click.echo(line, err=True))
     except BackendUnavailableError as exc:
         raise flag_spelling(exc) from None
-    except KeyboardInterrupt:
-        click.echo("stopped", err=True)
+    except KeyboardInterrupt:  # during the start: nothing was serving yet
+        pass
+    click.echo("stopped", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

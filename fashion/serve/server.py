@@ -6,16 +6,25 @@
     fashion_info       query (BYTES [1]) -> info (BYTES [1]): heads, labels, hierarchy as JSON
 
 PyTriton runs ``tritonserver`` as a child process; the models' Python code runs in this process and
-the server's Python-backend stubs forward the batches to it.
+the server's Python-backend stubs forward the batches to it. The models are written to the model store
+before ``tritonserver`` starts, so Triton loads them before it opens its ports: ``/v2/health/ready`` never
+answers 200 before the models can serve. :mod:`fashion.serve.supervisor` watches the tree while it serves
+and takes all of it down when it stops.
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes.util
+import errno
 import glob
 import logging
 import os
+import signal
+import socket
 import sysconfig
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +45,9 @@ from fashion.runtime.remote import (
     label_output,
 )
 
-from .errors import ServeError, ServeUnavailable
+from .errors import ServeError, ServerFailed, ServeUnavailable
 from .models import DEFAULT_MAX_IMAGE_BYTES, BytesModel, InfoModel, TensorModel
+from .supervisor import WATCH_PERIOD_S, Supervisor
 
 # Endpoints that need PyTriton's access token. Statistics stay open (read-only, what monitoring and the
 # load generator read); model loading/unloading, shared memory, tracing and log settings stay closed.
@@ -62,6 +72,7 @@ class ServeOptions:
     allow_fallback: bool = False
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     http_threads: int | None = None
+    verbose: bool = False
 
 
 def fix_libpython(environ: dict[str, str] | None = None) -> str | None:
@@ -146,7 +157,7 @@ def build_triton(classifiers: list[Classifier], options: ServeOptions):
     """A configured (not yet started) ``pytriton.triton.Triton`` with the three models bound."""
     try:
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+        from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy, TritonSecurityConfig
     except ImportError as exc:
         raise ServeUnavailable(
             f"PyTriton is not installed ({exc}); install the serve extra: pip install 'fashion-edge[serve]'"
@@ -163,12 +174,20 @@ def build_triton(classifiers: list[Classifier], options: ServeOptions):
         allow_metrics=True,
         allow_cpu_metrics=True,
         http_thread_count=options.http_threads,
-        log_verbose=0,
+        log_verbose=1 if options.verbose else 0,
         exit_on_error=True,
         strict_readiness=True,
         exit_timeout_secs=EXIT_TIMEOUT_S,
     )
-    triton = Triton(config=config, security_config=TritonSecurityConfig(restricted_endpoints=RESTRICTED_ENDPOINTS))
+    triton = Triton(
+        config=config,
+        security_config=TritonSecurityConfig(restricted_endpoints=RESTRICTED_ENDPOINTS),
+        # the models are written to the model store before tritonserver starts, so Triton loads them
+        # before it opens its ports (by default PyTriton loads them over HTTP after the server answers ready)
+        triton_lifecycle_policy=TritonLifecyclePolicy(launch_triton_on_startup=True, local_model_store=True),
+    )
+    if not options.verbose:
+        triton._triton_server_config["log-info"] = "false"  # noqa: SLF001 - TritonConfig has no log_info
     tensors = _tensors(classifiers[0])
     batcher = DynamicBatcher(max_queue_delay_microseconds=options.max_queue_delay_us)
     batched = ModelConfig(max_batch_size=options.max_batch, batcher=batcher)
@@ -207,28 +226,146 @@ def endpoints(options: ServeOptions) -> dict[str, str]:
     }
 
 
+def check_ports(options: ServeOptions) -> None:
+    """Refuse a port another process listens on before anything starts (Triton would fail to bind it, and
+    PyTriton would then talk to the other process)."""
+    for flag, port in (
+        ("--http-port", options.http_port),
+        ("--grpc-port", options.grpc_port),
+        ("--metrics-port", options.metrics_port),
+    ):
+        try:
+            infos = socket.getaddrinfo(options.host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise ServeError(f"--host {options.host}: {exc.strerror}") from None
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no conflict
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ServeError(f"port {port} is in use; pick {flag}") from None
+                raise ServeError(f"cannot listen on {options.host}:{port} ({flag}): {exc.strerror}") from None
+
+
+#: Triton log lines about CUDA, pinned memory, NVML and DCGM: expected on a machine without an NVIDIA GPU.
+CPU_NOISE = ("CUDA", "CudaDriverHelper", "pinned memory", "NVML", "DCGM")
+
+
+def has_nvidia_gpu() -> bool:
+    return os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidiactl")
+
+
+class TritonLog:
+    """Receives tritonserver's output line by line (PyTriton would print all of it).
+
+    Triton runs at warning level unless ``--verbose``; on a machine without an NVIDIA GPU its CUDA/NVML/DCGM
+    lines (all expected there) are replaced by one explanation. The last lines are kept for error messages.
+    """
+
+    def __init__(self, say: Callable[[str], None], verbose: bool, gpu: bool):
+        self.say, self.verbose, self.gpu = say, verbose, gpu
+        self.tail: collections.deque[str] = collections.deque(maxlen=40)
+        self.hidden = 0
+        self._partial = ""
+
+    def __call__(self, chunk: bytes | str) -> None:
+        """PyTriton hands over the output as it comes (often a character at a time): split it into lines."""
+        self._partial += chunk.decode("utf-8", errors="replace") if isinstance(chunk, bytes) else chunk
+        *lines, self._partial = self._partial.split("\n")
+        for line in lines:
+            self.line(line)
+
+    def line(self, text: str) -> None:
+        self.tail.append(text)
+        if not self.verbose and not self.gpu and any(word in text for word in CPU_NOISE):
+            if not self.hidden:
+                self.say(
+                    "  (no NVIDIA GPU here: Triton's CUDA, pinned-memory, NVML and DCGM messages are expected "
+                    "and hidden; --verbose shows them)"
+                )
+            self.hidden += 1
+            return
+        self.say(text)
+
+
+def attach_log(triton, log: TritonLog) -> None:
+    """Route tritonserver's output through ``log`` (PyTriton 0.7 prints it from TritonServer._record_logs)."""
+    triton._initialize_server()  # noqa: SLF001 - creates the TritonServer that run() would create
+    server = triton._triton_server  # noqa: SLF001
+    server._verbose = False  # noqa: SLF001
+    server._record_logs = log  # noqa: SLF001 - start() hands this callable to the process as its output sink
+
+
+def _watch(supervisor: Supervisor) -> str | None:
+    """Block until the server fails (returns why) or is asked to stop (Ctrl-C/SIGTERM: returns None)."""
+    try:
+        while True:
+            failure = supervisor.check()
+            if failure:
+                return failure
+            time.sleep(WATCH_PERIOD_S)
+    except KeyboardInterrupt:
+        return None
+
+
 def serve(bundle: str, options: ServeOptions, say: Callable[[str], None] = print) -> None:
-    """Load the bundle, start Triton, block until interrupted (SIGINT/SIGTERM) or the server dies."""
+    """Load the bundle, start Triton, block until interrupted (SIGINT/SIGTERM) or the server fails.
+
+    Returns after a clean stop; raises :class:`ServerFailed` (exit 5) when a model process or tritonserver died
+    while serving, or when stopping had to kill processes of the tree.
+    """
     if options.max_batch < 1 or options.instances < 1:
         raise ServeError("--max-batch and --instances must be at least 1")
+    check_ports(options)
     note = fix_libpython()
-    if note:
-        say(note)
+    started = time.monotonic()
     classifiers = load_classifiers(bundle, options)
     info = classifiers[0].info
-    logging.getLogger("pytriton").setLevel(logging.WARNING)
+    urls = endpoints(options)
+    say(
+        f"serving {bundle} ({info['artifact']}, {info['backend']}, {options.instances} instance(s), "
+        f"max batch {options.max_batch}, queue delay {options.max_queue_delay_us} us)"
+    )
+    say(f"  HTTP {urls['http']}  gRPC {urls['grpc']}  metrics {urls['metrics']}")
+    say(
+        f"  models: {MODEL_BYTES}, {MODEL_TENSOR}, {MODEL_INFO}; starting Triton (its log: warnings and errors"
+        f"{'' if not options.verbose else ', verbose'})"
+    )
+    if note and options.verbose:
+        say(f"  {note}")
+    logging.getLogger("pytriton").setLevel(logging.INFO if options.verbose else logging.WARNING)
     triton = build_triton(classifiers, options)
+    supervisor = Supervisor(triton, expected_stubs=2 * options.instances + 1)
+    failure: str | None = None
     try:
+        attach_log(triton, TritonLog(say, options.verbose, has_nvidia_gpu()))
         triton.run()
-        urls = endpoints(options)
+        supervisor.started()
+        supervisor.wait_for_stubs()
+        say(f"  ready after {time.monotonic() - started:.1f} s: {urls['http']}/v2/health/ready")
+        failure = _watch(supervisor)
         say(
-            f"serving {bundle} ({info['artifact']}, {info['backend']}, {options.instances} instance(s), "
-            f"max batch {options.max_batch}, queue delay {options.max_queue_delay_us} us)"
+            f"stopping: {failure}"
+            if failure
+            else "stopping (signal): Triton refuses new requests, finishes those in flight"
         )
-        say(f"  HTTP {urls['http']}  gRPC {urls['grpc']}  metrics {urls['metrics']}")
-        say(f"  models: {MODEL_BYTES}, {MODEL_TENSOR}, {MODEL_INFO}; ready: {urls['http']}/v2/health/ready")
-        triton.serve()
     finally:
-        triton.stop()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the cleanup short
+                signal.signal(sig, signal.SIG_IGN)
+        report = supervisor.shutdown(say)
         for clf in classifiers:
             clf.close()
+    if failure:
+        raise ServerFailed(f"{failure}; the server stopped (an orchestrator should restart it)")
+    if not report.clean:
+        why = []
+        if report.timed_out:
+            why.append("PyTriton's stop timed out")
+        if report.triton_status not in (0, None):
+            why.append(f"tritonserver ended with status {report.triton_status}")
+        if report.killed:
+            why.append(f"{len(report.killed)} process(es) had to be killed")
+        raise ServerFailed(f"stopped, but not cleanly: {'; '.join(why)} (requests in flight may have failed)")
