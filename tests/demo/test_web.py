@@ -137,10 +137,10 @@ def test_node_tags_png_photos_exactly_as_the_runtime(model, classifier, photos, 
     done = _tag(model, tmp_path)
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
-    assert [row["file"] for row in rows] == sorted(f"{p.stem}.png" for p in photos)
+    assert [row["source"] for row in rows] == sorted(str(tmp_path / f"{p.stem}.png") for p in photos)
     for row in rows:
-        expected = _runtime_labels(classifier, tmp_path / row["file"])
-        assert {head: row[head] for head in HEADS} == expected, row["file"]
+        expected = _runtime_labels(classifier, Path(row["source"]))
+        assert {head: row[head] for head in HEADS} == expected, row["source"]
         assert all(0 < float(row[f"{head}_confidence"]) <= 1 for head in HEADS)
 
 
@@ -157,7 +157,7 @@ def test_node_tags_jpegs_like_the_runtime(model, classifier, sample_dir, tmp_pat
     results = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(results) == 20
     agree = sum(
-        result["heads"][head]["label"] == _runtime_labels(classifier, folder / result["file"])[head]
+        result["heads"][head]["label"] == _runtime_labels(classifier, Path(result["source"]))[head]
         for result in results
         for head in HEADS
     )
@@ -169,6 +169,12 @@ def test_node_reports_unreadable_photos_and_bad_arguments(model, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"not a photo")
     done = _tag(model, tmp_path)
     assert done.returncode == 1 and "broken.jpg" in done.stderr
+    # the CSV columns are fashion-predict's, and the unreadable photo gets its row with the error, as in Python
+    from fashion.runtime.cli import csv_columns
+
+    header, *rows = list(csv.reader(io.StringIO(done.stdout)))
+    assert header == csv_columns(HEADS, 3)
+    assert [row[0] for row in rows] == [str(tmp_path / "broken.jpg")] and rows[0][1] and not rows[0][2]
     done = _tag(tmp_path / "missing.onnx", tmp_path)
     assert done.returncode == 2 and "no such model file" in done.stderr
 

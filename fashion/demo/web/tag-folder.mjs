@@ -5,6 +5,9 @@
 //
 // Photos are decoded with jpeg-js / pngjs (pure JavaScript), passed to the model as they are (any size,
 // uint8 RGB); padding and resizing happen inside the model, labels come from the model file itself.
+// Output matches `fashion-predict --format csv|jsonl`: CSV columns source, error, then per head the label,
+// its confidence and top-3 label/probability columns; JSONL one {source, heads} object per line. A photo
+// that cannot be read gets a row with its error, as in Python.
 // Exit codes: 0 all photos tagged, 1 some photos could not be read, 2 bad arguments.
 import fs from "node:fs";
 import path from "node:path";
@@ -32,8 +35,40 @@ export function decodePhoto(file) {
   return { rgb: rgbaToRgb(image.data, image.width, image.height), width: image.width, height: image.height };
 }
 
-function csvCell(text) {
-  return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+const TOP_K = 3;
+
+// As Python's spreadsheet_safe + csv: a cell a spreadsheet would run as a formula gets a leading "'".
+function csvCell(value) {
+  let text = String(value);
+  if (/^[=+\-@\t\r]/.test(text)) text = "'" + text;
+  return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+// fashion.runtime.cli.csv_columns
+function csvColumns(heads) {
+  const columns = ["source", "error"];
+  for (const h of heads) {
+    columns.push(h, `${h}_confidence`);
+    for (let rank = 1; rank <= TOP_K; rank++) columns.push(`${h}_top${rank}`, `${h}_top${rank}_probability`);
+  }
+  return columns;
+}
+
+function csvRow(source, error, heads, result) {
+  const cells = [source, error];
+  for (const h of heads) {
+    if (!result) {
+      cells.push(...Array(2 + 2 * TOP_K).fill(""));
+      continue;
+    }
+    const head = result.heads[h];
+    cells.push(head.label, head.confidence.toFixed(6));
+    for (let rank = 0; rank < TOP_K; rank++) {
+      const top = head.top[rank];
+      cells.push(top ? top.label : "", top ? top.confidence.toFixed(6) : "");
+    }
+  }
+  return cells.map(csvCell).join(",") + "\r\n";
 }
 
 async function main(argv) {
@@ -51,26 +86,24 @@ async function main(argv) {
   const info = readModelInfo(modelBytes);
   const session = await ort.InferenceSession.create(modelBytes, { executionProviders: ["cpu"] });
   const files = fs.readdirSync(folder).filter((f) => EXTENSIONS.has(path.extname(f).toLowerCase())).sort();
-  if (format === "csv") {
-    const header = ["file", ...info.heads.flatMap((h) => [h, `${h}_confidence`]), "latency_ms"];
-    process.stdout.write(header.join(",") + "\n");
-  }
+  if (format === "csv") process.stdout.write(csvColumns(info.heads).map(csvCell).join(",") + "\r\n");
   let failed = 0;
   for (const name of files) {
+    const source = path.join(folder, name);
     let result;
+    let error = "";
     try {
-      const photo = decodePhoto(path.join(folder, name));
+      const photo = decodePhoto(source);
       result = await classify(ort, session, info, photo.rgb, photo.width, photo.height);
-    } catch (error) {
+    } catch (caught) {
       failed += 1;
-      process.stderr.write(`${name}: ${error.message}\n`);
-      continue;
+      error = `${source}: ${caught.message}`;
+      process.stderr.write(`failed: ${error}\n`);
     }
     if (format === "jsonl") {
-      process.stdout.write(JSON.stringify({ file: name, ...result }) + "\n");
+      process.stdout.write(JSON.stringify(result ? { source, ...result } : { source, error }) + "\n");
     } else {
-      const cells = info.heads.flatMap((h) => [csvCell(result.heads[h].label), result.heads[h].confidence.toFixed(4)]);
-      process.stdout.write([csvCell(name), ...cells, result.latencyMs.toFixed(2)].join(",") + "\n");
+      process.stdout.write(csvRow(source, error, info.heads, result));
     }
   }
   process.stderr.write(`tagged ${files.length - failed} of ${files.length} photos in ${folder}\n`);
