@@ -351,7 +351,7 @@ def write_plots(result: dict, prefix: str | Path) -> tuple[Path, Path]:
     axis.set_yscale("log")
     axis.set_xticks(all_sizes, [str(s) for s in all_sizes])
     axis.set_xlim(all_sizes[0] / 1.6, all_sizes[-1] * 1.3)
-    axis.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
     axis.yaxis.set_major_formatter(plain)
     axis.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
     axis.set_xlabel("batch size")
