@@ -363,6 +363,63 @@ def evaluate(bundle, data, split_file, subset, out, record, sharp, other_shops):
 @click.option("--split", "split_file", default=DEFAULT_SPLIT, show_default=True, type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(), help="Bundle directory to write (not BUNDLE itself).")
 @click.option(
+    "--alphas",
+    default="0.6,0.7,0.8,0.9,1.0",
+    show_default=True,
+    help="Weights of the fine-tuned trunk to try (1.0 = the bundle as it is); the best mean val accuracy ships.",
+)
+@click.option("--weights", default=None, help="The ImageNet notop .weights.h5 the bundle was fine-tuned from.")
+@click.option("--backbone", type=click.Choice(["efficientnetb0", "tiny"]), default="efficientnetb0", hidden=True)
+def average(bundle, data, split_file, out, alphas, weights, backbone):
+    """Average the fine-tuned trunk with its ImageNet weights (WiSE-FT); alpha chosen on val."""
+    from fashion.data.paths import resolve_weights
+    from fashion.runtime.bundle import load_manifest
+
+    from .average import averaged_model, pretrained_like, scan_alphas
+    from .bundle_io import load_keras_model
+    from .pipeline import predict_padded
+    from .recipe import TrainResult
+
+    try:
+        values = sorted({float(a) for a in alphas.split(",") if a.strip()})
+    except ValueError:
+        raise TrainError(f"--alphas {alphas!r}: expected comma-separated numbers, e.g. 0.7,0.8,1.0") from None
+    if not values or not all(0.0 <= a <= 1.0 for a in values):
+        raise TrainError(f"--alphas {alphas!r}: every alpha must be within [0, 1]")
+    if Path(out).resolve() == Path(bundle).resolve():
+        raise TrainError("--out must be a new bundle directory, not BUNDLE")
+    try:
+        weights = resolve_weights(weights) if backbone != "tiny" else None
+    except FileNotFoundError as exc:
+        raise TrainError(str(exc)) from exc
+    manifest = load_manifest(bundle)
+    train_data = build_train_data(data, split_file)
+    if train_data.vocabularies != manifest.labels:
+        raise TrainError(f"{bundle}: its labels differ from the vocabularies of {data}")
+    model = load_keras_model(bundle)
+    height, width = (int(d) for d in model.input_shape[1:3])
+    val = train_data.decoded("val", height, width)
+    pretrained = pretrained_like(model, weights, backbone)
+    scan = scan_alphas(model, pretrained, values, val.images, val.labels, log=click.echo, backbone=backbone)
+    best = max(scan, key=lambda row: (round(row["mean"], 6), row["alpha"]))
+    click.echo(f"chosen on val: alpha {best['alpha']}")
+    chosen = averaged_model(model, pretrained, best["alpha"], backbone) if best["alpha"] < 1.0 else model
+    training = {
+        **dict(manifest.manifest.training or {}),
+        "average": {"alpha": best["alpha"], "scan": scan, "from": Path(bundle).name},
+    }
+    probs = predict_padded(chosen, val.images, 128)
+    work = Path("runs") / Path(out).name
+    result = TrainResult(chosen, training, probs, val.labels, work)
+    _publish(result, train_data, out, split_file, work, "gpu", (height, width))
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="Kaggle-layout folder.")
+@click.option("--split", "split_file", default=DEFAULT_SPLIT, show_default=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(), help="Bundle directory to write (not BUNDLE itself).")
+@click.option(
     "--variants",
     default="refit,colour,hierarchy,colour+hierarchy,colour-residual,colour+hierarchy-residual",
     show_default=True,

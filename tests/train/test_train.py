@@ -347,3 +347,28 @@ def test_evaluate_scores_sharp_copies_and_other_shops(tmp_path, shipped_bundle, 
     assert recorded["test-sharp"]["images"] == recorded["test"]["images"] == len(ids)
     assert recorded["other-shops"]["heads"]["season"]["n"] == 0
     assert 0.5 < recorded["other-shops"]["heads"]["masterCategory"]["accuracy"] <= 1
+
+
+def test_weight_average_mixes_the_trunk_and_keeps_the_heads():
+    """WiSE-FT: trunk = alpha * tuned + (1 - alpha) * pretrained, exactly; heads stay the tuned ones."""
+    from fashion.train.average import averaged_model, pretrained_like
+    from fashion.train.errors import TrainError
+    from fashion.train.model import build_model
+
+    classes = {head: 3 for head in HEADS}
+    keras.utils.set_random_seed(1)
+    tuned = build_model(classes, 32, 24, backbone="tiny")
+    keras.utils.set_random_seed(2)
+    pretrained = pretrained_like(tuned, None, backbone="tiny")
+    mixed = averaged_model(tuned, pretrained, 0.25, backbone="tiny")
+    for out, a, b in zip(mixed.weights, tuned.weights, pretrained.weights):
+        a, b, got = a.numpy(), b.numpy(), out.numpy()
+        if out.path.split("/")[0] in HEADS:
+            np.testing.assert_array_equal(got, a)
+        else:
+            np.testing.assert_allclose(got, 0.25 * a + 0.75 * b, rtol=1e-6, atol=1e-7)
+    trunk = [w for w in tuned.weights if w.path.split("/")[0] not in HEADS and w.numpy().any()]
+    heads = {w.path.split("/")[0] for w in tuned.weights} & set(HEADS)
+    assert trunk and heads == set(HEADS), "both trunk and every head are covered"
+    with pytest.raises(TrainError, match="alpha"):
+        averaged_model(tuned, pretrained, 1.5, backbone="tiny")
