@@ -100,13 +100,12 @@ def test_the_server_command_exits_as_documented(tiny_bundle, model, tmp_path, mo
     assert no_npm.output.startswith("Error: ") and "make web" in no_npm.output
     monkeypatch.undo()
 
-    if NPM_READY:
-        with socket.socket() as taken:
-            taken.bind(("127.0.0.1", 0))
-            taken.listen()
-            port = taken.getsockname()[1]
-            busy = _serve("--bundle", str(model), "--port", str(port))
-        assert busy.exit_code == 2 and f"port {port} on 127.0.0.1 is already in use" in busy.output
+    with socket.socket() as taken:  # checked before the npm packages, so this runs without them too
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = _serve("--bundle", str(model), "--port", str(port))
+    assert busy.exit_code == 2 and f"port {port} on 127.0.0.1 is already in use" in busy.output
 
 
 def test_the_page_does_not_default_to_fashion_serves_ports():

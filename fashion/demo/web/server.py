@@ -74,8 +74,8 @@ def resolve_model(bundle_or_model: str | Path) -> Path:
     bundle = load_manifest(path, verify_hashes=False)
     if STANDALONE_KEY not in bundle.artifacts:
         raise NoStandaloneModel(
-            f"{path}: no standalone model; build it with `python -m fashion.export.standalone "
-            f"{path}` or `fashion-export {path} --standalone`"
+            f"{path}: no standalone model; build it with `fashion-export {path} --standalone-only` "
+            f"(from the recorded FP32 ONNX) or `fashion-export {path} --standalone`"
         )
     return bundle.artifact_path(STANDALONE_KEY)
 
@@ -170,10 +170,10 @@ def main(model: Path, host: str, port: int) -> None:
     """
     from fashion.demo.app import check_port
 
-    resolve_model(model)  # the bundle's problems first, before the npm packages and the port
-    check_npm_packages()
+    resolve_model(model)  # the bundle's problems first, then the port, then the npm packages
     if port:
         check_port(host, port)
+    check_npm_packages()
     try:
         with serving(model, host, port) as url:
             click.echo(f"open {url} (Ctrl-C to stop)")
