@@ -159,6 +159,12 @@ def main():
     type=click.IntRange(min=1),
     help="Train on a seeded subset of this many training images (a first run in minutes).",
 )
+@click.option(
+    "--init-from",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="GPU recipe: start from this trained bundle's weights instead of ImageNet's (same labels and size).",
+)
 @click.option("--backbone", type=click.Choice(["efficientnetb0", "tiny"]), default="efficientnetb0", hidden=True)
 def fit(
     data,
@@ -182,6 +188,7 @@ def fit(
     sharp,
     augment,
     limit,
+    init_from,
     backbone,
 ):
     """Train on the split's train part, select on val, and write a bundle."""
@@ -200,6 +207,8 @@ def fit(
     except FileNotFoundError as exc:
         raise TrainError(str(exc)) from exc
     work = Path(work_dir or Path("runs") / Path(out).name)
+    if recipe == "cpu" and init_from:
+        raise TrainError("--init-from belongs to --recipe gpu")
     if recipe == "cpu" and augment != "default":
         raise TrainError("--augment belongs to --recipe gpu (the CPU recipe trains on cached activations)")
     train_data = build_train_data(data, split_file, sharp=sharp, limit=limit)
@@ -219,6 +228,7 @@ def fit(
         cut_layer=cut_layer,
         resume=resume,
         augment=augment,
+        init_from=init_from,
         backbone=backbone,
     )
     result = trainer.fit(train_data, work)
@@ -249,6 +259,7 @@ def _recipe(recipe: str, sizes, **options):
 
     config = GpuRecipeConfig(
         augment=AugmentSpec.robust() if o.get("augment") == "robust" else AugmentSpec(),
+        init_from=str(Path(o["init_from"]).resolve()) if o.get("init_from") else None,
         sizes=sizes,
         epochs=o["epochs"],
         batch_size=o["batch_size"],

@@ -60,6 +60,7 @@ class GpuRecipeConfig:
     seed: int = 0
     compile_cache: bool = True
     max_epochs_timed: int = 1000  # cap on epochs when seconds_per_size drives the schedule
+    init_from: str | None = None  # a bundle whose Keras weights start the run (instead of ImageNet's)
 
     def record(self) -> dict[str, Any]:
         out = asdict(self)
@@ -379,6 +380,8 @@ class GpuRecipe(Recipe):
                 )
         keras.utils.set_random_seed(config.seed)
         model = build_model(data.num_classes, height, width, weights=self.weights, backbone=config.backbone)
+        if config.init_from:
+            start_from_bundle(model, config.init_from, data.vocabularies)
         set_trainable_from(model, "stem_conv")  # everything but BatchNormalization
         wrapper = training_model(model, config.augment, seed=config.seed)
         batches = ArrayBatches(train.images, train.labels, config.batch_size, shuffle=True, seed=config.seed)
@@ -640,6 +643,30 @@ def precision_policy(mode: str) -> str:
     except Exception:
         devices = []
     return "mixed_bfloat16" if any(not d.lower().startswith("cpu") for d in devices) else "float32"
+
+
+def start_from_bundle(model, bundle_dir: str, vocabularies: dict[str, list[str]]) -> None:
+    """Set ``model``'s weights to a trained bundle's (same vocabularies, input size and architecture)."""
+    from fashion.runtime.bundle import load_manifest
+
+    from .bundle_io import load_keras_model
+
+    bundle = load_manifest(bundle_dir)
+    if bundle.labels != vocabularies:
+        raise TrainError(f"--init-from {bundle_dir}: its labels differ from the training data's vocabularies")
+    trained = load_keras_model(bundle_dir)
+    if tuple(trained.input_shape[1:]) != tuple(model.input_shape[1:]):
+        raise TrainError(
+            f"--init-from {bundle_dir}: input {trained.input_shape[1:3]}, this run {model.input_shape[1:3]}"
+        )
+    source = {w.path: w for w in trained.weights}
+    missing = [w.path for w in model.weights if w.path not in source or tuple(source[w.path].shape) != tuple(w.shape)]
+    if missing:
+        raise TrainError(
+            f"--init-from {bundle_dir}: no matching weights for {len(missing)} variables (e.g. {missing[0]})"
+        )
+    for variable in model.weights:
+        variable.assign(source[variable.path].numpy())
 
 
 def float32_copy(model, num_classes: dict[str, int], height: int, width: int, backbone: str):
