@@ -9,6 +9,8 @@ for but TensorRT, cuda-python or a GPU is missing.
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -16,7 +18,7 @@ import click
 from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
 
 from . import gates
-from .pipeline import DEFAULT_CACHE, DEFAULT_OUT
+from .context import DEFAULT_CACHE, DEFAULT_OUT
 
 
 @run_cli
@@ -42,6 +44,44 @@ from .pipeline import DEFAULT_CACHE, DEFAULT_OUT
 @click.option("--tensorrt", is_flag=True, help="Require TensorRT engines: exit 4 if TensorRT or a GPU is missing.")
 @click.option("--triton", is_flag=True, help="Write a Triton model repository to --out.")
 @click.option("--standalone", is_flag=True, help="Also the standalone ONNX (decoded pixels in, labelled heads out).")
+@click.option(
+    "--standalone-only",
+    is_flag=True,
+    help="Only the standalone ONNX, built from the bundle's recorded FP32 ONNX (no Keras model needed).",
+)
+@click.option(
+    "--standalone-images",
+    type=click.IntRange(0),
+    default=gates.STANDALONE_IMAGES,
+    show_default=True,
+    help="Test photos for the standalone gate (a seeded subset); 0 = all.",
+)
+@click.option(
+    "--standalone-upscaled-images",
+    type=click.IntRange(0),
+    default=gates.STANDALONE_UPSCALED_IMAGES,
+    show_default=True,
+    help="Of those, how many the standalone gate also runs upscaled to 1080x1440; 0 = all.",
+)
+@click.option(
+    "--standalone-ort/--no-standalone-ort",
+    default=True,
+    show_default=True,
+    help="Also the .ort file and operator list for ONNX Runtime Mobile.",
+)
+@click.option(
+    "--standalone-report",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write the standalone gate's table and batch-1 latency to DIR/standalone.{json,md}.",
+)
+@click.option(
+    "--standalone-latency-images",
+    type=click.IntRange(0),
+    default=30,
+    show_default=True,
+    help="With --standalone-report: photos timed at batch 1 (as they are and at 1080x1440); 0 = no timing.",
+)
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
 @click.option(
     "--max-batch",
@@ -136,7 +176,8 @@ def main(bundle: Path, quiet: bool, **kwargs) -> None:
     from .errors import GateError
     from .pipeline import ExportOptions, run_export
 
-    result = run_export(bundle, ExportOptions(progress=not quiet, **kwargs), log=click.echo)
+    command = shlex.join(["fashion-export", *sys.argv[1:]])  # quoted in reports
+    result = run_export(bundle, ExportOptions(progress=not quiet, command=command, **kwargs), log=click.echo)
     written = ", ".join(
         f"{key} ({entry['file']}, {entry['bytes'] / 1e6:.1f} MB)" for key, entry in result.written.items()
     )

@@ -37,6 +37,10 @@ TIMING_IMAGES = 50
 #: agreement, and largest per-head accuracy difference in percentage points.
 STANDALONE_MIN_AGREEMENT = 0.995
 STANDALONE_MAX_ACCURACY_DELTA_PP = 0.1
+#: Standalone gate: test photos as they are (0 = the whole split) and, of those, how many also run upscaled
+#: to 1080x1440 (a seeded subset; 0 = all of them).
+STANDALONE_IMAGES = 0
+STANDALONE_UPSCALED_IMAGES = 1000
 
 
 @dataclass(frozen=True)

@@ -14,158 +14,32 @@ with ``--report-accuracy``. An artifact rebuilt with the same bytes keeps its ea
 artifact not rebuilt in this run is not touched.
 
 Adding an artifact kind: write a ``Stage`` subclass and register it (``stages.register_stage``), or
-for the optional standalone artifact, ``fashion.export.standalone.StandaloneStage`` is picked up
-when ``ExportOptions.standalone`` is set (CLI ``--standalone``).
+for the optional standalone artifact, ``fashion.export.standalone.StandaloneStage`` runs when
+``ExportOptions.standalone`` is set (CLI ``--standalone``; ``--standalone-only`` runs it alone). The
+options, the result and the context the stages share live in ``context.py``.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from fashion.runtime.bundle import Bundle, load_manifest, sha256_file
+from fashion.runtime.bundle import load_manifest, sha256_file
 from fashion.runtime.errors import FashionError
 from fashion.runtime.manifest import edit_manifest
 
 from . import gates
-from .artifacts import FILES
+from .context import ExportContext, ExportOptions, ExportResult, Log
 from .errors import ExportError, GateError, TensorRTUnavailable
 from .runner import batch1_p50_ms, run_model
-from .stages import FINAL_STAGES, STAGES, Stage, standalone_stage
+from .stages import FINAL_STAGES, STAGES, Stage
+from .standalone import StandaloneStage
 from .timing import available_cores, merge_timings, timing_fact
 
-DEFAULT_OUT = Path("build") / "triton"
-DEFAULT_CACHE = Path("build") / "tensorrt-cache"
 CPU_ARTIFACTS = ("onnx_fp32", "onnx_int8", "onnx_fp16")
 #: Facts about an artifact's file; kept when a re-export writes the very same bytes again.
 FACT_FIELDS = ("accuracy", "timings")
-
-Log = Callable[[str], None]
-
-
-@dataclass
-class ExportOptions:
-    """Everything an export run can be asked to do (the CLI maps its flags onto this one object)."""
-
-    fp16: bool = False
-    int8: bool = False
-    tensorrt: bool = False
-    triton: bool = False
-    standalone: bool = False
-    out: Path = DEFAULT_OUT
-    cache_dir: Path = DEFAULT_CACHE
-    opset: int = 17
-    max_batch: int = 32
-    parity_images: int = gates.PARITY_IMAGES
-    parity_atol: float = gates.PARITY_ATOL
-    fp16_min_agreement: float = gates.FP16_MIN_AGREEMENT
-    calib_images: int = gates.CALIBRATION_IMAGES
-    eval_images: int = gates.EVAL_IMAGES
-    max_drop_pp: float = gates.INT8_MAX_DROP_PP
-    data_dir: Path | None = None
-    split_file: Path | None = None
-    report_accuracy: bool = False
-    timings: bool = True
-    threads: int | None = None
-    force: bool = False
-    progress: bool = True
-
-
-@dataclass
-class ExportResult:
-    written: dict[str, dict[str, Any]] = field(default_factory=dict)
-    refused: dict[str, str] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    triton_models: list[Path] = field(default_factory=list)
-
-
-class ExportContext:
-    """What the stages of one run share: the bundle, options, images (loaded once, lazily) and references."""
-
-    def __init__(self, root: Path, options: ExportOptions, log: Log):
-        self.root, self.options, self.log = root, options, log
-        self.bundle: Bundle = load_manifest(root)  # verifies every recorded sha256 before any work
-        self.result = ExportResult()
-        self.heads = self.bundle.heads
-        self.height, self.width = self.bundle.input_size
-        self.previous = {key: entry.to_dict() for key, entry in self.bundle.artifacts.items()}
-        keras = self.previous.get("keras")
-        self.keras_file: str = keras["file"] if keras else "model.keras"
-        if not (root / self.keras_file).is_file():
-            raise ExportError(f"{root / self.keras_file}: no Keras model to export (the bundle's training output)")
-        self.fp32_entry: dict[str, Any] = {}
-        self.fp32_reference: dict[str, np.ndarray] = {}
-        self.tensorrt_ok, self.tensorrt_reason = False, ""
-
-    @property
-    def fp32_path(self) -> Path:
-        return self.root / FILES["onnx_fp32"]
-
-    # -- images: the one place the export reads the dataset --------------------------------------------
-    @cached_property
-    def _data(self) -> Any:
-        from fashion.data.images import LabelledData
-        from fashion.data.paths import resolve_data_dir, resolve_split_file
-
-        data_dir = resolve_data_dir(self.options.data_dir)
-        recorded = (self.bundle.manifest.to_dict().get("split") or {}).get("file")
-        split_file = resolve_split_file(self.options.split_file, recorded, bases=[self.root])
-        self.log(f"images: {data_dir} (split {split_file})")
-        return LabelledData.open(
-            data_dir,
-            split_file,
-            self.bundle.labels,
-            (self.height, self.width),
-            progress=self.options.progress,
-            preprocessor=self.bundle.preprocessor(),
-        )
-
-    def images(self, split: str, limit: int | None, fill_from: tuple[str, ...] = (), desc: str = "") -> Any:
-        """Readable labelled images of ``split`` (``.batch()`` float32 NHWC, ``.labels`` {head: int, -1 unknown})."""
-        return self._data.images(split, limit, fill_from=fill_from, desc=desc or f"{split} images")
-
-    @cached_property
-    def parity_batch(self) -> np.ndarray:
-        parity = self.images("val", self.options.parity_images, fill_from=("test", "train"), desc="parity images")
-        if len(parity) < self.options.parity_images:
-            raise ExportError(
-                f"only {len(parity)} readable images for the parity gate, "
-                f"need {self.options.parity_images} (check --data and --split)"
-            )
-        return parity.batch()
-
-    @cached_property
-    def calibration(self) -> Any:
-        images = self.images("train", self.options.calib_images, desc="calibration images (train)")
-        if len(images) == 0:
-            raise ExportError("INT8: no training images to calibrate on (check --data and --split)")
-        return images
-
-    @cached_property
-    def val(self) -> Any:
-        images = self.images("val", self.options.eval_images or None, desc="gate images (val)")
-        if len(images) == 0:
-            raise ExportError("no val images for the accuracy gate (check --data and --split)")
-        return images
-
-    # -- references ----------------------------------------------------------------------------------
-    @cached_property
-    def keras_reference(self) -> dict[str, np.ndarray]:
-        """Keras's probabilities on the parity images, run through the ``keras`` backend."""
-        entry = self.previous.get("keras") or {"file": self.keras_file, "format": "keras"}
-        return run_model(self.root / self.keras_file, {**entry, "format": "keras"}, self.parity_batch)
-
-    @cached_property
-    def fp32_val_accuracy(self) -> dict[str, dict[str, Any]]:
-        probabilities = run_model(self.fp32_path, self.fp32_entry, self.val.batch())
-        return gates.head_accuracy(probabilities, self.val.labels, self.heads)
 
 
 class _Refused(Exception):
@@ -245,8 +119,18 @@ def run_stage(ctx: ExportContext, stage: Stage) -> bool:
 def _stages(options: ExportOptions) -> tuple[list[Stage], list[Stage]]:
     bundle_stages = [factory() for factory in STAGES.values()]
     if options.standalone:
-        bundle_stages.append(standalone_stage())
+        bundle_stages.append(StandaloneStage())
     return bundle_stages, [factory() for factory in FINAL_STAGES.values()]
+
+
+def _standalone_only(ctx: ExportContext) -> ExportResult:
+    """``--standalone-only``: the standalone model from the recorded (and verified) FP32 ONNX, nothing else."""
+    fp32 = ctx.bundle.artifacts.get("onnx_fp32")
+    if fp32 is None:
+        raise ExportError(f"{ctx.root}: no onnx_fp32 artifact to build the standalone model from (run fashion-export)")
+    ctx.fp32_entry = fp32.to_dict()
+    run_stage(ctx, StandaloneStage())
+    return ctx.result
 
 
 def _check_tensorrt(ctx: ExportContext) -> None:
@@ -267,6 +151,8 @@ def run_export(bundle_dir: str | Path, options: ExportOptions, log: Log = print)
     TensorRTUnavailable (``--tensorrt`` impossible here, exit 4) before or instead of half a run.
     """
     ctx = ExportContext(Path(bundle_dir), options, log)
+    if options.standalone_only:
+        return _standalone_only(ctx)
     _check_tensorrt(ctx)
     bundle_stages, final_stages = _stages(options)
     ctx.parity_batch  # noqa: B018 - fail on missing images before converting anything

@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import gates
 from .artifacts import FILES, staged_file
-from .errors import ExportError
 from .runner import infer_all, open_model, run_model
 
 if TYPE_CHECKING:
-    from .pipeline import ExportContext
+    from .context import ExportContext
 
 
 class Stage:
@@ -394,8 +393,8 @@ class TritonStage(Stage):
         return {}
 
 
-#: Stage factories by name, in the order the driver runs them. ``standalone`` is provided by
-#: ``fashion.export.standalone.StandaloneStage`` (imported only when asked for).
+#: Stage factories by name, in the order the driver runs them. The optional standalone artifact is
+#: ``fashion.export.standalone.StandaloneStage``, added by the driver when ``ExportOptions.standalone`` is set.
 STAGES: dict[str, Callable[[], Stage]] = {
     "onnx_fp32": OnnxFp32Stage,
     "onnx_fp16": OnnxFp16Stage,
@@ -412,13 +411,4 @@ def register_stage(name: str, factory: Callable[[], Stage], final: bool = False)
     (FINAL_STAGES if final else STAGES)[name] = factory
 
 
-def standalone_stage() -> Stage:
-    """The optional standalone (pixels-in) artifact, defined in ``fashion.export.standalone``."""
-    try:
-        from .standalone import StandaloneStage  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise ExportError(f"--standalone is not available in this installation ({exc})") from None
-    return StandaloneStage()
-
-
-__all__ = ["FINAL_STAGES", "STAGES", "Stage", "infer_all", "open_model", "register_stage", "standalone_stage"]
+__all__ = ["FINAL_STAGES", "STAGES", "Stage", "infer_all", "open_model", "register_stage"]

@@ -17,8 +17,10 @@ from PIL import Image
 from fashion import HEADS
 from fashion.export import standalone
 from fashion.export.errors import ExportError
+from fashion.export.pipeline import ExportOptions, run_export
 from fashion.runtime import Classifier
 from fashion.runtime.bundle import load_manifest
+from fashion.runtime.manifest import edit_manifest
 from fashion.runtime.preprocess import fit_to_input, load_image
 
 HEIGHT, WIDTH = 32, 24  # the tiny bundle's input size
@@ -44,7 +46,7 @@ def photos(sample_dir) -> list[Image.Image]:
 def model_path(tiny_bundle, tmp_path_factory) -> Path:
     bundle = load_manifest(tiny_bundle)
     path = tmp_path_factory.mktemp("standalone") / standalone.FILE
-    standalone.build_file(bundle, dict(bundle.artifacts["onnx_fp32"]), path)
+    standalone.build_file(bundle, bundle.artifacts["onnx_fp32"], path)
     return path
 
 
@@ -137,11 +139,17 @@ def _split_file(sample_dir: Path, path: Path) -> Path:
 def test_export_gates_records_and_writes_ort(tiny_bundle, sample_dir, tmp_path):
     root = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, root)
-    options = standalone.StandaloneOptions(
-        data_dir=sample_dir, split_file=_split_file(sample_dir, tmp_path / "s.csv"), limit=24, upscaled_limit=6
+    options = ExportOptions(
+        standalone_only=True,
+        data_dir=sample_dir,
+        split_file=_split_file(sample_dir, tmp_path / "s.csv"),
+        standalone_images=24,
+        standalone_upscaled_images=6,
+        progress=False,
     )
     logs: list[str] = []
-    entry = standalone.export_standalone(root, options, log=logs.append)
+    result = run_export(root, options, log=logs.append)
+    entry = result.written["onnx_standalone"]
 
     bundle = load_manifest(root)  # verifies every recorded sha256, the new files included
     assert entry["format"] == "onnx_standalone" and entry["input"] == "pixels"
@@ -149,7 +157,7 @@ def test_export_gates_records_and_writes_ort(tiny_bundle, sample_dir, tmp_path):
     assert set(gate["sets"]) == {"test", "test_1080x1440"}
     assert gate["sets"]["test"]["images"] == 24 and gate["sets"]["test_1080x1440"]["images"] == 6
     assert all(row["top1_agreement"] >= 0.995 for s in gate["sets"].values() for row in s["heads"].values())
-    assert any("passed" in line for line in logs)
+    assert any("Standalone ONNX (pixels in): top-1 agreement with the runtime" in line for line in logs)
 
     ort_entry = bundle.artifacts["ort_standalone"]
     assert ort_entry["source"]["converted_from"]["sha256"] == entry["sha256"]
@@ -186,59 +194,139 @@ def test_judge_applies_both_thresholds():
     assert verdict.passed
 
 
-def test_command_line_builds_records_and_writes_the_report(tiny_bundle, sample_dir, tmp_path, capsys):
+def _export(*args: str):
+    from unittest import mock
+
+    from click.testing import CliRunner
+
+    from fashion.export.cli import main
+
+    with mock.patch("sys.argv", ["fashion-export", *args]):  # the command line the report quotes
+        return CliRunner().invoke(main, list(args))
+
+
+def test_command_line_builds_records_and_writes_the_report(tiny_bundle, sample_dir, tmp_path):
+    # fashion-export --standalone-only: the standalone model alone, from the recorded FP32 ONNX (no Keras model)
     root = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, root)
     split = _split_file(sample_dir, tmp_path / "s.csv")
-    with pytest.raises(SystemExit) as done:
-        standalone.main(
-            [
-                str(root),
-                "--data",
-                str(sample_dir),
-                "--split",
-                str(split),
-                "--images",
-                "10",
-                "--upscaled-images",
-                "3",
-                "--no-ort",
-                "--report",
-                str(tmp_path / "eval"),
-                "--latency-images",
-                "2",
-            ]
-        )
-    assert done.value.code == 0, capsys.readouterr().err
+    done = _export(
+        str(root),
+        "--standalone-only",
+        "--data",
+        str(sample_dir),
+        "--split",
+        str(split),
+        "--standalone-images",
+        "10",
+        "--standalone-upscaled-images",
+        "3",
+        "--no-standalone-ort",
+        "--standalone-report",
+        str(tmp_path / "eval"),
+        "--standalone-latency-images",
+        "2",
+        "--quiet",
+    )
+    assert done.exit_code == 0, done.output
     assert "onnx_standalone" in load_manifest(root).artifacts and not (root / standalone.ORT_FILE).exists()
     report = json.loads((tmp_path / "eval" / "standalone.json").read_text(encoding="utf-8"))
-    assert report["gate"]["sets"]["test_1080x1440"]["images"] == 3
+    assert report["gate"]["sets"]["test"]["images"] == 10 and report["gate"]["sets"]["test_1080x1440"]["images"] == 3
     table = (tmp_path / "eval" / "standalone.md").read_text(encoding="utf-8")
-    assert "| articleType | 100.00% |" in table and "--upscaled-images 3" in table
+    assert "| articleType | 100.00% |" in table and "--standalone-upscaled-images 3" in table
+    assert "Command: `fashion-export " in table
     assert set(report["latency_ms_batch1"]["sizes"]) == {"as is", "1080x1440"} and "| 1080x1440 |" in table
 
 
-def test_command_line_refuses_a_bundle_without_fp32(tmp_path, capsys):
-    (tmp_path / "bundle.json").write_text("{}", encoding="utf-8")
-    with pytest.raises(SystemExit) as done:
-        standalone.main([str(tmp_path), "--no-ort"])
-    assert done.value.code == 2
-    assert capsys.readouterr().err.startswith("Error: ")
+def test_command_line_refuses_a_bundle_without_fp32(tiny_bundle, tmp_path):
+    root = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, root)
+    with edit_manifest(root) as draft:
+        draft.drop_artifact("onnx_fp32")
+    done = _export(str(root), "--standalone-only", "--quiet")
+    assert done.exit_code == 2
+    assert done.output.strip().splitlines()[-1].startswith("Error: ") and "no onnx_fp32 artifact" in done.output
 
 
 def test_stage_runs_under_the_export_driver(tiny_bundle, sample_dir, tmp_path):
-    from fashion.export import pipeline, stages
+    from fashion.export import pipeline
 
     root = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, root)
     (root / "model.keras").write_bytes(b"")  # the driver's context insists on one; this stage never reads it
     options = pipeline.ExportOptions(
-        standalone=True, data_dir=sample_dir, split_file=_split_file(sample_dir, tmp_path / "s.csv"), progress=False
+        standalone=True,
+        data_dir=sample_dir,
+        split_file=_split_file(sample_dir, tmp_path / "s.csv"),
+        progress=False,
+        standalone_images=12,
+        standalone_upscaled_images=2,
     )
-    options.standalone_images, options.standalone_upscaled_images = 12, 2  # type: ignore[attr-defined]
     ctx = pipeline.ExportContext(root, options, log=lambda _: None)
     ctx.fp32_entry = load_manifest(root).artifacts["onnx_fp32"].to_dict()
-    assert pipeline.run_stage(ctx, stages.standalone_stage())
+    assert pipeline.run_stage(ctx, standalone.StandaloneStage())
     artifacts = load_manifest(root).artifacts
     assert artifacts["onnx_standalone"]["gate"]["sets"]["test"]["images"] == 12
     assert artifacts["ort_standalone"]["source"]["sha256"] == ctx.fp32_entry["sha256"]
+
+
+def test_the_gate_shows_progress(tiny_bundle, model_path, sample_dir, tmp_path, capsys):
+    sets = standalone.gate_sets(
+        load_manifest(tiny_bundle), sample_dir, _split_file(sample_dir, tmp_path / "s.csv"), limit=8, upscaled_limit=2
+    )
+    standalone.run_gate(tiny_bundle, model_path, sets, log=print, progress=True)
+    captured = capsys.readouterr()
+    assert "standalone gate: test: 8 photos" in captured.out
+    assert "standalone gate test: " in captured.err and "/8 [" in captured.err  # a bar per set, photos of 8
+
+
+# -- issue 21 item 16: edge sizes and the exact agreement limits -----------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(1, 0, 96, 3), (1, 128, 0, 3), (1, 0, 0, 3), (2, 0, 5, 3)])
+def test_a_photo_without_pixels_is_refused(model_path, shape):
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    with pytest.raises(Exception, match="refuse_empty_photo"):
+        session.run(None, {"pixels": np.zeros(shape, dtype=np.uint8)})
+    session.run(None, {"pixels": np.zeros((1, 1, 1, 3), dtype=np.uint8)})  # one pixel is a photo
+
+
+THIN_AND_LARGE = [(600, 1), (1, 600), (10000, 3), (10000, 1), (1, 10000), (4000, 3000), (3000, 4000)]
+
+
+@pytest.mark.parametrize("model_size", [(HEIGHT, WIDTH), (128, 96)])
+def test_pixel_for_pixel_with_the_exact_path_at_edge_sizes(photos, model_size):
+    # The contract: the graph equals fit_to_input (Classifier.load(..., fast_decode=False)) at any size.
+    height, width = model_size
+    graph = standalone.preprocessing_graph(height, width, output="image")
+    session = _session(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", standalone.OPSET)], ir_version=8)
+    )
+    for size in THIN_AND_LARGE:
+        image = photos[0].resize(size, Image.Resampling.BICUBIC)
+        np.testing.assert_array_equal(
+            _graph_pixels(session, image), fit_to_input(image, height, width).astype(np.float32), err_msg=str(size)
+        )
+
+
+def test_the_default_fast_path_agrees_exactly_below_its_reduction_limit_only(tiny_bundle, pre_session, photos):
+    # The runtime's default decode reduces a photo whose padded canvas is >= 2 * FAST_DECODE_GAP times the model
+    # input first; below that it is the exact path, so the standalone model agrees pixel for pixel.
+    from fashion.runtime.preprocess import FAST_DECODE_GAP
+
+    limit = 2 * FAST_DECODE_GAP
+    with Classifier.load(tiny_bundle, precision="fp32") as fast:
+        assert fast.preprocessor.fast
+        below = (int(WIDTH * limit) - 2, int(HEIGHT * limit) - 2)  # canvas just under 6x the 32x24 input
+        for size in [below, (100, 1), (1, 100)]:
+            image = photos[1].resize(size, Image.Resampling.BICUBIC)
+            np.testing.assert_array_equal(_graph_pixels(pre_session, image), fast.preprocess(image), err_msg=str(size))
+        differs = [
+            size
+            for size in [(int(WIDTH * limit) * 2, int(HEIGHT * limit) * 2), *THIN_AND_LARGE]
+            if not np.array_equal(
+                _graph_pixels(pre_session, photos[1].resize(size, Image.Resampling.BICUBIC)),
+                fast.preprocess(photos[1].resize(size, Image.Resampling.BICUBIC)),
+            )
+        ]
+    assert differs, "above the limit the fast path reduces first; the documented contract names the exact path"
