@@ -10,6 +10,8 @@ import click
 from fashion.data import paths
 from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
 
+from .data import build_train_data  # noqa: F401 - moved to train/data.py; re-exported for old imports
+from .data import load_frame as _load
 from .errors import TrainError
 
 DEFAULT_SPLIT = str(paths.DEFAULT_SPLIT)
@@ -24,60 +26,6 @@ def _parse_size(text: str) -> tuple[int, int]:
     if height < 16 or width < 16:
         raise click.BadParameter(f"{text!r}: height and width must be at least 16")
     return height, width
-
-
-def _load(data: str, split_file: str | None):
-    from fashion.data.dataset import load_dataset
-    from fashion.data.labels import build_vocabularies
-    from fashion.data.split import attach_split, read_split
-
-    try:
-        frame, report = load_dataset(data)
-    except (FileNotFoundError, ValueError) as exc:
-        raise TrainError(str(exc)) from exc
-    click.echo(report.summary(), err=True)
-    vocab = build_vocabularies(frame)
-    if split_file:
-        frame = attach_split(frame, read_split(split_file))
-    return frame, vocab, report
-
-
-def build_train_data(
-    data: str,
-    split_file: str,
-    workers: int | None = None,
-    sharp: str | None = None,
-    limit: int | None = None,
-):
-    """Read the dataset, split and vocabularies once; every recipe trains from the result.
-
-    ``sharp``: a folder of sharper copies by id, added to the training part (never to val);
-    ``limit``: train on a seeded subset of that many training images (a first run in minutes).
-    """
-    from fashion.data.labels import hierarchy
-
-    from .recipe import limited, train_data_from_frame, with_sharp_copies
-
-    frame, vocab, report = _load(data, split_file)
-    counts = {k: v for k, v in report.to_dict().items() if not isinstance(v, (list, str))}
-    description = {
-        "data": Path(data).resolve().name,
-        "split": Path(split_file).name,
-        "train_images": int((frame["split"] == "train").sum()),
-        "val_images": int((frame["split"] == "val").sum()),
-        "loader_report": counts,
-    }
-    train_data = train_data_from_frame(frame, vocab, hierarchy(frame[frame["split"] == "train"]), description, workers)
-    if limit is not None:
-        train_data.train = limited(train_data.train, limit)
-        description["train_images"] = len(train_data.train)
-        description["limit"] = limit
-    if sharp:
-        train_data.train, added = with_sharp_copies(train_data.train, sharp)
-        description["sharp_train_images"] = added
-        description["sharp"] = Path(sharp).resolve().name
-        click.echo(f"training on {len(train_data.train)} images ({added} of them sharp copies)", err=True)
-    return train_data
 
 
 @run_cli

@@ -127,7 +127,7 @@ def run_gpu_check(
     backbone: str = "efficientnetb0",
 ) -> dict[str, Any]:
     """Train the GPU recipe ``epochs`` per size on ``data`` and write the check's JSON to ``out``."""
-    from .cli import build_train_data
+    from .data import build_train_data
     from .gpu_recipe import GpuRecipe, GpuRecipeConfig
 
     started = time.time()
