@@ -30,11 +30,13 @@ from typing import Any  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fashion.data.paths import REPO_ROOT  # noqa: E402
+from fashion.data.paths import SAMPLE_DIR as SAMPLE_SUBDIR  # noqa: E402
 from fashion.runtime import BatchItem, Classifier, InvalidImageError  # noqa: E402
 
 from . import views  # noqa: E402
-from .app import SAMPLE_DIR  # noqa: E402
 
+SAMPLE_DIR = REPO_ROOT / SAMPLE_SUBDIR  # the committed sample photos (examples and allowed paths)
 CAM_HEAD = "articleType"
 CONCURRENCY = 4  # simultaneous requests; the ONNX Runtime session is thread-safe
 DECODE_SLOTS = 2  # full-size decodes in memory at once (a 7000x7000 photo needs ~0.3 GB while it decodes)
