@@ -169,4 +169,5 @@ def render_markdown(result: dict[str, Any]) -> str:
             + " | ".join(cells)
             + f" | {v['max_abs_diff_vs_bundle']:.2e} |"
         )
+    lines += [f"\nNote: {note}" for note in result.get("notes", [])]
     return "\n".join(lines)

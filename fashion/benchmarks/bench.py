@@ -339,8 +339,9 @@ class LoadWatch:
         self.samples: list[dict] = []
         self.warning: str | None = None
 
-    def sample(self, when: str) -> None:
-        load = system.load_average()
+    def sample(self, when: str, load: list[float] | None = None) -> None:
+        """Record the load average now (or ``load``, 1/5/15 minutes) and warn once it is above the CPUs."""
+        load = load if load is not None else system.load_average()
         if load is None:
             return
         self.samples.append({"when": when, "load_average": load})

@@ -257,7 +257,7 @@ def _run_ab(config, ab_variants, ab_rounds, json_path, markdown_path, quiet, log
 
     from . import system
     from .ab import compare_graphs, parse_variants, render_markdown
-    from .bench import load_images
+    from .bench import LoadWatch, load_images
     from .report import write_json
 
     try:
@@ -267,6 +267,8 @@ def _run_ab(config, ab_variants, ab_rounds, json_path, markdown_path, quiet, log
     loaded = load_manifest(config.bundle)
     config = dataclasses.replace(config, limit=config.limit or 64)
     images, source = load_images(loaded, config, progress=not quiet)
+    load = LoadWatch(log)
+    load.sample("start")
     result = compare_graphs(
         loaded,
         variants,
@@ -277,7 +279,10 @@ def _run_ab(config, ab_variants, ab_rounds, json_path, markdown_path, quiet, log
         rounds=ab_rounds,
         log=log,
     )
+    load.sample("end")
     result["data"] = source
+    result["machine"]["load_average_samples"] = load.samples
+    result["notes"] = [load.warning] if load.warning else []
     click.echo(render_markdown(result))
     if json_path:
         write_json(result, json_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -459,3 +460,25 @@ def test_plot_option_says_which_files_it_wrote(bench_run):
     result, _, out = bench_run  # run with --quiet: the written files are named all the same
     for name in ("bench_latency.png", "bench_accuracy.png", "bench.json", "bench.md"):
         assert f"wrote {out / name}" in result.output
+
+
+def test_a_load_above_the_cpus_is_warned_about_once():
+    from fashion.benchmarks.bench import LoadWatch
+
+    said = []
+    watch = LoadWatch(said.append, cpus=2)
+    watch.sample("start", [1.5, 1.0, 0.5])
+    assert watch.warning is None and not said
+    watch.sample("after keras", [3.2, 1.5, 0.7])
+    watch.sample("after onnx-fp32", [4.1, 2.0, 0.9])
+    assert len(said) == 1 and said[0].startswith("warning: load average up to 3.20 (after keras) on 2 CPUs")
+    assert watch.warning.startswith("load average up to 4.10 (after onnx-fp32) on 2 CPUs")
+    assert [s["when"] for s in watch.samples] == ["start", "after keras", "after onnx-fp32"]
+
+
+def test_the_run_records_its_load_samples(bench_run):
+    _, payload, _ = bench_run
+    samples = payload["machine"]["load_average_samples"]
+    assert [s["when"] for s in samples] == ["start", "after onnx-fp32"]  # the only row that ran
+    busy = max(s["load_average"][0] for s in samples) > (os.cpu_count() or 1)
+    assert any("load average up to" in note for note in payload["notes"]) == busy
