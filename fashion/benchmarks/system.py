@@ -9,6 +9,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from fashion.runtime.host import cpuinfo_fields, parse_cpuinfo
+
 PACKAGES = (
     "fashion-edge",
     "numpy",
@@ -32,17 +34,12 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _cpuinfo_fields(text: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if ":" in line:
-            key, value = (part.strip() for part in line.split(":", 1))
-            fields.setdefault(key, value)  # first processor's values
-    return fields
-
-
 def cpu_info(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
-    """CPU model, clock (MHz, as /proc/cpuinfo reports it), core count and the SIMD features that matter."""
+    """CPU model, clock (MHz, as /proc/cpuinfo reports it), core count and the SIMD features that matter.
+
+    /proc/cpuinfo is parsed by the runtime's one parser (``fashion.runtime.host``), so a result file and the
+    runtime's artifact choice read the same CPU model and flags.
+    """
     info = {
         "model": platform.processor() or platform.machine(),
         "mhz": None,
@@ -55,22 +52,15 @@ def cpu_info(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
     }
     path = Path(cpuinfo_path)
     if path.is_file():
-        from fashion.runtime.host import parse_cpuinfo
-
         text = path.read_text(errors="replace")
-        fields = _cpuinfo_fields(text)
-        flags = set(fields.get("flags", "").split())
+        fields, facts = cpuinfo_fields(text), parse_cpuinfo(text)
         info.update(
             model=fields.get("model name", info["model"]),
             vendor=fields.get("vendor_id"),
             family=fields.get("cpu family"),
-            mhz=float(fields["cpu MHz"]) if re.match(r"^[\d.]+$", fields.get("cpu MHz", "")) else None,
-            avx2="avx2" in flags,
-            avx512f="avx512f" in flags,
-            fma="fma" in flags,
-            avx512_vnni="avx512_vnni" in flags,
-            avx_vnni="avx_vnni" in flags,
-            isa_flags=parse_cpuinfo(text).reported_flags,  # the flags the runtime's artifact choice reads
+            mhz=float(fields["cpu mhz"]) if re.match(r"^[\d.]+$", fields.get("cpu mhz", "")) else None,
+            **{flag: flag in facts.flags for flag in ("avx2", "avx512f", "fma", "avx512_vnni", "avx_vnni")},
+            isa_flags=facts.reported_flags,  # the flags the runtime's artifact choice reads
         )
     return info
 

@@ -79,13 +79,19 @@ class CpuFacts:
         return {"model": self.model, "arch": self.arch, "flags": self.reported_flags, "int8_flags": self.int8_flags}
 
 
-def parse_cpuinfo(text: str, arch: str | None = None) -> CpuFacts:
-    """CpuFacts from the text of /proc/cpuinfo (x86 "model name"/"flags", Arm "CPU part"/"Features")."""
+def cpuinfo_fields(text: str) -> dict[str, str]:
+    """The first processor's ``key: value`` lines of /proc/cpuinfo text, keys in lower case (the one parser)."""
     fields: dict[str, str] = {}
     for line in text.splitlines():
         if ":" in line:
             key, value = (part.strip() for part in line.split(":", 1))
-            fields.setdefault(key.lower(), value)  # the first processor's values
+            fields.setdefault(key.lower(), value)
+    return fields
+
+
+def parse_cpuinfo(text: str, arch: str | None = None) -> CpuFacts:
+    """CpuFacts from the text of /proc/cpuinfo (x86 "model name"/"flags", Arm "CPU part"/"Features")."""
+    fields = cpuinfo_fields(text)
     flags = frozenset((fields.get("flags") or fields.get("features") or "").split())
     arch = arch or _arch_from(fields, flags)
     model = fields.get("model name") or fields.get("hardware") or ""
