@@ -159,7 +159,8 @@ def model_options(fn: F) -> F:
             "--provider",
             "providers",
             multiple=True,
-            help="ONNX Runtime provider (cpu, cuda, tensorrt); repeat to give a preference order.",
+            help="ONNX Runtime provider (cpu, cuda, tensorrt, or another by its short name, e.g. openvino); repeat "
+            "to give a preference order. One missing here is refused with the list onnxruntime offers.",
         ),
         click.option("--allow-fallback", is_flag=True, help="Run on the CPU if the requested provider is unavailable."),
         click.option(
