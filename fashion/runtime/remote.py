@@ -456,15 +456,18 @@ class RemoteClassifier:
         """Ask every server what it serves; one that does not answer with a description starts down; all that
         answer must serve the same model."""
         seen: dict[str, dict[str, Any]] = {}
+        unusable = False
         for server in self.pool.servers:
             try:
                 seen[server.url] = server.info()
+            except RemoteError as exc:  # it answered (an HTTP error, garbage): up, but not serving the model
+                unusable = True
+                self.pool.mark_down(server, f"{exc} (still loading, or not a fashion-serve server)")
             except ServerConnectionError as exc:
                 self.pool.mark_down(server, str(exc))
-            except RemoteError as exc:
-                self.pool.mark_down(server, f"{exc} (still loading, or not a fashion-serve server)")
         if not seen:
-            raise ServerUnavailableError(f"cannot use any server: {self.pool.reasons()}")
+            what = "no usable server" if unusable else "cannot reach any server"
+            raise ServerUnavailableError(f"{what}: {self.pool.reasons()}")
         first_url, first = next(iter(seen.items()))
         for url, info in seen.items():
             if (info["heads"], info["labels"]) != (first["heads"], first["labels"]):

@@ -172,7 +172,7 @@ def test_remote_consistent_without_a_hierarchy_raises_like_local(clf, tiny_bundl
 
 def test_no_usable_server_is_unavailable_with_every_reason(clf):
     with FakeKServe(clf, "info500") as fake:
-        with pytest.raises(ServerUnavailableError, match=r"cannot use any server: .*HTTP 500") as info:
+        with pytest.raises(ServerUnavailableError, match=r"no usable server: .*HTTP 500") as info:
             RemoteClassifier(fake.url)
     assert info.value.exit_code == 4
 
