@@ -483,7 +483,7 @@ def ablation(spec, out):
     "--data",
     required=True,
     type=click.Path(exists=True, file_okay=False),
-    help="Kaggle-layout subset with a split.csv (made by `benchmarks/gpu_check.sh prepare`).",
+    help="Kaggle-layout subset with a split.csv (made by `scripts/gpu_check.sh prepare`).",
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSON file to write.")
 @click.option("--size", "sizes", multiple=True, default=["128x96", "224x168"], show_default=True)

@@ -4,7 +4,7 @@ Two halves, because the GPU machine receives the working tree plus about 10 MB a
 
 * ``prepare`` (here, with the data): copy a seeded subset of 1,600 images (Kaggle small
   layout, ~4 MB) with its styles.csv rows and a split.csv (the project's split, train and val only)
-  into an ignored folder; ``benchmarks/gpu_check.sh prepare`` also puts the wheels of Keras and its
+  into an ignored folder; ``scripts/gpu_check.sh prepare`` also puts the wheels of Keras and its
   small pure-Python dependencies there.
 * ``run_gpu_check`` (there): train the GPU recipe a fixed number of epochs at each size and write one
   JSON with, per size, compile seconds, steady img/s, the data-wait share, validation accuracy per
@@ -134,7 +134,7 @@ def run_gpu_check(
     data, out = Path(data), Path(out)
     split = data / SUBSET_SPLIT
     if not split.is_file():
-        raise TrainError(f"{data}: no {SUBSET_SPLIT}; make the subset with `benchmarks/gpu_check.sh prepare`")
+        raise TrainError(f"{data}: no {SUBSET_SPLIT}; make the subset with `scripts/gpu_check.sh prepare`")
     weights = weights or os.environ.get("FASHION_EFFICIENTNET_WEIGHTS")
     if weights and not Path(weights).is_file():
         weights = None

@@ -2,7 +2,7 @@
 
 Keras fixes its backend at import, and this test process runs TensorFlow; so each JAX run is a
 child process: ``tests/train/jax_scenarios.py`` (schedule after compile, 1 vs 2 devices, resume)
-and ``benchmarks/gpu_check.sh run`` end to end. Both also show that a JAX run never forks
+and ``scripts/gpu_check.sh run`` end to end. Both also show that a JAX run never forks
 (no ``os.fork()`` warning on stderr).
 """
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # GPU check for the GPU recipe, in two steps (see README, "GPU check").
 #
-#   benchmarks/gpu_check.sh prepare [DATA_DIR] [IMAGES]
+#   scripts/gpu_check.sh prepare [DATA_DIR] [IMAGES]
 #       Here, with the data and PyPI: copy a seeded subset (default 1600 images, ~4 MB) of a
 #       Kaggle-layout folder and the wheels of Keras and its small dependencies into $CHECK_DIR
 #       (default gpu-check/, ignored by git; carry gpu-check/data and gpu-check/wheels to the GPU machine:
 #       about 10 MB, which with the ~55 MB of tracked files stays under a 64 MiB transfer).
-#   benchmarks/gpu_check.sh run [OUT_JSON]
+#   scripts/gpu_check.sh run [OUT_JSON]
 #       On the GPU machine (no network): install from $CHECK_DIR/wheels whatever Python lacks
 #       (into $CHECK_DIR/site, nothing system-wide), then train the GPU recipe $EPOCHS epochs at
 #       each of $SIZES with KERAS_BACKEND=jax and write one JSON (default

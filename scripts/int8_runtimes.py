@@ -3,7 +3,7 @@
 Not part of the package or the test suite: it needs ``openvino`` and ``nncf`` (``pip install openvino nncf``)
 beside the runtime's own dependencies, and the real data. Run from the repository root:
 
-    PYTHONPATH=. python benchmarks/int8_runtimes.py models/fashion-effnetb0 \
+    PYTHONPATH=. python scripts/int8_runtimes.py models/fashion-effnetb0 \
         --data ../shared/datasets/fashion-product-images --out benchmarks/results/int8-runtimes-xeon
 
 Rows: the bundle's FP32 and INT8 ONNX on ONNX Runtime; the same FP32 ONNX on OpenVINO (f32, and bf16 where
@@ -184,7 +184,7 @@ def main() -> int:
             }
             for row in rows
         },
-        "command": "PYTHONPATH=. python benchmarks/int8_runtimes.py " + " ".join(sys.argv[1:]),
+        "command": "PYTHONPATH=. python scripts/int8_runtimes.py " + " ".join(sys.argv[1:]),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One device-machine call (GPU + 16 CPU cores), prepared and smoke-tested here first:
-#   1. the GPU recipe check (benchmarks/gpu_check.sh run; JSON rewritten after each size),
+#   1. the GPU recipe check (scripts/gpu_check.sh run; JSON rewritten after each size),
 #   2. predict_batch scaling with cores on real photos (fashion-bench --photos --cores),
 #   3. fashion-bench of the shipped bundle's ONNX rows on that machine's CPU.
-# Usage there: WHEELS=gpu-check/wheels312 benchmarks/device_check.sh OUT_DIR [TAG]  (WHEELS: see gpu_check.sh)
+# Usage there: WHEELS=gpu-check/wheels312 scripts/device_check.sh OUT_DIR [TAG]  (WHEELS: see gpu_check.sh)
 # Each step has its own time limit, and each writes into OUT_DIR as soon as it ends. STEPS picks steps
 # ("gpu scaling bench" by default).
 set -uo pipefail
@@ -27,7 +27,7 @@ cat "$OUT_DIR/machine-$TAG.txt"
 if [[ "$STEPS" == *" gpu "* ]]; then
 echo "== 1. GPU recipe check"
 CHECK_DIR="${CHECK_DIR:-gpu-check}" PYTHON="$PYTHON" LIMIT="${GPU_LIMIT:-270}" \
-  bash benchmarks/gpu_check.sh run "$OUT_DIR/gpu-check-$TAG.json" 2>&1 | tail -n 40
+  bash scripts/gpu_check.sh run "$OUT_DIR/gpu-check-$TAG.json" 2>&1 | tail -n 40
 fi
 if [[ "$STEPS" == *" scaling "* ]]; then
 echo "== 2. predict_batch scaling with cores"
