@@ -12,11 +12,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib  # Python 3.11+, as the project's tools
 
 #: Fields of ArtifactEntry / Manifest / PreprocessSpec whose names are not also common result keys.
 KEYS = "file|sha256|bytes|format|precision|outputs|feature_map|timings|pinned_artifact|preprocessing|split"
@@ -50,8 +52,6 @@ def circles(root: Path) -> list[list[str]]:
         "print(json.dumps({m: sorted(g.find_modules_directly_imported_by(m)) for m in g.modules}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
-    import json
-
     graph: dict[str, list[str]] = json.loads(out.stdout)
     index: dict[str, int] = {}
     low: dict[str, int] = {}

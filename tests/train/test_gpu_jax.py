@@ -129,7 +129,7 @@ def test_gpu_check_script_runs_end_to_end_on_the_cpu(tmp_path, sample_dir):
         LIMIT="600",
     )
     result = subprocess.run(
-        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "run", str(out)],
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "run", str(out)],
         capture_output=True,
         text=True,
         cwd=ROOT,
