@@ -151,8 +151,8 @@ class Supervisor:
         mine = [p for p in descendants(os.getpid()) if p not in tree]
         with self._lock:
             for pid in tree[1:]:  # this process's own helpers (resource tracker) end with it
-                if pid not in self.pids and running(pid):
-                    comm = _comm(pid)
+                if pid not in self.stubs and running(pid):
+                    comm = _comm(pid)  # read again: a child seen between fork and exec still says "tritonserver"
                     self.pids[pid] = comm
                     if comm == STUB_NAME:
                         self.stubs[pid] = stub_name(pid)
@@ -165,6 +165,8 @@ class Supervisor:
         if server is not None and not server.is_alive():
             status = f" (status {self.triton_status})" if self.triton_status not in (None, 0) else ""
             return f"tritonserver exited{status}"
+        if PROC.is_dir() and len(self.stubs) < self.expected_stubs:  # one died before it was first seen
+            return f"only {len(self.stubs)} of {self.expected_stubs} model processes (stubs) are running"
         for pid, name in list(self.stubs.items()):
             if not running(pid):
                 return f"the model process {name} (triton_python_backend_stub, pid {pid}) died"

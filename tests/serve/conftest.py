@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from fashion.serve.supervisor import descendants, shm_segments
 from tests.conftest import ROOT
 
 START_TIMEOUT_S = 120
@@ -78,11 +79,19 @@ class Server:
             return False
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the whole process group: the Python process and the tritonserver it started."""
+        """Signal the whole process group: the Python process and the tritonserver it started.
+
+        After SIGKILL nothing of the tree can clean up, so the /dev/shm segments it had mapped are removed here.
+        """
+        segments = shm_segments([self.process.pid, *descendants(self.process.pid)]) if sig == signal.SIGKILL else set()
         try:
             os.killpg(self.process.pid, sig)
         except ProcessLookupError:
             pass
+        if segments:
+            time.sleep(0.5)
+            for name in segments:
+                (Path("/dev/shm") / name).unlink(missing_ok=True)
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
