@@ -374,6 +374,7 @@ class Failover:
     url: str
     reason: str
     retried: int = 0
+    at_start: bool = False
 
 
 @dataclass
@@ -465,6 +466,8 @@ class RemoteClassifier:
                 self.pool.mark_down(server, f"{exc} (still loading, or not a fashion-serve server)")
             except ServerConnectionError as exc:
                 self.pool.mark_down(server, str(exc))
+        for failover in self.pool.down.values():
+            failover.at_start = True
         if not seen:
             what = "no usable server" if unusable else "cannot reach any server"
             raise ServerUnavailableError(f"{what}: {self.pool.reasons()}")
@@ -604,9 +607,9 @@ class RemoteClassifier:
     def report(self) -> list[str]:
         """Lines for the user: the servers that dropped out and what moved off them, and the requests per server."""
         lines = [
-            f"server down: {f.reason}"
-            + (f"; {f.retried} request(s) retried on the other server(s)" if f.retried else "")
+            f"failover: {f.url} dropped out ({f.reason}); {f.retried} request(s) retried on the other server(s)"
             for f in self.failovers
+            if not f.at_start  # those are said when the run starts
         ]
         spread = ", ".join(f"{url} {count}" for url, count in sorted(self.requests_per_server.items()))
         return lines + [f"requests per server: {spread or 'none'}"]

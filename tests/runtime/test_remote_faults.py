@@ -93,7 +93,7 @@ def test_a_503_node_beside_a_healthy_one_loses_no_row(clf, photos):
     assert result.exit_code == 0, result.stderr
     rows = csv_rows(result.stdout)
     assert len(rows) == len(photos) and all(r["articleType"] and not r["error"] for r in rows)
-    assert f"server down: {busy.url}: HTTP 503" in result.stderr and busy.inferences >= 1
+    assert f"failover: {busy.url} dropped out ({busy.url}: HTTP 503" in result.stderr and busy.inferences >= 1
 
 
 def test_a_trickling_server_is_cut_at_the_total_deadline(clf, photos):
@@ -105,7 +105,7 @@ def test_a_trickling_server_is_cut_at_the_total_deadline(clf, photos):
         took = time.monotonic() - start
     assert result.exit_code == 0, result.stderr
     assert len(csv_rows(result.stdout)) == 8 and took < 15
-    assert f"server down: {slow.url}: no complete answer within 2 s" in result.stderr
+    assert f"failover: {slow.url} dropped out ({slow.url}: no complete answer within 2 s" in result.stderr
 
 
 def test_the_last_server_answering_503_stops_the_run_keeping_rows_for_resume(clf, photos, tmp_path):
@@ -166,7 +166,9 @@ def test_remote_consistent_without_a_hierarchy_raises_like_local(clf, tiny_bundl
             remote.predict_batch(photos[:1], consistent=True)
         assert remote.predict_batch(photos[:1])[0].ok
         info = remote.info
-    assert {"backend", "providers", "precision", "artifact", "input_size"} <= set(info) and info["servers"] == [fake.url]
+    assert {"backend", "providers", "precision", "artifact", "input_size"} <= set(info) and info["servers"] == [
+        fake.url
+    ]
     assert set(clf.info) >= {"backend", "providers", "precision", "artifact", "input_size"}
 
 
