@@ -56,13 +56,12 @@ def build_train_data(
         "loader_report": counts,
     }
     train_data = train_data_from_frame(frame, vocab, hierarchy(frame[frame["split"] == "train"]), description, workers)
+    recorded = train_data.description  # train_data_from_frame keeps its own copy
     if limit is not None:
         train_data.train = limited(train_data.train, limit)
-        description["train_images"] = len(train_data.train)
-        description["limit"] = limit
+        recorded.update(train_images=len(train_data.train), limit=limit)
     if sharp:
         train_data.train, added = with_sharp_copies(train_data.train, sharp)
-        description["sharp_train_images"] = added
-        description["sharp"] = Path(sharp).resolve().name
+        recorded.update(sharp_train_images=added, sharp=Path(sharp).resolve().name)
         click.echo(f"training on {len(train_data.train)} images ({added} of them sharp copies)", err=True)
     return train_data

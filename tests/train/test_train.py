@@ -242,6 +242,50 @@ def test_cli_gpu_recipe_honours_the_backbone_and_records_timings(sample_dir, sam
     assert "stem_conv" in names and not any(name.startswith("block") for name in names)
     assert not (work / "labels.json").exists(), "the vocabulary is passed in memory, not through a file"
 
+    # --init-from starts from that bundle (a near-zero learning rate keeps its weights), with sharp copies
+    # (here: the sample's own photos stand in) and the robust augmentation on a --limit subset.
+    again = tmp_path / "again"
+    result = CliRunner().invoke(
+        main,
+        [
+            "fit",
+            "--data",
+            str(sample_dir),
+            "--split",
+            str(sample_split),
+            "--out",
+            str(again),
+            "--work-dir",
+            str(tmp_path / "work2"),
+            "--recipe",
+            "gpu",
+            "--backbone",
+            "tiny",
+            "--size",
+            "32x24",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--learning-rate",
+            "1e-12",
+            "--init-from",
+            str(out),
+            "--sharp",
+            str(sample_dir / "images"),
+            "--augment",
+            "robust",
+            "--limit",
+            "40",
+        ],
+    )
+    assert result.exit_code == 0, result.output[-3000:]
+    record = json.loads((again / "bundle.json").read_text())["training"]
+    assert record["init_from"] == str(out.resolve()) and record["augment"]["blur_probability"] > 0
+    assert record["limit"] == 40 and record["sharp_train_images"] == 40 and record["train_images"] == 40
+    for before, after in zip(model.weights, load_keras_model(again).weights):
+        np.testing.assert_allclose(after.numpy(), before.numpy(), atol=1e-6)
+
 
 def test_time_cosine_counts_training_time_only():
     """Compilation (the first step) and validation passes do not use up the --gpu-seconds window."""
