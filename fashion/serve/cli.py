@@ -3,8 +3,9 @@
     fashion-serve models/fashion-effnetb0 --http-port 8000 --grpc-port 8001 --metrics-port 8002
     fashion-predict --server http://127.0.0.1:8000 photos/ --format csv
 
-Binds 127.0.0.1 unless ``--host`` says otherwise. Stops on Ctrl-C or SIGTERM (exit 0 when every child
-stopped by itself). Exit 2: unusable options or a port in use; 4: PyTriton missing; 5: a model process or
+Binds 127.0.0.1 unless ``--host`` says otherwise; Triton itself listens on internal loopback ports behind a
+front door that refuses request bodies over ``--max-body-bytes`` (HTTP 413, gRPC RESOURCE_EXHAUSTED) and
+answers 503 while starting or stopping. Stops on Ctrl-C or SIGTERM (exit 0 when every child stopped by itself). Exit 2: unusable options or a port in use; 4: PyTriton missing; 5: a model process or
 tritonserver died while serving, or stopping had to kill processes (see fashion/runtime/errors.py).
 """
 
@@ -80,6 +81,13 @@ def _stop_on_sigterm() -> None:
     show_default=True,
     help="Largest encoded image accepted; a larger one gets an error, the rest of its batch runs.",
 )
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Largest HTTP request body or gRPC message; larger ones are refused at the door (HTTP 413, gRPC "
+    "RESOURCE_EXHAUSTED) before they reach Triton. Default: --max-image-bytes + 1 MiB.",
+)
 @click.option("--http-threads", type=click.IntRange(min=1), default=None, help="Threads serving HTTP requests.")
 @click.option("-v", "--verbose", is_flag=True, help="Show Triton's full log (info level, CUDA/NVML lines included).")
 def main(
@@ -97,6 +105,7 @@ def main(
     providers,
     allow_fallback,
     max_image_bytes,
+    max_body_bytes,
     http_threads,
     verbose,
 ):
@@ -120,6 +129,7 @@ def main(
         providers=tuple(providers),
         allow_fallback=allow_fallback,
         max_image_bytes=max_image_bytes,
+        max_body_bytes=max_body_bytes,
         http_threads=http_threads,
         verbose=verbose,
     )

@@ -46,8 +46,10 @@ from fashion.runtime.remote import (
 )
 
 from .errors import ServeError, ServerFailed, ServeUnavailable
+from .front import Door, HttpFront, default_max_body
+from .grpc_front import GrpcFront
 from .models import DEFAULT_MAX_IMAGE_BYTES, BytesModel, InfoModel, TensorModel
-from .supervisor import WATCH_PERIOD_S, Supervisor
+from .supervisor import DRAIN_TIMEOUT_S, WATCH_PERIOD_S, Supervisor
 
 # Endpoints that need PyTriton's access token. Statistics stay open (read-only, what monitoring and the
 # load generator read); model loading/unloading, shared memory, tracing and log settings stay closed.
@@ -71,8 +73,35 @@ class ServeOptions:
     providers: tuple[str, ...] = ()
     allow_fallback: bool = False
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    max_body_bytes: int | None = None  # None: max_image_bytes + 1 MiB
     http_threads: int | None = None
     verbose: bool = False
+
+    @property
+    def body_limit(self) -> int:
+        return self.max_body_bytes if self.max_body_bytes is not None else default_max_body(self.max_image_bytes)
+
+
+@dataclass(frozen=True)
+class InternalPorts:
+    """Loopback ports Triton itself listens on; only the front door (and PyTriton) talk to them."""
+
+    http: int
+    grpc: int
+
+
+def internal_ports() -> InternalPorts:
+    """Two ports the kernel hands out now on 127.0.0.1 (held together so they differ)."""
+    held = []
+    try:
+        for _ in range(2):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+        return InternalPorts(*(s.getsockname()[1] for s in held))
+    finally:
+        for s in held:
+            s.close()
 
 
 def fix_libpython(environ: dict[str, str] | None = None) -> str | None:
@@ -153,8 +182,9 @@ def _check_numpy() -> None:
         )
 
 
-def build_triton(classifiers: list[Classifier], options: ServeOptions):
-    """A configured (not yet started) ``pytriton.triton.Triton`` with the three models bound."""
+def build_triton(classifiers: list[Classifier], options: ServeOptions, internal: InternalPorts):
+    """A configured (not yet started) ``pytriton.triton.Triton`` with the three models bound; its HTTP and gRPC
+    ports are ``internal`` ones on 127.0.0.1 (the fronts listen on ``--http-port`` and ``--grpc-port``)."""
     try:
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
         from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy, TritonSecurityConfig
@@ -165,10 +195,10 @@ def build_triton(classifiers: list[Classifier], options: ServeOptions):
 
     _check_numpy()
     config = TritonConfig(
-        http_address=options.host,
-        http_port=options.http_port,
-        grpc_address=options.host,
-        grpc_port=options.grpc_port,
+        http_address="127.0.0.1",
+        http_port=internal.http,
+        grpc_address="127.0.0.1",
+        grpc_port=internal.grpc,
         metrics_address=options.host,
         metrics_port=options.metrics_port,
         allow_metrics=True,
@@ -318,9 +348,33 @@ def serve(bundle: str, options: ServeOptions, say: Callable[[str], None] = print
     """
     if options.max_batch < 1 or options.instances < 1:
         raise ServeError("--max-batch and --instances must be at least 1")
+    if options.body_limit < 1:
+        raise ServeError("--max-body-bytes must be at least 1")
     check_ports(options)
     note = fix_libpython()
     started = time.monotonic()
+    internal = internal_ports()
+    door = Door()
+    http_front = HttpFront(options.host, options.http_port, internal.http, options.body_limit, door)
+    grpc_front = GrpcFront(options.host, options.grpc_port, internal.grpc, options.body_limit, door)
+    http_front.start()  # holds the port from now on; answers 503 until the models can serve
+    try:
+        grpc_front.start()
+        _serve(bundle, options, internal, door, say, started, note)
+    finally:
+        grpc_front.stop()
+        http_front.stop()
+
+
+def _serve(
+    bundle: str,
+    options: ServeOptions,
+    internal: InternalPorts,
+    door: Door,
+    say: Callable[[str], None],
+    started: float,
+    note: str | None,
+) -> None:
     classifiers = load_classifiers(bundle, options)
     info = classifiers[0].info
     urls = endpoints(options)
@@ -330,13 +384,17 @@ def serve(bundle: str, options: ServeOptions, say: Callable[[str], None] = print
     )
     say(f"  HTTP {urls['http']}  gRPC {urls['grpc']}  metrics {urls['metrics']}")
     say(
+        f"  request bodies over {options.body_limit} bytes are refused at the door (HTTP 413, gRPC "
+        f"RESOURCE_EXHAUSTED); Triton itself listens on 127.0.0.1:{internal.http} (HTTP), :{internal.grpc} (gRPC)"
+    )
+    say(
         f"  models: {MODEL_BYTES}, {MODEL_TENSOR}, {MODEL_INFO}; starting Triton (its log: warnings and errors"
         f"{'' if not options.verbose else ', verbose'})"
     )
     if note and options.verbose:
         say(f"  {note}")
     logging.getLogger("pytriton").setLevel(logging.INFO if options.verbose else logging.WARNING)
-    triton = build_triton(classifiers, options)
+    triton = build_triton(classifiers, options, internal)
     supervisor = Supervisor(triton, expected_stubs=2 * options.instances + 1)
     failure: str | None = None
     try:
@@ -344,17 +402,22 @@ def serve(bundle: str, options: ServeOptions, say: Callable[[str], None] = print
         triton.run()
         supervisor.started()
         supervisor.wait_for_stubs()
+        door.open()
         say(f"  ready after {time.monotonic() - started:.1f} s: {urls['http']}/v2/health/ready")
         failure = _watch(supervisor)
+        door.close(failure or "the server was asked to stop (SIGTERM/Ctrl-C)")
         say(
             f"stopping: {failure}"
             if failure
-            else "stopping (signal): Triton refuses new requests, finishes those in flight"
+            else "stopping (signal): new requests get 503 (Retry-After), those in flight finish"
         )
     finally:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the cleanup short
                 signal.signal(sig, signal.SIG_IGN)
+        door.close(failure or "the server is stopping")
+        idle = door.wait_idle(DRAIN_TIMEOUT_S)
+        say(door.summary() + ("" if idle else f"; {door.in_flight} still in flight after {DRAIN_TIMEOUT_S:.0f} s"))
         report = supervisor.shutdown(say)
         for clf in classifiers:
             clf.close()
