@@ -150,6 +150,31 @@ def _backends(ctx, param, value: str) -> list[str]:
 @click.option(
     "--ab-rounds", default=5, show_default=True, type=click.IntRange(1), help="Cold starts per variant with --ab."
 )
+@click.option(
+    "--robustness",
+    is_flag=True,
+    help="Instead: accuracy per head on the split, its sharp copies and named shifts (background, framing, "
+    "aspect, blur, JPEG quality) and other shops' photos, side by side with --baseline.",
+)
+@click.option(
+    "--sharp",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="With --robustness: folder of sharper copies by id (default: fashion-product-images-sharp beside the data).",
+)
+@click.option(
+    "--other-shops",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="With --robustness: folder with labels.csv of other shops' photos (default: other-shops-val beside the data).",
+)
+@click.option(
+    "--precision",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "fp32", "fp16", "int8"]),
+    help="With --robustness: the artifact each bundle runs (auto: the runtime's default on this host).",
+)
 @click.pass_context
 def main(
     ctx,
@@ -174,6 +199,10 @@ def main(
     cores,
     ab_variants,
     ab_rounds,
+    robustness,
+    sharp,
+    other_shops,
+    precision,
 ):
     """Benchmark every artifact of BUNDLE: latency, throughput, cold start, memory and per-head accuracy.
 
@@ -193,6 +222,28 @@ def main(
         )
     if cores and not photos:
         raise click.UsageError("--cores measures predict_batch on photos; use it with --photos")
+    if (sharp or other_shops) and not robustness:
+        raise click.UsageError("--sharp and --other-shops belong to --robustness")
+    if robustness:
+        if photos or ab_variants:
+            raise click.UsageError("--robustness cannot be combined with --photos or --ab")
+        sys.exit(
+            _run_robustness(
+                bundle,
+                baseline,
+                data,
+                split,
+                split_file,
+                sharp,
+                other_shops,
+                precision,
+                limit,
+                threads,
+                json_path,
+                markdown_path,
+                log,
+            )
+        )
     if photos:
         from .photos import run_photo_bench_cli
 
@@ -249,6 +300,40 @@ def main(
     for failure in failures:
         click.echo(f"accuracy gate: {failure}", err=True)
     sys.exit(1 if failures or failed_rows else 0)
+
+
+def _run_robustness(
+    bundle, baseline, data, split, split_file, sharp, other_shops, precision, limit, threads, json_path, md_path, log
+) -> int:
+    from fashion.data.paths import resolve_data_dir
+
+    from .robustness import RobustnessConfig, render_markdown, run_robustness
+
+    root = resolve_data_dir(data).parent
+    sharp = sharp or _beside(root, "fashion-product-images-sharp")
+    other_shops = other_shops or _beside(root, "other-shops-val")
+    config = RobustnessConfig(
+        bundles=[bundle] + ([baseline] if baseline else []),
+        data=data,
+        split_file=split_file,
+        split=split,
+        sharp=sharp,
+        other_shops=other_shops,
+        precision=precision,
+        limit=limit,
+        threads=threads,
+    )
+    result = run_robustness(config, Path(json_path) if json_path else None, Path(md_path) if md_path else None, log=log)
+    click.echo(render_markdown(result))
+    for path in (json_path, md_path):
+        if path:
+            click.echo(f"wrote {path}", err=True)
+    return 0
+
+
+def _beside(root: Path, name: str) -> str | None:
+    folder = root / name
+    return str(folder) if folder.is_dir() else None
 
 
 def _run_ab(config, ab_variants, ab_rounds, json_path, markdown_path, quiet, log) -> int:

@@ -52,8 +52,9 @@ def _frame(config: RobustnessConfig, bundle) -> tuple[Any, dict[str, Any]]:
     from fashion.data.split import attach_split, read_split
 
     data_dir = resolve_data_dir(config.data)
-    recorded = bundle.manifest.get("split") or {}
-    split_file = resolve_split_file(config.split_file, recorded.get("file"), bases=[bundle.root], option="--split-file")
+    split_file = resolve_split_file(
+        config.split_file, bundle.manifest.recorded_split_file, bases=[bundle.root], option="--split-file"
+    )
     frame, _ = load_dataset(data_dir)
     frame = attach_split(frame, read_split(split_file))
     rows = frame[frame["split"] == config.split].sort_values("id").reset_index(drop=True)
@@ -88,6 +89,8 @@ def run_robustness(config: RobustnessConfig, out_json: Path | None = None, out_m
     decoded: dict[tuple[str, Any], Any] = {}  # (set name, preprocessor) -> images, shared by bundles alike
     for position, bundle_dir in enumerate(config.bundles):
         name = config.names[position] if position < len(config.names) else Path(bundle_dir).name
+        if name in result["bundles"]:  # e.g. a bundle against its own copy: keep both columns
+            name = f"{name} (baseline)"
         clf = Classifier.load(bundle_dir, backend=config.backend, precision=config.precision, threads=config.threads)
         frame, source = _frame(config, clf.bundle)
         result["source"] = source

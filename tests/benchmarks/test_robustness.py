@@ -38,3 +38,20 @@ def test_robustness_scores_every_set_for_two_bundles(tmp_path, tiny_bundle, samp
     markdown = out_md.read_text()
     assert "## new minus old" in markdown and "| sharp |" in markdown and "+0.0" in markdown
     assert len(logged) == 2 * len(sets)
+
+
+def test_fashion_bench_robustness_mode(tmp_path, tiny_bundle, sample_dir):
+    from click.testing import CliRunner
+
+    from fashion.benchmarks.cli import main
+
+    ids = pd.read_csv(sample_dir / "styles.csv", usecols=["id"])["id"]
+    split = tmp_path / "split.csv"
+    pd.DataFrame({"id": ids, "split": "test"}).to_csv(split, index=False)
+    md = tmp_path / "r.md"
+    args = [str(tiny_bundle), "--robustness", "--data", str(sample_dir), "--split-file", str(split)]
+    result = CliRunner().invoke(main, [*args, "--baseline", str(tiny_bundle), "--markdown", str(md), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "| blur |" in result.output and md.read_text().count("## ") == 3
+    refused = CliRunner().invoke(main, [str(tiny_bundle), "--sharp", str(sample_dir)])
+    assert refused.exit_code == 2 and "--robustness" in refused.output
