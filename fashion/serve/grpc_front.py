@@ -23,6 +23,12 @@ STREAM_METHODS = ("/ModelStreamInfer",)
 THREADS = 32
 
 
+def _timeout(context: Any) -> float | None:
+    """The caller's deadline (grpcio says ~9.2e18 s when it set none)."""
+    remaining = context.time_remaining()
+    return remaining if remaining is not None and remaining < 1e9 else None
+
+
 def _metadata(context: Any) -> list[tuple[str, str | bytes]]:
     return [(k, v) for k, v in context.invocation_metadata() if not k.startswith((":", "grpc-"))]
 
@@ -59,9 +65,7 @@ class GrpcFront:
                     refuse(context)
                 outcome = "failed"
                 try:
-                    response, done = call.with_call(
-                        request, metadata=_metadata(context), timeout=context.time_remaining()
-                    )
+                    response, done = call.with_call(request, metadata=_metadata(context), timeout=_timeout(context))
                     context.set_trailing_metadata(done.trailing_metadata() or ())
                     outcome = "forwarded"
                     return response
@@ -81,7 +85,7 @@ class GrpcFront:
                     refuse(context)
                 outcome = "failed"
                 try:
-                    yield from call(requests, metadata=_metadata(context), timeout=context.time_remaining())
+                    yield from call(requests, metadata=_metadata(context), timeout=_timeout(context))
                     outcome = "forwarded"
                 except grpc.RpcError as exc:
                     context.abort(exc.code(), exc.details() or "")

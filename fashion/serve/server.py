@@ -359,8 +359,7 @@ def serve(bundle: str, options: ServeOptions, say: Callable[[str], None] = print
     grpc_front = GrpcFront(options.host, options.grpc_port, internal.grpc, options.body_limit, door)
     http_front.start()  # holds the port from now on; answers 503 until the models can serve
     try:
-        grpc_front.start()
-        _serve(bundle, options, internal, door, say, started, note)
+        _serve(bundle, options, internal, door, say, started, note, grpc_front.start)
     finally:
         grpc_front.stop()
         http_front.stop()
@@ -374,6 +373,7 @@ def _serve(
     say: Callable[[str], None],
     started: float,
     note: str | None,
+    start_grpc: Callable[[], None],
 ) -> None:
     classifiers = load_classifiers(bundle, options)
     info = classifiers[0].info
@@ -402,6 +402,7 @@ def _serve(
         triton.run()
         supervisor.started()
         supervisor.wait_for_stubs()
+        start_grpc()  # after tritonserver started: grpcio's threads in this process complain about fork()
         door.open()
         say(f"  ready after {time.monotonic() - started:.1f} s: {urls['http']}/v2/health/ready")
         failure = _watch(supervisor)
