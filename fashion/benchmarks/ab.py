@@ -28,6 +28,7 @@ import numpy as np
 
 from fashion.metrics import compare_outputs
 from fashion.runtime.backends import get_backend
+from fashion.runtime.manifest import ArtifactEntry
 
 from . import system
 
@@ -53,7 +54,7 @@ def _rotated(names: list[str], turn: int) -> list[str]:
     return names[shift:] + names[:shift]
 
 
-def _open(path: Path, entry: dict[str, Any], threads: int, level: str):
+def _open(path: Path, entry: ArtifactEntry, threads: int, level: str):
     return get_backend("onnxruntime").open(path, entry, providers=["cpu"], threads=threads, graph_optimization=level)
 
 
@@ -68,7 +69,7 @@ def compare_graphs(
     log=print,
 ) -> dict[str, Any]:
     """Measure the bundle's FP32 graph and every variant as described in the module docstring."""
-    entry = bundle.artifacts["onnx_fp32"].to_dict()
+    entry = bundle.artifacts["onnx_fp32"]
     files = {"bundle": (bundle.artifact_path("onnx_fp32"), "all"), **variants}
     cold: dict[str, list[float]] = {name: [] for name in files}
     for turn in range(rounds):

@@ -208,9 +208,11 @@ def load_images(bundle, config: BenchConfig, progress: bool = True):
 
     use_split = config.data is None or config.split_file is not None or config.split_explicit
     data_dir = resolve_data_dir(config.data)
-    recorded = bundle.manifest.get("split") or {}
+    recorded = bundle.manifest.split
     split_file = (
-        resolve_split_file(config.split_file, recorded.get("file"), bases=[bundle.root], option="--split-file")
+        resolve_split_file(
+            config.split_file, bundle.manifest.recorded_split_file, bases=[bundle.root], option="--split-file"
+        )
         if use_split
         else None
     )
@@ -231,7 +233,7 @@ def load_images(bundle, config: BenchConfig, progress: bool = True):
         )
     source = dict(images.report)
     if use_split:
-        digest = recorded.get("sha256")
+        digest = recorded.sha256 if recorded is not None else None
         source.update(split=config.split, split_matches_bundle=(digest == source["split_sha256"]) if digest else None)
     return images, source
 
@@ -296,7 +298,7 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
 def _side_result(side: _Side, threads: int, machine: dict, machine_record: dict | str) -> dict:
     """The full single-bundle result of one side; ``machine_record`` is what its "machine" key holds."""
     bundle = side.bundle
-    training = bundle.manifest.get("training") or {}
+    training = bundle.manifest.training or {}
     notes = []
     if training.get("backbone") == "tiny":
         notes.append("test bundle with an untrained tiny model: timings are not representative, only correctness")
@@ -305,7 +307,7 @@ def _side_result(side: _Side, threads: int, machine: dict, machine_record: dict 
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "bundle": {
             "path": str(bundle.root),
-            "name": bundle.manifest.get("name"),
+            "name": bundle.manifest.name,
             "manifest_sha256": sha256_file(bundle.root / MANIFEST),
             "input_size": list(bundle.input_size),
             "heads": bundle.heads,

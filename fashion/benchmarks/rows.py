@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fashion.runtime.bundle import Bundle
+from fashion.runtime.manifest import ArtifactEntry
 from fashion.runtime.tta import mirror_averaged
 
 
@@ -74,7 +75,7 @@ def _installed(module: str) -> bool:
 
 def keras_model_path(bundle: Bundle) -> Path | None:
     entry = bundle.artifacts.get("keras")
-    path = bundle.root / (entry["file"] if entry else "model.keras")
+    path = bundle.root / (entry.file if entry else "model.keras")
     return path if path.is_file() else None
 
 
@@ -82,7 +83,7 @@ def artifact_path(spec: RowSpec, bundle: Bundle) -> Path | None:
     if spec.artifact == "keras":
         return keras_model_path(bundle)
     entry = bundle.artifacts.get(spec.artifact)
-    return bundle.root / entry["file"] if entry else None
+    return bundle.root / entry.file if entry else None
 
 
 def skip_reason(spec: RowSpec, bundle: Bundle) -> str | None:
@@ -130,11 +131,7 @@ class BackendRunner:
         path = artifact_path(spec, bundle)
         if path is None:
             raise FileNotFoundError(f"{bundle.root}: {skip_reason(spec, bundle)}")
-        entry = (
-            bundle.artifacts[spec.artifact].to_dict()
-            if spec.artifact in bundle.artifacts
-            else {"file": path.name, "format": "keras"}
-        )
+        entry = bundle.artifacts.get(spec.artifact) or ArtifactEntry.for_file(path, {"format": "keras"})
         options: dict[str, Any] = {"providers": ["cpu"]} if spec.engine == "onnxruntime" else {}
         self.backend = get_backend(spec.engine).open(path, entry, threads=threads, **options)
         self.info = {

@@ -191,7 +191,7 @@ def build_app(classifier: Classifier, examples: list[Path] | None = None, work_d
     ) as app:
         gr.Markdown(
             f"## fashion-edge · six attributes of a product photo\n"
-            f"Model `{classifier.bundle.manifest.get('name', classifier.bundle.root.name)}` "
+            f"Model `{classifier.bundle.manifest.name or classifier.bundle.root.name}` "
             f"({height}x{width} input) on `{info['backend']}` / `{info['precision']}`."
         )
         with gr.Tab("Photo"):

@@ -179,7 +179,7 @@ def main(bundle: Path, quiet: bool, **kwargs) -> None:
     command = shlex.join(["fashion-export", *sys.argv[1:]])  # quoted in reports
     result = run_export(bundle, ExportOptions(progress=not quiet, command=command, **kwargs), log=click.echo)
     written = ", ".join(
-        f"{key} ({entry['file']}, {entry['bytes'] / 1e6:.1f} MB)" for key, entry in result.written.items()
+        f"{key} ({entry.file}, {(entry.bytes or 0) / 1e6:.1f} MB)" for key, entry in result.written.items()
     )
     click.echo(f"written: {written or 'nothing'}")
     if result.triton_models:

@@ -74,7 +74,8 @@ class ExportOptions:
 
 @dataclass
 class ExportResult:
-    written: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The artifacts recorded in this run, as the manifest holds them now.
+    written: dict[str, ArtifactEntry] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -90,12 +91,13 @@ class ExportContext:
         self.result = ExportResult()
         self.heads = self.bundle.heads
         self.height, self.width = self.bundle.input_size
-        self.previous = {key: entry.to_dict() for key, entry in self.bundle.artifacts.items()}
+        #: The artifacts recorded before this run (facts about the same bytes are carried over).
+        self.previous: dict[str, ArtifactEntry] = dict(self.bundle.artifacts)
         keras = self.bundle.artifacts.get("keras")
         self.keras_file: str = keras.file if keras else "model.keras"
         if not options.standalone_only and not (root / self.keras_file).is_file():
             raise ExportError(f"{root / self.keras_file}: no Keras model to export (the bundle's training output)")
-        self.fp32_entry: dict[str, Any] = {}
+        self._fp32_entry: ArtifactEntry | None = None
         self.fp32_reference: dict[str, np.ndarray] = {}
         self.tensorrt_ok, self.tensorrt_reason = False, ""
 
@@ -104,11 +106,15 @@ class ExportContext:
         return self.root / FILES["onnx_fp32"]
 
     @property
-    def fp32_artifact(self) -> ArtifactEntry:
-        """The FP32 ONNX entry this run verified or recorded (typed view of ``fp32_entry``)."""
-        if not self.fp32_entry:
+    def fp32_entry(self) -> ArtifactEntry:
+        """The FP32 ONNX entry this run verified or recorded, which every derived artifact is checked against."""
+        if self._fp32_entry is None:
             raise ExportError("the FP32 ONNX is not recorded yet in this run")
-        return ArtifactEntry.from_dict(self.fp32_entry, "onnx_fp32")
+        return self._fp32_entry
+
+    @fp32_entry.setter
+    def fp32_entry(self, entry: ArtifactEntry) -> None:
+        self._fp32_entry = entry
 
     # -- images: the one place the export reads the dataset --------------------------------------------
     @cached_property
@@ -117,8 +123,9 @@ class ExportContext:
         from fashion.data.paths import resolve_data_dir, resolve_split_file
 
         data_dir = resolve_data_dir(self.options.data_dir)
-        recorded = (self.bundle.manifest.split or {}).get("file")
-        split_file = resolve_split_file(self.options.split_file, recorded, bases=[self.root])
+        split_file = resolve_split_file(
+            self.options.split_file, self.bundle.manifest.recorded_split_file, bases=[self.root]
+        )
         self.log(f"images: {data_dir} (split {split_file})")
         return LabelledData.open(
             data_dir,
@@ -161,8 +168,9 @@ class ExportContext:
     @cached_property
     def keras_reference(self) -> dict[str, np.ndarray]:
         """Keras's probabilities on the parity images, run through the ``keras`` backend."""
-        entry = self.previous.get("keras") or {"file": self.keras_file, "format": "keras"}
-        return run_model(self.root / self.keras_file, {**entry, "format": "keras"}, self.parity_batch)
+        path = self.root / self.keras_file
+        entry = self.previous.get("keras") or ArtifactEntry.for_file(path, {"format": "keras"})
+        return run_model(path, entry, self.parity_batch)
 
     @cached_property
     def fp32_val_accuracy(self) -> dict[str, dict[str, Any]]:

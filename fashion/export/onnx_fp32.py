@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fashion.runtime.bundle import Bundle
+
 from .errors import ExportError
 
 INPUT = "image"
@@ -101,7 +103,7 @@ def _name_batch_dim(proto) -> None:
         dim.dim_param = BATCH_DIM
 
 
-def add_metadata(proto, bundle, outputs: dict[str, str]) -> None:
+def add_metadata(proto, bundle: Bundle, outputs: dict[str, str]) -> None:
     """Labels, heads, input and preprocessing travel inside the ONNX file too (metadata_props)."""
     import onnx
 
@@ -109,16 +111,16 @@ def add_metadata(proto, bundle, outputs: dict[str, str]) -> None:
     onnx.helper.set_model_props(
         proto,
         {
-            "name": str(manifest.get("name", "")),
+            "name": manifest.name,
             "heads": json.dumps(bundle.heads),
             "labels": json.dumps(bundle.labels),
-            "input": json.dumps(manifest["input"]),
-            "preprocessing": json.dumps(manifest["preprocessing"]),
+            "input": json.dumps(manifest.input.to_dict()),
+            "preprocessing": json.dumps(manifest.preprocessing.to_dict()),
             "outputs": json.dumps(outputs),
             "feature_map": FEATURE_MAP,
         },
     )
-    proto.doc_string = f"fashion-edge {manifest.get('name', '')}: six-attribute fashion product classifier"
+    proto.doc_string = f"fashion-edge {manifest.name}: six-attribute fashion product classifier"
 
 
 def tool_versions() -> dict[str, str]:
@@ -149,7 +151,7 @@ def build_onnx_fp32(bundle, keras_path: Path, target: Path, opset: int = 17) -> 
 
     heads = bundle.heads
     height, width = bundle.input_size
-    feature_layer = bundle.manifest.get("feature_layer") or FEATURE_LAYER
+    feature_layer = bundle.manifest.feature_layer or FEATURE_LAYER
     model = load_keras_model(keras_path)
     try:
         exportable = with_feature_map(model, heads, feature_layer)

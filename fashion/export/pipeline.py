@@ -27,7 +27,7 @@ from typing import Any
 
 from fashion.runtime.bundle import load_manifest, sha256_file
 from fashion.runtime.errors import FashionError
-from fashion.runtime.manifest import edit_manifest
+from fashion.runtime.manifest import ArtifactEntry, edit_manifest
 
 from . import gates
 from .context import ExportContext, ExportOptions, ExportResult, Log
@@ -38,8 +38,6 @@ from .standalone import StandaloneStage
 from .timing import available_cores, merge_timings, timing_fact
 
 CPU_ARTIFACTS = ("onnx_fp32", "onnx_int8", "onnx_fp16")
-#: Facts about an artifact's file; kept when a re-export writes the very same bytes again.
-FACT_FIELDS = ("accuracy", "timings")
 
 
 class _Refused(Exception):
@@ -49,18 +47,19 @@ class _Refused(Exception):
 # -- recording -----------------------------------------------------------------------------------------
 
 
-def _record(ctx: ExportContext, key: str, target: Path, fields: dict[str, Any]) -> dict[str, Any]:
-    """Record an accepted artifact; facts about the same bytes recorded earlier are kept."""
+def _record(ctx: ExportContext, key: str, target: Path, fields: dict[str, Any]) -> ArtifactEntry:
+    """Record an accepted artifact; facts about the same bytes recorded earlier (accuracy, timings) are kept."""
     sha = sha256_file(target)
     entry = {"file": target.name, "sha256": sha, "bytes": target.stat().st_size, **fields}
     previous = ctx.previous.get(key)
-    same_file = bool(previous) and previous.get("sha256") == sha
-    if same_file:
-        entry.update({name: previous[name] for name in FACT_FIELDS if name in previous})
+    same_file = previous is not None and previous.sha256 == sha
+    if previous is not None and same_file:
+        kept = {"accuracy": copy.deepcopy(previous.accuracy), "timings": [t.to_dict() for t in previous.timings]}
+        entry.update({name: value for name, value in kept.items() if value})
     with edit_manifest(ctx.root) as draft:
         if not same_file and draft.manifest.recorded_default == key:
             draft.put("default_artifact", None)  # an old "fastest here" fact about the file this one replaces
-        return draft.put_artifact(key, entry).to_dict()
+        return draft.put_artifact(key, entry)
 
 
 def _discard(ctx: ExportContext, key: str) -> None:
@@ -100,8 +99,8 @@ def run_stage(ctx: ExportContext, stage: Stage) -> bool:
                 f"{stage.title} ({stage.describe(attempt)}) failed: {type(exc).__name__}: {first}"
             ) from exc
         fields = stage.entry(ctx, attempt, built, verdict)
-        entry = _record(ctx, stage.key, target, fields) if stage.records_artifact else fields
-        if stage.records_artifact:
+        entry = _record(ctx, stage.key, target, fields) if stage.records_artifact else None
+        if entry is not None:
             ctx.result.written[stage.key] = entry
         stage.accepted(ctx, entry)
         ctx.log(f"{stage.title}: {verdict.summary} -> {target}")
@@ -128,7 +127,7 @@ def _standalone_only(ctx: ExportContext) -> ExportResult:
     fp32 = ctx.bundle.artifacts.get("onnx_fp32")
     if fp32 is None:
         raise ExportError(f"{ctx.root}: no onnx_fp32 artifact to build the standalone model from (run fashion-export)")
-    ctx.fp32_entry = fp32.to_dict()
+    ctx.fp32_entry = fp32
     run_stage(ctx, StandaloneStage())
     return ctx.result
 
@@ -178,10 +177,10 @@ def run_export(bundle_dir: str | Path, options: ExportOptions, log: Log = print)
 
 def _drop_stale_derivatives(ctx: ExportContext) -> None:
     """Artifacts derived from an earlier, different FP32 ONNX (not rebuilt in this run) are no longer verified."""
-    fp32_sha = ctx.fp32_entry["sha256"]
+    fp32_sha = ctx.fp32_entry.sha256
     for key, artifact in load_manifest(ctx.root, verify_hashes=False).artifacts.items():
-        source = artifact.get("source") or {}
-        if source.get("artifact") == "onnx_fp32" and source.get("sha256") != fp32_sha and key not in ctx.result.written:
+        source = artifact.derived_from("onnx_fp32")
+        if source is not None and source != fp32_sha and key not in ctx.result.written:
             _discard(ctx, key)
             ctx.log(f"{key}: removed, it was derived from an earlier FP32 ONNX (re-export it with this run's options)")
 
@@ -190,7 +189,7 @@ def record_timings(ctx: ExportContext) -> None:
     """Time every CPU ONNX artifact at batch 1 on this host and record the fact on each entry."""
     bundle = load_manifest(ctx.root, verify_hashes=False)
     models = {
-        key: (ctx.root / bundle.artifacts[key].file, bundle.artifacts[key].to_dict())
+        key: (ctx.root / bundle.artifacts[key].file, bundle.artifacts[key])
         for key in CPU_ARTIFACTS
         if key in bundle.artifacts
     }
@@ -200,7 +199,7 @@ def record_timings(ctx: ExportContext) -> None:
     with edit_manifest(ctx.root) as draft:
         for key, p50 in timings.items():
             fact = timing_fact(p50, threads, batch=1, images=len(images))
-            draft.update_artifact(key, timings=merge_timings(draft.manifest.artifacts[key].timings, fact))
+            draft.put_timings(key, merge_timings(draft.manifest.artifacts[key].timings, fact))
     ctx.result.timings = timings
     ctx.log(
         f"timing facts recorded ({threads} thread{'s' if threads > 1 else ''}, batch 1, median of "
@@ -218,10 +217,10 @@ def report_accuracy(ctx: ExportContext) -> None:
     for key in CPU_ARTIFACTS:
         if key not in bundle.artifacts:
             continue
-        entry = bundle.artifacts[key].to_dict()
+        entry = bundle.artifacts[key]
         measured = {}
         for split, images in sets.items():
-            probabilities = run_model(ctx.root / entry["file"], entry, batches[split])
+            probabilities = run_model(ctx.root / entry.file, entry, batches[split])
             measured[split] = {
                 "images": len(images),
                 "heads": gates.head_accuracy(probabilities, images.labels, ctx.heads),

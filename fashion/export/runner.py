@@ -9,7 +9,6 @@ registered by the training package.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,17 @@ import numpy as np
 
 from fashion.runtime.backends import BACKEND_FOR_FORMAT, Backend, get_backend
 from fashion.runtime.errors import BackendUnavailableError
+from fashion.runtime.manifest import ArtifactEntry
+from fashion.runtime.timing import median_ms
 
 from .errors import ExportError, TensorRTUnavailable
 
 BATCH = 64
 
 
-def backend_name(entry: dict[str, Any]) -> str:
+def backend_name(entry: ArtifactEntry) -> str:
     """The backend that runs an artifact of this manifest entry's ``format``."""
-    fmt = entry.get("format", "onnx")
+    fmt = entry.format
     if fmt == "keras":
         return "keras"
     if fmt not in BACKEND_FOR_FORMAT:
@@ -34,7 +35,7 @@ def backend_name(entry: dict[str, Any]) -> str:
 
 
 def open_model(
-    path: str | os.PathLike, entry: dict[str, Any], threads: int | None = None, **backend_options: Any
+    path: str | os.PathLike, entry: ArtifactEntry, threads: int | None = None, **backend_options: Any
 ) -> Backend:
     """Open ``path`` (described by manifest entry ``entry``) with its backend; ONNX runs on the CPU provider."""
     name = backend_name(entry)
@@ -59,7 +60,7 @@ def infer_all(model: Backend, batch: np.ndarray, batch_size: int = BATCH) -> dic
 
 
 def run_model(
-    path: str | os.PathLike, entry: dict[str, Any], batch: np.ndarray, batch_size: int = BATCH
+    path: str | os.PathLike, entry: ArtifactEntry, batch: np.ndarray, batch_size: int = BATCH
 ) -> dict[str, np.ndarray]:
     """Open, run over ``batch``, close."""
     model = open_model(path, entry)
@@ -70,7 +71,7 @@ def run_model(
 
 
 def batch1_p50_ms(
-    models: dict[str, tuple[Path, dict[str, Any]]],
+    models: dict[str, tuple[Path, ArtifactEntry]],
     images: np.ndarray,
     threads: int | None,
     warmup: int = 5,
@@ -78,25 +79,16 @@ def batch1_p50_ms(
 ) -> dict[str, float]:
     """Median batch-1 latency (ms) of each model ({key: (path, entry)}) over ``images``.
 
-    The models take turns image by image, so a neighbour's load on a shared CPU slows them all
-    alike instead of whichever happened to run at the wrong moment.
+    The models take turns image by image (``fashion.runtime.timing.median_ms``), so a neighbour's load on a
+    shared CPU slows them all alike instead of whichever happened to run at the wrong moment.
     """
     # the models take turns call by call: a session still spinning after its call would slow the next one
     opened = {
         key: open_model(path, entry, threads=threads, spin_between_calls=False) for key, (path, entry) in models.items()
     }
     try:
-        for model in opened.values():
-            for image in images[:warmup]:
-                model.infer(image[None])
-        times: dict[str, list[float]] = {key: [] for key in opened}
-        for _ in range(rounds):
-            for image in images:
-                for key, model in opened.items():
-                    start = time.perf_counter()
-                    model.infer(image[None])
-                    times[key].append((time.perf_counter() - start) * 1000.0)
+        calls = {key: model.infer for key, model in opened.items()}
+        return median_ms(calls, [image[None] for image in images], rounds=rounds, warmup=min(warmup, len(images)))
     finally:
         for model in opened.values():
             model.close()
-    return {key: float(np.median(values)) for key, values in times.items()}

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fashion.runtime.manifest import ArtifactEntry
+
 from . import gates
 from .artifacts import FILES, staged_file
 from .runner import infer_all, open_model, run_model
@@ -67,22 +69,27 @@ class Stage:
     def entry(self, ctx: ExportContext, attempt: Any, built: dict[str, Any], verdict: gates.Verdict) -> dict[str, Any]:
         raise NotImplementedError
 
-    def accepted(self, ctx: ExportContext, entry: dict[str, Any]) -> None:
-        """Called after the artifact was renamed into place and recorded (e.g. to keep a reference)."""
+    def accepted(self, ctx: ExportContext, entry: ArtifactEntry | None) -> None:
+        """Called after the artifact was renamed into place and recorded (e.g. to keep a reference); ``entry`` is
+        its manifest entry (None for a stage whose output lives outside the bundle)."""
 
 
 def _derived(ctx: ExportContext) -> dict[str, Any]:
-    return {"source": {"artifact": "onnx_fp32", "sha256": ctx.fp32_entry["sha256"]}}
+    return {"source": {"artifact": "onnx_fp32", "sha256": ctx.fp32_entry.sha256}}
 
 
 def _io_fields(ctx: ExportContext) -> dict[str, Any]:
     fp32 = ctx.fp32_entry
     return {
-        "opset": fp32["opset"],
-        "input": fp32.get("input", "image"),
-        "outputs": fp32["outputs"],
-        "feature_map": fp32.get("feature_map"),
+        "opset": fp32.extra["opset"],
+        "input": fp32.input or "image",
+        "outputs": fp32.outputs,
+        "feature_map": fp32.feature_map,
     }
+
+
+def _tool_versions(ctx: ExportContext) -> dict[str, Any]:
+    return dict(ctx.fp32_entry.extra.get("tool_versions") or {})
 
 
 # -- ONNX FP32 ------------------------------------------------------------------------------------------
@@ -121,8 +128,8 @@ class OnnxFp32Stage(Stage):
             previous is not None
             and not ctx.options.force
             and target.is_file()
-            and previous.get("source") == self.source(ctx)
-            and previous.get("sha256") == sha256_file(target)
+            and previous.extra.get("source") == self.source(ctx)
+            and previous.sha256 == sha256_file(target)
         )
 
     def attempts(self, ctx: ExportContext) -> list[Any]:
@@ -140,16 +147,16 @@ class OnnxFp32Stage(Stage):
             shutil.copyfile(self.target(ctx), staged)
             previous = ctx.previous[self.key]
             return {
-                "outputs": previous["outputs"],
-                "rewrites": previous.get("graph_rewrites", {}),
-                "tool_versions": previous.get("tool_versions", {}),
+                "outputs": previous.outputs,
+                "rewrites": previous.extra.get("graph_rewrites", {}),
+                "tool_versions": previous.extra.get("tool_versions", {}),
             }
         from .onnx_fp32 import build_onnx_fp32
 
         return build_onnx_fp32(ctx.bundle, ctx.root / ctx.keras_file, staged, opset=ctx.options.opset)
 
     def gate(self, ctx: ExportContext, attempt: Any, staged: Path, built: dict[str, Any]) -> gates.Verdict:
-        candidate = run_model(staged, self._entry_io(ctx, built), ctx.parity_batch)
+        candidate = run_model(staged, ArtifactEntry.for_file(staged, self._entry_io(ctx, built)), ctx.parity_batch)
         self._candidate = candidate
         return gates.parity_gate(ctx.keras_reference, candidate, ctx.heads, atol=ctx.options.parity_atol)
 
@@ -169,7 +176,8 @@ class OnnxFp32Stage(Stage):
             "source": self.source(ctx),
         }
 
-    def accepted(self, ctx: ExportContext, entry: dict[str, Any]) -> None:
+    def accepted(self, ctx: ExportContext, entry: ArtifactEntry | None) -> None:
+        assert entry is not None
         ctx.fp32_entry = entry
         ctx.fp32_reference = self._candidate
 
@@ -199,7 +207,8 @@ class OnnxFp16Stage(Stage):
         return write_fp16(ctx.fp32_path, staged, attempt)
 
     def gate(self, ctx: ExportContext, attempt: Any, staged: Path, built: dict[str, Any]) -> gates.Verdict:
-        candidate = run_model(staged, {**ctx.fp32_entry, "precision": "fp16"}, ctx.parity_batch)
+        fields = {"format": "onnx", "precision": "fp16", **_io_fields(ctx)}
+        candidate = run_model(staged, ArtifactEntry.for_file(staged, fields), ctx.parity_batch)
         return gates.agreement_gate(ctx.fp32_reference, candidate, ctx.heads, ctx.options.fp16_min_agreement)
 
     def entry(self, ctx: ExportContext, attempt: Any, built: dict[str, Any], verdict: gates.Verdict) -> dict[str, Any]:
@@ -209,7 +218,7 @@ class OnnxFp16Stage(Stage):
             **_io_fields(ctx),
             "io_precision": "fp32",
             "kept_fp32_ops": list(attempt),
-            "tool_versions": {**ctx.fp32_entry.get("tool_versions", {}), **built},
+            "tool_versions": {**_tool_versions(ctx), **built},
             "parity": verdict.record,
             **_derived(ctx),
         }
@@ -245,7 +254,8 @@ class OnnxInt8Stage(Stage):
         return quantize(ctx.fp32_path, staged, ctx.calibration.batch(), attempt, progress=ctx.options.progress)
 
     def gate(self, ctx: ExportContext, attempt: Any, staged: Path, built: dict[str, Any]) -> gates.Verdict:
-        probabilities = run_model(staged, {**ctx.fp32_entry, "precision": "int8"}, ctx.val.batch())
+        fields = {"format": "onnx", "precision": "int8", **_io_fields(ctx)}
+        probabilities = run_model(staged, ArtifactEntry.for_file(staged, fields), ctx.val.batch())
         accuracy = gates.head_accuracy(probabilities, ctx.val.labels, ctx.heads)
         verdict = gates.accuracy_drop_gate(
             ctx.fp32_val_accuracy, accuracy, ctx.options.max_drop_pp, images=len(ctx.val)
@@ -262,7 +272,7 @@ class OnnxInt8Stage(Stage):
             **_io_fields(ctx),
             "io_precision": "fp32",
             "quantization": built,
-            "tool_versions": {**ctx.fp32_entry.get("tool_versions", {}), "onnxruntime": onnxruntime.__version__},
+            "tool_versions": {**_tool_versions(ctx), "onnxruntime": onnxruntime.__version__},
             "accuracy_gate": {**verdict.record, "attempts": list(self.tried)},
             **_derived(ctx),
         }
@@ -330,7 +340,7 @@ class TensorRTStage(Stage):
         }
 
     def gate(self, ctx: ExportContext, attempt: Any, staged: Path, built: dict[str, Any]) -> gates.Verdict:
-        entry = self._entry(ctx, attempt)
+        entry = ArtifactEntry.for_file(staged, self._entry(ctx, attempt))
         if self.precision == "fp16":
             candidate = run_model(staged, entry, ctx.parity_batch)
             return gates.agreement_gate(ctx.fp32_reference, candidate, ctx.heads, ctx.options.fp16_min_agreement)
@@ -339,7 +349,7 @@ class TensorRTStage(Stage):
 
     def entry(self, ctx: ExportContext, attempt: Any, built: dict[str, Any], verdict: gates.Verdict) -> dict[str, Any]:
         entry = self._entry(ctx, attempt)
-        entry["tool_versions"] = {**ctx.fp32_entry.get("tool_versions", {}), "tensorrt": entry["tensorrt_version"]}
+        entry["tool_versions"] = {**_tool_versions(ctx), "tensorrt": entry["tensorrt_version"]}
         entry["gate"] = verdict.record
         return {**entry, **_derived(ctx)}
 

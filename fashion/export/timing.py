@@ -2,7 +2,7 @@
 
 The exporter does not choose a default artifact for everyone (a choice made on the export machine
 is wrong on a CPU without the same instructions). It records facts instead: each timed artifact's
-entry gains a ``timings`` item tagged with the CPU model, the ISA flags that decide whether INT8
+entry gains a ``timings`` item (a typed ``fashion.runtime.manifest.Timing``) tagged with the CPU model, the ISA flags that decide whether INT8
 pays, the threads and the batch. The runtime chooses where it runs. A new timing replaces only an
 earlier one of the same CPU, flags, threads and batch; timings from other machines are kept.
 """
@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from fashion.runtime import host
+from fashion.runtime.manifest import Timing
 
 
 def available_cores() -> int:
@@ -31,27 +32,25 @@ def cpu_facts(cpuinfo: str | os.PathLike[str] = host.CPUINFO) -> dict[str, Any]:
     return {"cpu": facts.model, "flags": list(facts.reported_flags)}
 
 
-def timing_fact(p50_ms: float, threads: int, batch: int = 1, images: int = 0) -> dict[str, Any]:
+def timing_fact(p50_ms: float, threads: int, batch: int = 1, images: int = 0) -> Timing:
     """One timing record for this host (see the module docstring)."""
-    fact = {
-        **cpu_facts(),
-        "threads": int(threads),
-        "batch": int(batch),
-        "p50_ms": round(float(p50_ms), 3),
-        "images": int(images),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    facts = host.cpu_facts()
     try:  # other work on the CPU shows up here: compare timings of one run with each other, not across runs
-        fact["load_average"] = [round(x, 2) for x in os.getloadavg()]
+        load: tuple[float, ...] | None = tuple(round(x, 2) for x in os.getloadavg())
     except OSError:  # pragma: no cover - not available on this platform
-        pass
-    return fact
+        load = None
+    return Timing(
+        cpu=facts.model,
+        flags=tuple(facts.reported_flags),
+        threads=int(threads),
+        batch=int(batch),
+        p50_ms=round(float(p50_ms), 3),
+        images=int(images),
+        measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        load_average=load,
+    )
 
 
-def _same_setting(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return all(a.get(key) == b.get(key) for key in ("cpu", "flags", "threads", "batch"))
-
-
-def merge_timings(existing: list[dict[str, Any]] | None, fact: dict[str, Any]) -> list[dict[str, Any]]:
+def merge_timings(existing: list[Timing] | None, fact: Timing) -> list[Timing]:
     """``existing`` with ``fact`` replacing only the timing of the same CPU, flags, threads and batch."""
-    return [t for t in (existing or []) if not _same_setting(t, fact)] + [fact]
+    return [t for t in (existing or []) if not t.same_setting(fact)] + [fact]

@@ -21,6 +21,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from fashion.runtime.bundle import Bundle
+
 DEFAULT_MAX_QUEUE_DELAY_US = 500
 
 
@@ -103,25 +105,24 @@ def _write_model(
     return repo / model_name
 
 
-def write_repository(bundle, repo: Path, max_batch: int) -> list[Path]:
+def write_repository(bundle: Bundle, repo: Path, max_batch: int) -> list[Path]:
     """Write the Triton models for ``bundle`` into ``repo``; return the model folders written."""
     import onnx
 
     artifacts = bundle.artifacts
     entry = artifacts["onnx_fp32"]
-    onnx_path = bundle.root / entry["file"]
+    onnx_path = bundle.root / entry.file
+    heads_out = entry.outputs or {}
     graph = onnx.load_model(str(onnx_path), load_external_data=False).graph
     by_name = {value.name: value for value in graph.output}
     input_dims = _dims(next(value for value in graph.input if value.name == "image"))
-    outputs = [
-        (entry["outputs"][head], _dims(by_name[entry["outputs"][head]]), f"{head}_labels.txt") for head in bundle.heads
-    ]
-    feature_map = entry.get("feature_map")
+    outputs = [(heads_out[head], _dims(by_name[heads_out[head]]), f"{head}_labels.txt") for head in bundle.heads]
+    feature_map = entry.feature_map
     if feature_map:
         outputs.append((feature_map, _dims(by_name[feature_map]), None))
     labels = {head: bundle.labels[head] for head in bundle.heads}
 
-    base = triton_model_name(str(bundle.manifest.get("name") or bundle.root.name))
+    base = triton_model_name(bundle.manifest.name or bundle.root.name)
     written = [
         _write_model(
             repo,
@@ -133,19 +134,19 @@ def write_repository(bundle, repo: Path, max_batch: int) -> list[Path]:
         )
     ]
     for key, engine in artifacts.items():
-        if engine.get("format") != "tensorrt":
+        if engine.format != "tensorrt":
             continue
         name = f"{base}_{key}"
-        engine_batch = int(engine.get("max_batch", max_batch))
+        engine_batch = int(engine.extra.get("max_batch", max_batch))
         config = model_config(name, 'platform: "tensorrt_plan"', engine_batch, input_dims, outputs)
-        written.append(_write_model(repo, name, config, bundle.root / engine["file"], "model.plan", labels))
+        written.append(_write_model(repo, name, config, bundle.root / engine.file, "model.plan", labels))
     written += write_ensemble(
         bundle,
         repo,
         base,
         max_batch,
         input_dims,
-        [(entry["outputs"][head], head, dims) for (_, dims, _), head in zip(outputs, bundle.heads)],
+        [(heads_out[head], head, dims) for (_, dims, _), head in zip(outputs, bundle.heads)],
     )
     return written
 
@@ -262,18 +263,21 @@ def ensemble_config(model_name: str, max_batch: int, heads: list[tuple[str, str,
 
 
 def write_ensemble(
-    bundle, repo: Path, model_name: str, max_batch: int, input_dims: list[int], heads: list[tuple[str, str, list[int]]]
+    bundle: Bundle,
+    repo: Path,
+    model_name: str,
+    max_batch: int,
+    input_dims: list[int],
+    heads: list[tuple[str, str, list[int]]],
 ) -> list[Path]:
     """The preprocessing model and ``fashion_ensemble`` over ``model_name``; return their folders."""
     height, width = bundle.input_size
-    preprocessing = bundle.manifest.get("preprocessing") or {}
-    if hasattr(preprocessing, "to_dict"):
-        preprocessing = preprocessing.to_dict()
+    preprocessing = bundle.manifest.preprocessing.to_dict()
     preprocess = _text_model(
         repo,
         PREPROCESS_MODEL,
         {
-            "config.pbtxt": preprocess_config(max_batch, input_dims, dict(preprocessing), height, width),
+            "config.pbtxt": preprocess_config(max_batch, input_dims, preprocessing, height, width),
             "1/model.py": PREPROCESS_MODEL_PY,
         },
     )

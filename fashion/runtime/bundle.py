@@ -411,7 +411,7 @@ def _artifact_output_problems(
         if label_problem:
             problems.append(label_problem)
         try:
-            backend = get_backend(BACKEND_FOR_FORMAT["onnx"]).open(path, entry.to_dict(), threads=1)
+            backend = get_backend(BACKEND_FOR_FORMAT["onnx"]).open(path, entry, threads=1)
         except Exception as exc:  # noqa: BLE001 - a check reports every failure, whatever its type
             problems.append(f"{path}: artifact '{key}' does not open ({exc})")
             continue

@@ -39,7 +39,6 @@ from .selection import (  # noqa: F401 - PRECISIONS ... choose_artifact are re-e
     ArtifactChoice,
     _candidates,
     _format_for,
-    _median_ms,
     _missing,
     _timings_text,
     choice_cache_key,
@@ -48,6 +47,7 @@ from .selection import (  # noqa: F401 - PRECISIONS ... choose_artifact are re-e
     select_artifact,
     timing_sample,
 )
+from .timing import median_ms
 from .tta import mirror_averaged
 
 
@@ -122,8 +122,7 @@ class Classifier:
         verify_files(bundle, [key])
         entry = bundle.artifacts[key]
         path = bundle.artifact_path(key)
-        backend_cls = get_backend(BACKEND_FOR_FORMAT[entry["format"]])
-        engine = backend_cls.open(path, entry.to_dict(), **options)
+        engine = get_backend(BACKEND_FOR_FORMAT[entry.format]).open(path, entry, **options)
         try:
             _check_outputs(bundle, engine, path)
         except BaseException:
@@ -162,7 +161,8 @@ class Classifier:
         best: tuple[float, str, Backend] | None = None
         for candidate in candidates:
             engine = cls._open(bundle, candidate, options)
-            timings[candidate] = round(_median_ms(engine, batch, FASTEST_CALLS, FASTEST_WARMUP), 3)
+            p50 = median_ms({candidate: engine.infer}, [batch], rounds=FASTEST_CALLS, warmup=FASTEST_WARMUP)
+            timings[candidate] = round(p50[candidate], 3)
             if best is None or timings[candidate] < best[0]:
                 if best is not None:
                     best[2].close()
@@ -364,10 +364,10 @@ class Classifier:
         return {
             "backend": self.backend.name if self.backend else None,
             "providers": list(self.backend.providers) if self.backend else [],
-            "precision": entry.get("precision"),
+            "precision": entry.precision,
             "artifact": self.artifact,
             "artifact_choice": self.choice.to_dict(),
-            "file": entry["file"],
+            "file": entry.file,
             "input_size": list(self.input_size),
             "threads": self.threads,
             "session_options": dict(getattr(self.backend, "session_options", {}) or {}),

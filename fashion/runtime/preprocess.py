@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BundleError, InvalidImageError
+from .manifest import PreprocessSpec
 
 # A decompression bomb (e.g. 20000x20000) is refused before its pixels are decoded.
 MAX_IMAGE_PIXELS = 50_000_000
@@ -356,91 +357,52 @@ def _crop_box(w: int, h: int, height: int, width: int) -> tuple[int, int, int, i
 # -- building a preprocessor from a spec ---------------------------------------------------------------------------
 
 
-def _spec_dict(spec: Any) -> dict[str, Any]:
-    """A plain dict from a PreprocessSpec dataclass, an object with ``to_dict()``, a mapping or None (defaults)."""
-    if spec is None:
-        return dict(PREPROCESSING_SPEC)
-    if hasattr(spec, "to_dict"):  # fashion.runtime.manifest.PreprocessSpec (its unknown keys included)
-        return dict(spec.to_dict())
-    if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
-        return dataclasses.asdict(spec)
-    if isinstance(spec, Mapping):
-        return dict(spec)
-    raise BundleError(f"preprocessing spec must be a mapping, got {type(spec).__name__}")
-
-
 def _unsupported(key: str, value: Any, allowed: str) -> BundleError:
     return BundleError(f"preprocessing {key}={value!r} is not supported (supported: {allowed})")
 
 
-def _triple(key: str, value: Any, low: float, high: float) -> tuple[float, float, float]:
-    values = [value] * 3 if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-    if (
-        not isinstance(values, (list, tuple))
-        or len(values) != 3
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high for v in values)
-    ):
-        raise _unsupported(key, value, f"a number or 3 numbers in [{low}, {high}]")
-    return (float(values[0]), float(values[1]), float(values[2]))
-
-
-_KNOWN_KEYS = {"color", "exif_transpose", "fit", "pad_value", "resample", "dtype", "range", "layout", "mean", "std"}
-
-
-def build_preprocessor(spec: Any, height: int, width: int, fast: bool | None = None) -> Preprocessor:
+def build_preprocessor(
+    spec: PreprocessSpec | Mapping[str, Any] | None,
+    height: int,
+    width: int,
+    fast: bool | None = None,
+) -> Preprocessor:
     """The preprocessing callable for a bundle's spec at the model's input size.
 
-    Every value is checked here, once, so an exported bundle with a spec this runtime does not
-    implement fails at load time with the offending key instead of feeding the model wrong pixels.
+    ``spec`` is the manifest's typed :class:`~fashion.runtime.manifest.PreprocessSpec` (a JSON mapping or None,
+    the shipped spec, is read into one first): its fields are already checked, so what is left here is
+    whether this runtime implements each value. A spec it cannot honour (or a key it does not know) is a
+    BundleError naming the key at load time, instead of feeding the model wrong pixels.
     ``fast`` switches the reduced-size decoding of large photos (default: on, see FAST_DECODE_DEFAULT).
     """
-    values = {key: value for key, value in _spec_dict(spec).items() if value is not None}
-    unknown = sorted(set(values) - _KNOWN_KEYS)
-    if unknown:
-        raise BundleError(f"preprocessing keys {unknown} are not supported (known: {sorted(_KNOWN_KEYS)})")
+    if not isinstance(spec, PreprocessSpec):
+        spec = PreprocessSpec.from_dict(dict(spec or {}))
+    if spec.extra:
+        known = ", ".join(f.name for f in dataclasses.fields(PreprocessSpec) if f.name != "extra")
+        raise BundleError(f"preprocessing keys {sorted(spec.extra)} are not supported (known: {known})")
     if int(height) < 1 or int(width) < 1:
         raise BundleError(f"model input size {height}x{width} is not positive")
-    color = values.get("color", "RGB")
-    if color != "RGB":
-        raise _unsupported("color", color, "'RGB'")
-    fit = values.get("fit", "pad_to_aspect_then_resize")
-    if fit not in FITS:
-        raise _unsupported("fit", fit, ", ".join(FITS))
-    resample = values.get("resample", "bilinear")
-    if resample not in RESAMPLING:
-        raise _unsupported("resample", resample, ", ".join(RESAMPLING))
-    if values.get("dtype", "float32") != "float32":
-        raise _unsupported("dtype", values["dtype"], "'float32'")
-    layout = values.get("layout", "NHWC")
-    if layout not in LAYOUTS:
-        raise _unsupported("layout", layout, ", ".join(LAYOUTS))
-    exif = values.get("exif_transpose", True)
-    if not isinstance(exif, bool):
-        raise _unsupported("exif_transpose", exif, "true or false")
-    value_range = values.get("range", [0, 255])
-    if (
-        not isinstance(value_range, (list, tuple))
-        or len(value_range) != 2
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value_range)
-        or not value_range[0] < value_range[1]
-    ):
-        raise _unsupported("range", value_range, "[low, high] with low < high, e.g. [0, 255] or [0, 1]")
-    pad = _triple("pad_value", values.get("pad_value", PAD_VALUE), 0, 255)
-    if any(v != int(v) for v in pad):
-        raise _unsupported("pad_value", values.get("pad_value"), "integers in [0, 255]")
-    mean = _triple("mean", values["mean"], -math.inf, math.inf) if "mean" in values else None
-    std = _triple("std", values["std"], 1e-12, math.inf) if "std" in values else None
+    supported = {
+        "color": ("RGB",),
+        "fit": FITS,
+        "resample": tuple(RESAMPLING),
+        "dtype": ("float32",),
+        "layout": LAYOUTS,
+    }
+    for key, allowed in supported.items():
+        if getattr(spec, key) not in allowed:
+            raise _unsupported(key, getattr(spec, key), ", ".join(allowed))
     return Preprocessor(
         height=int(height),
         width=int(width),
-        fit=fit,
-        resample=resample,
-        pad_value=(int(pad[0]), int(pad[1]), int(pad[2])),
-        exif_transpose=exif,
-        value_range=(float(value_range[0]), float(value_range[1])),
-        mean=mean,
-        std=std,
-        layout=layout,
+        fit=spec.fit,
+        resample=spec.resample,
+        pad_value=spec.pad_rgb,
+        exif_transpose=spec.exif_transpose,
+        value_range=(float(spec.range[0]), float(spec.range[1])),
+        mean=spec.mean,
+        std=spec.std,
+        layout=spec.layout,
         fast=FAST_DECODE_DEFAULT if fast is None else bool(fast),
     )
 

@@ -12,17 +12,14 @@ the CPU's ISA flags alone (on a 2-core EPYC with AVX-512 VNNI, INT8 measured 1.0
 from __future__ import annotations
 
 import hashlib
-import statistics
-import time
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
-from .backends.base import Backend
 from .bundle import Bundle
 from .errors import BundleError
 from .host import CpuFacts, cpu_facts, read_choices, usable_cores
+from .manifest import Timing
 from .preprocess import Preprocessor
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -76,35 +73,32 @@ def recorded_pair(bundle: Bundle, cpu: CpuFacts, threads: int | None = None) -> 
     """
     fp32_entry, int8_entry = bundle.artifacts["onnx_fp32"], bundle.artifacts["onnx_int8"]
 
-    def usable(timing: Any) -> bool:
-        return isinstance(timing, dict) and "p50_ms" in timing and timing.get("batch", 1) == 1
+    def usable(timing: Timing) -> bool:
+        return timing.batch in (None, 1)
 
-    def key(timing: dict) -> tuple:
-        return (timing.get("cpu"), timing.get("measured_at"), timing.get("threads"))
-
-    fp32_by = {key(t): float(t["p50_ms"]) for t in fp32_entry.timings if usable(t)}
-    best: tuple[tuple, float, float, dict] | None = None
+    fp32_by = {t.run: t.p50_ms for t in fp32_entry.timings if usable(t)}
+    best: tuple[tuple[bool, bool, str], float, float, Timing] | None = None
     for timing in int8_entry.timings:
-        if not usable(timing) or key(timing) not in fp32_by:
+        if not usable(timing) or timing.run not in fp32_by:
             continue
-        flags = set(timing.get("flags") or [])
-        same_cpu = timing.get("cpu") == cpu.model and flags <= set(cpu.reported_flags)
+        flags = set(timing.flags or ())
+        same_cpu = timing.cpu == cpu.model and flags <= set(cpu.reported_flags)
         same_class = bool(cpu.int8_flags) and replace(cpu, flags=frozenset(flags)).int8_flags == cpu.int8_flags
         if not (same_cpu or same_class):
             continue
-        same_threads = not threads or not timing.get("threads") or timing["threads"] == threads
-        rank = (same_cpu, same_threads, timing.get("measured_at") or "")
+        same_threads = not threads or not timing.threads or timing.threads == threads
+        rank = (same_cpu, same_threads, timing.measured_at or "")
         if best is None or rank > best[0]:
-            best = (rank, fp32_by[key(timing)], float(timing["p50_ms"]), timing)
+            best = (rank, fp32_by[timing.run], timing.p50_ms, timing)
     if best is None:
         return None
     (same_cpu, same_threads, _), fp32, int8, timing = best
     if same_cpu:
         where = f"timings recorded on this CPU ({cpu.model})"
     else:
-        where = f"timings recorded on another CPU with {', '.join(cpu.int8_flags)} ({timing.get('cpu')})"
+        where = f"timings recorded on another CPU with {', '.join(cpu.int8_flags)} ({timing.cpu})"
     if not same_threads:
-        where += f" with {timing.get('threads')} threads"
+        where += f" with {timing.threads} threads"
     return fp32, int8, where
 
 
@@ -210,14 +204,3 @@ def timing_sample(preprocessor: Preprocessor) -> np.ndarray:
 
 def _timings_text(timings: dict[str, float]) -> str:
     return ", ".join(f"{key} {ms:.2f} ms" for key, ms in sorted(timings.items(), key=lambda kv: kv[1])) + " at batch 1"
-
-
-def _median_ms(engine: Backend, batch: np.ndarray, calls: int, warmup: int) -> float:
-    for _ in range(warmup):
-        engine.infer(batch)
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        engine.infer(batch)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)

@@ -135,8 +135,7 @@ class TensorModel:
 def served_info(clf: Classifier) -> dict[str, Any]:
     """What a client needs to decode the probability vectors exactly as the in-process runtime does."""
     entry = clf.bundle.artifacts[clf.artifact]
-    sha = getattr(entry, "sha256", None) or (entry.get("sha256") if hasattr(entry, "get") else None)
-    name = getattr(clf.bundle.manifest, "name", None) or clf.bundle.root.name
+    name = clf.bundle.manifest.name or clf.bundle.root.name
     return {
         "name": name,
         "heads": list(clf.heads),
@@ -144,7 +143,7 @@ def served_info(clf: Classifier) -> dict[str, Any]:
         "hierarchy": [list(row) for row in clf.bundle.hierarchy],
         "input_size": list(clf.input_size),
         "artifact": clf.artifact,
-        "artifact_sha256": sha,
+        "artifact_sha256": entry.sha256,
         **{k: v for k, v in clf.info.items() if k in ("backend", "providers", "precision")},
     }
 

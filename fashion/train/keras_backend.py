@@ -21,6 +21,7 @@ import numpy as np
 from fashion import HEADS
 from fashion.runtime.backends.base import FEATURE_MAP, Backend
 from fashion.runtime.errors import BackendUnavailableError, BundleError
+from fashion.runtime.manifest import ArtifactEntry
 
 MODEL_FILE = "model.keras"
 FEATURE_LAYER = "top_activation"
@@ -107,21 +108,21 @@ class KerasBackend(Backend):
     def open(
         cls,
         path: Path,
-        artifact: dict[str, Any] | None = None,
+        entry: ArtifactEntry | None = None,
         *,
         providers: list[str] | None = None,
         threads: int | None = None,
         allow_fallback: bool = False,
         **options: Any,
     ) -> KerasBackend:
-        """``path``: a model.keras file or a bundle directory holding one (``artifact`` may name the file)."""
+        """``path``: a model.keras file or a bundle directory holding one (a ``keras`` ``entry`` names the file)."""
         applied = set_threads(threads)
         _import_keras()
         from fashion.layers import load_keras_model
 
         path = Path(path)
         if path.is_dir():
-            name = (artifact or {}).get("file", MODEL_FILE) if (artifact or {}).get("format") == "keras" else MODEL_FILE
+            name = entry.file if entry is not None and entry.format == "keras" else MODEL_FILE
             path = path / name
         if not path.is_file():
             raise BundleError(f"{path}: no Keras model file")

@@ -100,16 +100,16 @@ def test_export_writes_gated_fp32_fp16_int8_and_records_them(exported):
     artifacts = bundle.artifacts
     assert {"onnx_fp32", "onnx_fp16", "onnx_int8"} <= set(artifacts)
     fp32 = artifacts["onnx_fp32"]
-    assert fp32["precision"] == "fp32" and fp32["opset"] == 17 and fp32["format"] == "onnx"
-    assert fp32["outputs"] == {h: h for h in HEADS} and fp32["feature_map"] == "feature_map"
-    assert {"tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime"} <= set(fp32["tool_versions"])
-    assert fp32["parity"]["images"] >= 256
-    for report in fp32["parity"]["heads"].values():
+    assert fp32.precision == "fp32" and fp32.extra["opset"] == 17 and fp32.format == "onnx"
+    assert fp32.outputs == {h: h for h in HEADS} and fp32.feature_map == "feature_map"
+    assert {"tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime"} <= set(fp32.extra["tool_versions"])
+    assert fp32.extra["parity"]["images"] >= 256
+    for report in fp32.extra["parity"]["heads"].values():
         assert report["max_abs_diff"] <= 1e-4 and report["argmax_agreement"] == 1.0
-    for report in artifacts["onnx_fp16"]["parity"]["heads"].values():
+    for report in artifacts["onnx_fp16"].extra["parity"]["heads"].values():
         assert report["argmax_agreement"] >= 0.99 and report["max_abs_diff"] < 0.05
-    assert artifacts["onnx_int8"]["quantization"]["format"] == "QDQ"
-    assert fp32["graph_rewrites"] == {"identity_reshape": 0, "squeeze_reshape_pair": 0}  # the tiny model has no SE
+    assert artifacts["onnx_int8"].extra["quantization"]["format"] == "QDQ"
+    assert fp32.extra["graph_rewrites"] == {"identity_reshape": 0, "squeeze_reshape_pair": 0}  # tiny model: no SE
     # facts, not a shared choice: one timing per CPU artifact, tagged with this host
     assert "default_artifact" not in bundle.manifest.to_dict()
     from fashion.export.timing import cpu_facts
@@ -117,15 +117,12 @@ def test_export_writes_gated_fp32_fp16_int8_and_records_them(exported):
     from fashion.runtime.selection import recorded_pair
 
     for key in ("onnx_fp32", "onnx_fp16", "onnx_int8"):
-        (timing,) = artifacts[key]["timings"]
-        assert timing["cpu"] == cpu_facts()["cpu"] and timing["flags"] == cpu_facts()["flags"]
-        assert timing["batch"] == 1 and timing["threads"] >= 1 and timing["p50_ms"] > 0 and timing["measured_at"]
+        (timing,) = artifacts[key].timings
+        assert timing.cpu == cpu_facts()["cpu"] and list(timing.flags or ()) == cpu_facts()["flags"]
+        assert timing.batch == 1 and (timing.threads or 0) >= 1 and timing.p50_ms > 0 and timing.measured_at
     # the runtime finds the FP32/INT8 pair as measured on this CPU
-    fp32_ms, int8_ms, where = recorded_pair(bundle, host.cpu_facts(), artifacts["onnx_fp32"]["timings"][0]["threads"])
-    assert (fp32_ms, int8_ms) == (
-        artifacts["onnx_fp32"]["timings"][0]["p50_ms"],
-        artifacts["onnx_int8"]["timings"][0]["p50_ms"],
-    )
+    fp32_ms, int8_ms, where = recorded_pair(bundle, host.cpu_facts(), artifacts["onnx_fp32"].timings[0].threads)
+    assert (fp32_ms, int8_ms) == (artifacts["onnx_fp32"].timings[0].p50_ms, artifacts["onnx_int8"].timings[0].p50_ms)
     assert where.startswith("timings recorded on this CPU")
     assert not [name for name in _files(root) if name.endswith(".tmp")]
 
@@ -175,6 +172,7 @@ def test_parity_gate_refuses_a_perturbed_onnx_model(exported, export_data):
 
     from fashion.export.gates import parity_gate
     from fashion.export.runner import run_model
+    from fashion.runtime.manifest import ArtifactEntry
     from fashion.runtime.preprocess import preprocess
 
     root, _, _ = exported
@@ -188,8 +186,9 @@ def test_parity_gate_refuses_a_perturbed_onnx_model(exported, export_data):
 
     photos = sorted((export_data / "images").glob("*.jpg"))[:64]
     batch = np.stack([preprocess(p, HEIGHT, WIDTH) for p in photos]).astype(np.float32)
-    reference = run_model(root / "model.keras", {"file": "model.keras", "format": "keras"}, batch)  # keras backend
-    entry = load_manifest(root).artifacts["onnx_fp32"].to_dict()
+    keras = ArtifactEntry.for_file(root / "model.keras", {"format": "keras"})
+    reference = run_model(root / "model.keras", keras, batch)  # keras backend
+    entry = load_manifest(root).artifacts["onnx_fp32"]
     assert parity_gate(reference, run_model(root / "model_fp32.onnx", entry, batch), list(HEADS)).passed
     verdict = parity_gate(reference, run_model(perturbed, entry, batch), list(HEADS))
     assert not verdict.passed and "max abs diff" in verdict.summary
@@ -235,7 +234,7 @@ def test_reexport_after_the_keras_model_changed_drops_artifacts_of_the_old_model
     root = make_keras_bundle(tmp_path / "bundle", export_data)
     args = [str(root), "--data", str(export_data), *FAST, *NO_TIMINGS]
     assert CliRunner().invoke(main, args + ["--fp16"]).exit_code == 0
-    old_fp32 = load_manifest(root).artifacts["onnx_fp32"]["sha256"]
+    old_fp32 = load_manifest(root).artifacts["onnx_fp32"].sha256
 
     model = keras.saving.load_model(root / "model.keras", compile=False)
     kernel, bias = model.get_layer("articleType").get_weights()
@@ -250,7 +249,7 @@ def test_reexport_after_the_keras_model_changed_drops_artifacts_of_the_old_model
     result = CliRunner().invoke(main, args)  # FP32 only this time
     assert result.exit_code == 0, result.output
     artifacts = load_manifest(root).artifacts
-    assert artifacts["onnx_fp32"]["sha256"] != old_fp32
+    assert artifacts["onnx_fp32"].sha256 != old_fp32
     assert "onnx_fp16" not in artifacts and not (root / "model_fp16.onnx").exists()
     assert "onnx_fp16: removed" in result.output
     assert load_manifest(root).manifest.recorded_default is None  # the fact was about the replaced file
@@ -334,7 +333,7 @@ def test_real_efficientnet_trunk_converts_with_parity(tmp_path, export_data):
     )
     result = CliRunner().invoke(main, [str(root), "--data", str(export_data), *FAST, *NO_TIMINGS])
     assert result.exit_code == 0, result.output
-    parity = load_manifest(root).artifacts["onnx_fp32"]["parity"]["heads"]
+    parity = load_manifest(root).artifacts["onnx_fp32"].extra["parity"]["heads"]
     assert all(r["max_abs_diff"] <= 1e-4 and r["argmax_agreement"] == 1.0 for r in parity.values())
 
 
@@ -345,10 +344,10 @@ def test_shipped_bundle_onnx_matches_its_manifest(shipped_bundle):
     assert "default_artifact" not in bundle.manifest.to_dict()  # no shared choice in the shipped bundle
     assert all(
         r["max_abs_diff"] <= 1e-4 and r["argmax_agreement"] == 1.0
-        for r in bundle.artifacts["onnx_fp32"]["parity"]["heads"].values()
+        for r in bundle.artifacts["onnx_fp32"].extra["parity"]["heads"].values()
     )
     if "onnx_int8" in bundle.artifacts:
-        gate = bundle.artifacts["onnx_int8"]["accuracy_gate"]
+        gate = bundle.artifacts["onnx_int8"].extra["accuracy_gate"]
         assert gate["images"] >= 1000 and all(d is None or d <= gate["max_drop_pp"] for d in gate["drop_pp"].values())
 
 
@@ -367,7 +366,7 @@ def test_failing_tf2onnx_conversion_is_an_export_error_with_exit_2(tmp_path, exp
 def test_reexport_keeps_the_records_of_other_artifacts(tmp_path, export_data):
     """Re-running with other options adds what was asked and touches nothing else (facts included)."""
     from fashion.export.cli import main
-    from fashion.runtime.manifest import edit_manifest
+    from fashion.runtime.manifest import Timing, edit_manifest
 
     root = make_keras_bundle(tmp_path / "bundle", export_data)
     args = [str(root), "--data", str(export_data), *FAST]
@@ -382,7 +381,7 @@ def test_reexport_keeps_the_records_of_other_artifacts(tmp_path, export_data):
         "measured_at": "2026-01-01T00:00:00Z",
     }
     with edit_manifest(root) as draft:
-        draft.update_artifact("onnx_fp16", timings=[*draft.manifest.artifacts["onnx_fp16"].timings, elsewhere])
+        draft.add_timing("onnx_fp16", Timing.from_dict(elsewhere))
         draft.put("default_artifact", "onnx_fp32")  # an old fact about this very FP32 file
     before = load_manifest(root).artifacts
 
@@ -392,11 +391,11 @@ def test_reexport_keeps_the_records_of_other_artifacts(tmp_path, export_data):
     after = load_manifest(root)
     assert set(after.artifacts) == set(before) | {"onnx_int8"}
     for key in ("onnx_fp32", "onnx_fp16"):
-        assert after.artifacts[key]["sha256"] == before[key]["sha256"]
-        assert after.artifacts[key]["accuracy"] == before[key]["accuracy"]  # earlier accuracy records kept
-    fp16_timings = after.artifacts["onnx_fp16"]["timings"]
-    assert elsewhere in fp16_timings and len(fp16_timings) == 2  # this host's timing replaced, the other kept
-    assert "accuracy" not in after.artifacts["onnx_int8"]  # not measured in this run
+        assert after.artifacts[key].sha256 == before[key].sha256
+        assert after.artifacts[key].accuracy == before[key].accuracy  # earlier accuracy records kept
+    fp16_timings = after.artifacts["onnx_fp16"].timings
+    assert Timing.from_dict(elsewhere) in fp16_timings and len(fp16_timings) == 2  # this host's replaced, other kept
+    assert after.artifacts["onnx_int8"].accuracy is None  # not measured in this run
     assert "default_artifact" not in after.manifest.to_dict()  # never a shared choice
     assert after.manifest.recorded_default == "onnx_fp32"  # the fact about the unchanged FP32 file is kept
 

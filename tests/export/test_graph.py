@@ -83,7 +83,7 @@ def test_shipped_model_loses_every_se_noop_and_nothing_else(shipped_bundle):
     if counts == {"identity_reshape": 0, "squeeze_reshape_pair": 0}:  # exported with the rewrite already applied
         from fashion.runtime.bundle import load_manifest
 
-        recorded = load_manifest(shipped_bundle).artifacts["onnx_fp32"]["graph_rewrites"]
+        recorded = load_manifest(shipped_bundle).artifacts["onnx_fp32"].extra["graph_rewrites"]
         assert recorded == {"identity_reshape": 16, "squeeze_reshape_pair": 16}
         ops = [node.op_type for node in model.graph.node]
         assert ops.count("Squeeze") == 1 and "Reshape" not in ops

@@ -97,7 +97,7 @@ def test_model_contract_and_metadata(model_path, tiny_bundle):
     assert meta["heads"] == list(HEADS)
     assert meta["labels"] == {head: bundle.labels[head] for head in HEADS}
     assert meta["input"]["dtype"] == "uint8" and meta["input"]["inside"]["pad_value"] == 255
-    assert meta["source"]["sha256"] == bundle.artifacts["onnx_fp32"]["sha256"]
+    assert meta["source"]["sha256"] == bundle.artifacts["onnx_fp32"].sha256
 
 
 def test_outputs_agree_with_the_runtime_at_any_photo_size(model_path, tiny_bundle, photos):
@@ -123,7 +123,7 @@ def test_a_batch_of_same_size_photos_runs_at_once(model_path, photos):
 
 def test_network_without_the_heads_is_refused(tiny_bundle):
     bundle = load_manifest(tiny_bundle)
-    network = onnx.load(str(tiny_bundle / bundle.artifacts["onnx_fp32"]["file"]))
+    network = onnx.load(str(tiny_bundle / bundle.artifacts["onnx_fp32"].file))
     del network.graph.output[0]
     with pytest.raises(ExportError, match="lacks the outputs"):
         standalone.build_standalone(network, bundle, "0" * 64)
@@ -152,15 +152,15 @@ def test_export_gates_records_and_writes_ort(tiny_bundle, sample_dir, tmp_path):
     entry = result.written["onnx_standalone"]
 
     bundle = load_manifest(root)  # verifies every recorded sha256, the new files included
-    assert entry["format"] == "onnx_standalone" and entry["input"] == "pixels"
-    gate = bundle.artifacts["onnx_standalone"]["gate"]
+    assert entry.format == "onnx_standalone" and entry.input == "pixels"
+    gate = bundle.artifacts["onnx_standalone"].extra["gate"]
     assert set(gate["sets"]) == {"test", "test_1080x1440"}
     assert gate["sets"]["test"]["images"] == 24 and gate["sets"]["test_1080x1440"]["images"] == 6
     assert all(row["top1_agreement"] >= 0.995 for s in gate["sets"].values() for row in s["heads"].values())
     assert any("Standalone ONNX (pixels in): top-1 agreement with the runtime" in line for line in logs)
 
     ort_entry = bundle.artifacts["ort_standalone"]
-    assert ort_entry["source"]["converted_from"]["sha256"] == entry["sha256"]
+    assert ort_entry.extra["source"]["converted_from"]["sha256"] == entry.sha256
     config = (root / standalone.OPS_FILE).read_text(encoding="utf-8")
     assert "Resize" in config and "Pad" in config and str(tmp_path) not in config
     pixels = np.asarray(load_image(sorted((sample_dir / "images").glob("*.jpg"))[0]))[None]
@@ -263,11 +263,11 @@ def test_stage_runs_under_the_export_driver(tiny_bundle, sample_dir, tmp_path):
         standalone_upscaled_images=2,
     )
     ctx = pipeline.ExportContext(root, options, log=lambda _: None)
-    ctx.fp32_entry = load_manifest(root).artifacts["onnx_fp32"].to_dict()
+    ctx.fp32_entry = load_manifest(root).artifacts["onnx_fp32"]
     assert pipeline.run_stage(ctx, standalone.StandaloneStage())
     artifacts = load_manifest(root).artifacts
-    assert artifacts["onnx_standalone"]["gate"]["sets"]["test"]["images"] == 12
-    assert artifacts["ort_standalone"]["source"]["sha256"] == ctx.fp32_entry["sha256"]
+    assert artifacts["onnx_standalone"].extra["gate"]["sets"]["test"]["images"] == 12
+    assert artifacts["ort_standalone"].derived_from("onnx_fp32") == ctx.fp32_entry.sha256
 
 
 def test_the_gate_shows_progress(tiny_bundle, model_path, sample_dir, tmp_path, capsys):

@@ -19,6 +19,8 @@ from fashion.runtime.manifest import (
     InputSpec,
     Manifest,
     PreprocessSpec,
+    SplitRecord,
+    Timing,
     absolute_paths,
     edit_manifest,
     portable_training,
@@ -57,8 +59,10 @@ def test_typed_view_of_the_tiny_bundle(tiny_bundle) -> None:
     assert isinstance(manifest.preprocessing, PreprocessSpec) and manifest.preprocessing.pad_value == 255
     entry = manifest.artifacts["onnx_fp32"]
     assert isinstance(entry, ArtifactEntry) and entry.format == "onnx" and len(entry.sha256) == 64
-    # dict-style reading keeps working for code written against the old untyped manifest
-    assert manifest["input"]["height"] == 32 and entry.get("precision") == "fp32" and entry["file"] == entry.file
+    assert manifest.input.height == 32 and entry.precision == "fp32"
+    # typed all the way: no dict-style reading of the sections (to_dict() is the JSON form, for writing)
+    assert not hasattr(entry, "get") and not hasattr(entry, "__getitem__")
+    assert not hasattr(manifest.input, "get") and not hasattr(manifest.preprocessing, "__getitem__")
     assert Manifest.from_dict(manifest.to_dict(), source="again").to_dict() == manifest.to_dict()
 
 
@@ -212,11 +216,12 @@ def test_editor_artifact_operations(bundle) -> None:
         )
         assert entry.sha256 == draft.manifest.artifacts["onnx_fp32"].sha256 and entry.bytes
         draft.update_artifact("onnx_copy", accuracy={"val": {"images": 2}})
-        draft.add_timing("onnx_copy", timing)
+        draft.add_timing("onnx_copy", Timing.from_dict(timing))
         draft.put("default_artifact", "onnx_copy")  # old callers: recorded as a fact, never a choice
         draft.put("pinned_artifact", "onnx_copy")
     manifest = read_manifest(bundle)
-    assert manifest.artifacts["onnx_copy"].timings == [timing]
+    assert manifest.artifacts["onnx_copy"].timings == [Timing.from_dict(timing)]
+    assert manifest.artifacts["onnx_copy"].timings[0].to_dict() == timing
     assert manifest.artifacts["onnx_copy"].accuracy == {"val": {"images": 2}}
     assert manifest.recorded_default == "onnx_copy" and manifest.pinned_artifact == "onnx_copy"
     assert "default_artifact" not in _raw(bundle)
@@ -286,3 +291,23 @@ def test_the_manifest_package_keeps_one_import_path_and_load_bundle_names_the_lo
     assert old.manifest.source_schema == 1 and new.manifest.source_schema == 2
     assert old.manifest.schema_version == new.manifest.schema_version == SCHEMA_VERSION
     assert old.artifacts.keys() == new.artifacts.keys()
+
+
+def test_split_timings_and_preprocessing_are_typed_sections(shipped_bundle) -> None:
+    manifest = read_manifest(shipped_bundle)
+    assert isinstance(manifest.split, SplitRecord) and len(manifest.split.sha256 or "") == 64
+    assert manifest.recorded_split_file == "data/splits/fashion-product-images.csv"
+    assert Manifest.from_dict(json.loads(SCHEMA1.read_text())).recorded_split_file == manifest.recorded_split_file
+    timing = manifest.artifacts["onnx_fp32"].timings[0]
+    assert isinstance(timing, Timing) and timing.batch == 1 and timing.p50_ms > 0 and "avx2" in (timing.flags or ())
+    assert Manifest.from_dict(manifest.to_dict()) == manifest  # the typed sections round-trip through JSON
+    spec = PreprocessSpec.from_dict(
+        {"range": [0, 1], "mean": [0.485, 0.456, 0.406], "std": 0.5, "pad_value": [1, 2, 3]}
+    )
+    assert spec.mean == (0.485, 0.456, 0.406) and spec.std == (0.5, 0.5, 0.5) and not spec.extra
+    assert spec.pad_rgb == (1, 2, 3) and PreprocessSpec.from_dict(spec.to_dict()) == spec
+    assert PreprocessSpec() == PreprocessSpec.from_dict({}) == manifest.preprocessing  # one set of defaults
+    with pytest.raises(BundleError, match=r"preprocessing\.std must be"):
+        PreprocessSpec.from_dict({"std": [0, 1, 1]})
+    with pytest.raises(BundleError, match=r"split lacks 'file'"):
+        Manifest.from_dict({**_raw(shipped_bundle), "split": {"sha256": "0" * 64}})

@@ -213,7 +213,7 @@ def int8_bundle(tiny_bundle, tmp_path_factory) -> Path:
         shutil.copy2(path, root / path.name)
     quantize_dynamic(str(root / "model_fp32.onnx"), str(root / "model_int8.onnx"), weight_type=QuantType.QUInt8)
     entry = load_manifest(root, verify_hashes=False).artifacts["onnx_fp32"]
-    meta = {k: v for k, v in dict(entry).items() if k not in ("file", "sha256", "bytes", "precision")}
+    meta = {k: v for k, v in entry.to_dict().items() if k not in ("file", "sha256", "bytes", "precision")}
     record_artifact(root, "onnx_int8", "model_int8.onnx", **meta, precision="int8")
     return root
 

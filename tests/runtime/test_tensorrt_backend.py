@@ -12,13 +12,15 @@ import pytest
 from fashion.runtime import BackendUnavailableError, BundleError, Classifier
 from fashion.runtime.backends.tensorrt_backend import check_engine_compatibility
 from fashion.runtime.bundle import record_artifact
+from fashion.runtime.manifest import ArtifactEntry
 
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
 
 def test_engine_for_another_gpu_or_tensorrt_is_refused(tmp_path):
     engine = tmp_path / "model_fp16_sm90_trt10.3.0.plan"
-    entry = {"compute_capability": "9.0", "tensorrt_version": "10.3.0"}
+    facts = {"file": engine.name, "sha256": "0" * 64, "format": "tensorrt"}
+    entry = ArtifactEntry.from_dict({**facts, "compute_capability": "9.0", "tensorrt_version": "10.3.0"})
     check_engine_compatibility(engine, entry, "9.0", "10.3.0")  # same GPU and TensorRT: accepted
     with pytest.raises(
         BundleError, match=r"sm90_trt10\.3\.0\.plan: engine was built for GPU compute capability 9\.0, this GPU is 8\.6"
@@ -28,7 +30,8 @@ def test_engine_for_another_gpu_or_tensorrt_is_refused(tmp_path):
         check_engine_compatibility(engine, entry, "9.0", "10.8.0")
     # the version may also be recorded among the tool versions
     with pytest.raises(BundleError, match="TensorRT 10.1.0"):
-        check_engine_compatibility(engine, {"tool_versions": {"tensorrt": "10.1.0"}}, "9.0", "10.3.0")
+        older = ArtifactEntry.from_dict({**facts, "tool_versions": {"tensorrt": "10.1.0"}})
+        check_engine_compatibility(engine, older, "9.0", "10.3.0")
 
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="tensorrt is installed here; this checks the message when it is not")

@@ -35,9 +35,12 @@ class GateSet:
 def open_standalone(path: str | Path, heads: list[str], threads: int | None = None) -> Any:
     """The standalone model opened with the runtime's ONNX Runtime backend (CPU); ``infer(pixels)`` takes uint8."""
     from fashion.runtime.backends import get_backend
+    from fashion.runtime.manifest import ArtifactEntry
 
-    entry = {"format": FORMAT, "input": INPUT, "outputs": {head: head for head in heads}, "feature_map": FEATURE_MAP}
-    return get_backend("onnxruntime").open(Path(path), entry, providers=["cpu"], threads=threads)
+    fields = {"format": FORMAT, "input": INPUT, "outputs": {head: head for head in heads}, "feature_map": FEATURE_MAP}
+    return get_backend("onnxruntime").open(
+        Path(path), ArtifactEntry.for_file(path, fields), providers=["cpu"], threads=threads
+    )
 
 
 def _photos(gate_set: GateSet) -> Iterator[tuple[int, np.ndarray]]:
@@ -212,8 +215,7 @@ def gate_sets(
     from fashion.data.images import LabelledData, seeded_subset
     from fashion.data.paths import resolve_data_dir, resolve_split_file
 
-    recorded = (bundle.manifest.split or {}).get("file")
-    split = resolve_split_file(split_file, recorded, bases=[bundle.root])
+    split = resolve_split_file(split_file, bundle.manifest.recorded_split_file, bases=[bundle.root])
     data = LabelledData.open(resolve_data_dir(data_dir), split, bundle.labels, bundle.input_size)
     positions = data.select(subset, limit or None)
     if not len(positions):

@@ -163,7 +163,7 @@ def standalone_metadata(bundle: Bundle, source_sha256: str) -> dict[str, Any]:
     height, width = bundle.input_size
     return {
         "schema": METADATA_SCHEMA,
-        "name": bundle.manifest.get("name", bundle.root.name),
+        "name": bundle.manifest.name or bundle.root.name,
         "heads": bundle.heads,
         "labels": {head: list(bundle.labels[head]) for head in bundle.heads},
         "outputs": {head: head for head in bundle.heads},
@@ -246,7 +246,7 @@ def build_standalone(network: Any, bundle: Bundle, source_sha256: str) -> Any:
     ordered = sorted(merged.graph.output, key=lambda o: order[o.name])
     del merged.graph.output[:]
     merged.graph.output.extend(ordered)
-    merged.graph.name = f"{bundle.manifest.get('name', 'fashion')}-standalone"
+    merged.graph.name = f"{bundle.manifest.name or 'fashion'}-standalone"
     del merged.metadata_props[:]
     helper.set_model_props(merged, {METADATA_KEY: json.dumps(standalone_metadata(bundle, source_sha256))})
     merged.producer_name, merged.doc_string = "fashion-edge", "decoded RGB uint8 pixels (any size) -> six heads"

@@ -8,9 +8,9 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from fashion.runtime.bundle import sha256_file
+from fashion.runtime.manifest import ArtifactEntry
 
 from ..errors import ExportError
 from .graph import FEATURE_MAP, FILE, INPUT, KEY, OPS_FILE, OPSET, ORT_FILE, ORT_KEY
@@ -54,7 +54,7 @@ def convert_to_ort(model_path: Path, out_dir: Path) -> tuple[Path, Path]:
 
 def write_ort(
     root: Path, standalone_sha: str, fp32_sha: str, heads: list[str], log: Callable[[str], None] = print
-) -> dict[str, Any]:
+) -> ArtifactEntry:
     """Convert the recorded standalone model to ``.ort`` and record it; returns its manifest entry."""
     from fashion.runtime.manifest import edit_manifest
 
@@ -80,7 +80,7 @@ def write_ort(
                 },
             },
         )
-    return dict(entry.to_dict())
+    return entry
 
 
 def discard_ort(root: Path) -> None:

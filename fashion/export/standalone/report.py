@@ -7,6 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from fashion.runtime.manifest import ArtifactEntry
+from fashion.runtime.timing import median_ms
+
 from .gate import open_standalone
 from .graph import FILE
 
@@ -20,8 +23,6 @@ def measure_latency(
     they are. Decoding is left out of both. The two take turns photo by photo, so load from other processes
     on a shared machine slows both alike.
     """
-    import time
-
     from PIL import Image
 
     from fashion.runtime import Classifier
@@ -35,37 +36,33 @@ def measure_latency(
             photos = [load_image(p) for p in paths]
             if size:
                 photos = [photo.resize(size, Image.Resampling.BICUBIC) for photo in photos]
-            arrays = [np.asarray(photo)[None] for photo in photos]
-            times: dict[str, list[float]] = {"runtime": [], "standalone": []}
-            for _ in range(rounds):
-                for photo, array in zip(photos, arrays):
-                    start = time.perf_counter()
-                    classifier.infer(fit_to_input(photo, height, width)[None].astype(np.float32))
-                    times["runtime"].append((time.perf_counter() - start) * 1000)
-                    start = time.perf_counter()
-                    standalone.infer(array)
-                    times["standalone"].append((time.perf_counter() - start) * 1000)
+            calls = {
+                "runtime": lambda pair: classifier.infer(fit_to_input(pair[0], height, width)[None].astype(np.float32)),
+                "standalone": lambda pair: standalone.infer(pair[1]),
+            }
+            pairs = [(photo, np.asarray(photo)[None]) for photo in photos]
             label = "as is" if size is None else f"{size[0]}x{size[1]}"
-            table["sizes"][label] = {key: round(float(np.median(values)), 3) for key, values in times.items()}
+            medians = median_ms(calls, pairs, rounds=rounds)
+            table["sizes"][label] = {key: round(value, 3) for key, value in medians.items()}
         standalone.close()
     return table
 
 
 def write_report(
-    entry: dict[str, Any], out_dir: Path, command: str, latency: dict[str, Any] | None = None
+    entry: ArtifactEntry, out_dir: Path, command: str, latency: dict[str, Any] | None = None
 ) -> tuple[Path, Path]:
     """docs/eval/standalone.{json,md}: the gate's agreement/accuracy table for photos as they are and upscaled."""
     from fashion.runtime.bundle import atomic_write_json
 
-    gate = entry["gate"]
+    gate = entry.extra["gate"]
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "standalone.json", out_dir / "standalone.md"
     atomic_write_json(
         json_path,
         {
             "command": command,
-            "artifact": {k: entry[k] for k in ("file", "sha256", "bytes")},
-            "source": entry["source"],
+            "artifact": {"file": entry.file, "sha256": entry.sha256, "bytes": entry.bytes},
+            "source": entry.extra["source"],
             "gate": gate,
             "latency_ms_batch1": latency,
         },
@@ -73,7 +70,7 @@ def write_report(
     lines = [
         "# Standalone model vs the Python runtime",
         "",
-        f"`{entry['file']}` ({entry['bytes'] / 1e6:.1f} MB, sha256 `{entry['sha256'][:16]}…`): uint8 pixels of the "
+        f"`{entry.file}` ({(entry.bytes or 0) / 1e6:.1f} MB, sha256 `{entry.sha256[:16]}…`): uint8 pixels of the "
         "decoded photo in, pad + antialiased resize inside the graph, then the FP32 network. Reference: "
         f"{gate['reference']}, on the same decoded photos.",
         "",

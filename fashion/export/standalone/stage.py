@@ -18,6 +18,8 @@ from .mobile import discard_ort, write_ort
 from .report import measure_latency, write_report
 
 if TYPE_CHECKING:
+    from fashion.runtime.manifest import ArtifactEntry
+
     from ..context import ExportContext
 
 
@@ -39,7 +41,7 @@ class StandaloneStage(Stage):
         return "composing pad + antialiased resize with the FP32 network"
 
     def build(self, ctx: ExportContext, attempt: Any, staged: Path) -> dict[str, Any]:
-        return build_file(ctx.bundle, ctx.fp32_artifact, staged)
+        return build_file(ctx.bundle, ctx.fp32_entry, staged)
 
     def gate(self, ctx: ExportContext, attempt: Any, staged: Path, built: dict[str, Any]) -> gates.Verdict:
         options = ctx.options
@@ -56,14 +58,15 @@ class StandaloneStage(Stage):
         return verdict
 
     def entry(self, ctx: ExportContext, attempt: Any, built: dict[str, Any], verdict: gates.Verdict) -> dict[str, Any]:
-        fields = entry_fields(ctx.bundle, ctx.fp32_artifact.sha256, verdict.record)
+        fields = entry_fields(ctx.bundle, ctx.fp32_entry.sha256, verdict.record)
         fields.pop("file")
         return fields
 
-    def accepted(self, ctx: ExportContext, entry: dict[str, Any]) -> None:
+    def accepted(self, ctx: ExportContext, entry: ArtifactEntry | None) -> None:
+        assert entry is not None
         options = ctx.options
         if options.standalone_ort:
-            write_ort(ctx.root, entry["sha256"], ctx.fp32_artifact.sha256, list(ctx.heads), ctx.log)
+            write_ort(ctx.root, entry.sha256, ctx.fp32_entry.sha256, list(ctx.heads), ctx.log)
         if options.standalone_report is None:
             return
         latency = None

@@ -1,8 +1,8 @@
 """The one narrow interface every inference backend implements, and the registry that finds them.
 
 A backend runs one exported artifact: float32 NHWC batch in, {head: probabilities} out (plus
-"feature_map" when asked). It knows nothing about images, labels or bundles beyond the manifest
-entry of its artifact. Heavy imports (onnxruntime, tensorrt, cuda) stay inside the backend module
+"feature_map" when asked). It knows nothing about images, labels or bundles beyond the typed manifest
+entry of its artifact (``ArtifactEntry``). Heavy imports (onnxruntime, tensorrt, cuda) stay inside the backend module
 so importing ``fashion.runtime`` costs nothing until a backend is opened.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError, UnknownBackendError
+from ..manifest import ArtifactEntry
 
 FEATURE_MAP = "feature_map"
 
@@ -35,14 +36,15 @@ class Backend(ABC):
     def open(
         cls,
         path: Path,
-        artifact: dict[str, Any],
+        entry: ArtifactEntry,
         *,
         providers: list[str] | None = None,
         threads: int | None = None,
         allow_fallback: bool = False,
         **options: Any,
     ) -> Backend:
-        """Load the artifact at ``path`` described by its manifest entry ``artifact``."""
+        """Load the artifact at ``path`` described by its typed manifest entry ``entry`` (its outputs, feature map
+        and recorded build facts); a file not yet in the manifest (a staged export) gets an entry built for it."""
 
     @abstractmethod
     def output_sizes(self) -> dict[str, int | None]:

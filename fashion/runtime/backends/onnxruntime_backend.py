@@ -1,6 +1,6 @@
 """ONNX Runtime backend: CPU, CUDA or the TensorRT execution provider.
 
-Outputs are fetched by the names recorded in the manifest (``artifact["outputs"]``), never by
+Outputs are fetched by the names recorded in the manifest (``entry.outputs``), never by
 position: tf2onnx sorts graph outputs alphabetically, which is not the heads' order.
 """
 
@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError, BundleError, UnknownBackendError
+from ..manifest import ArtifactEntry
 from .base import FEATURE_MAP, Backend
 
 try:
@@ -113,7 +114,7 @@ class OnnxRuntimeBackend(Backend):
     def open(
         cls,
         path: Path,
-        artifact: dict[str, Any],
+        entry: ArtifactEntry,
         *,
         providers: list[str] | None = None,
         threads: int | None = None,
@@ -189,7 +190,7 @@ class OnnxRuntimeBackend(Backend):
                 + " or pass allow_fallback=True"
             )
 
-        outputs = dict(artifact.get("outputs") or {})
+        outputs = dict(entry.outputs or {})
         graph_outputs = {o.name for o in session.get_outputs()}
         unknown = {head: name for head, name in outputs.items() if name not in graph_outputs}
         if not outputs or unknown:
@@ -197,7 +198,7 @@ class OnnxRuntimeBackend(Backend):
                 f"{path}: manifest outputs {unknown or '(none recorded)'} are not outputs of this model "
                 f"(model outputs: {sorted(graph_outputs)})"
             )
-        feature_map = artifact.get("feature_map")
+        feature_map = entry.feature_map
         if feature_map and feature_map not in graph_outputs:
             raise BundleError(f"{path}: manifest feature_map '{feature_map}' is not an output of this model")
         if len(session.get_inputs()) != 1:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError, BundleError
+from ..manifest import ArtifactEntry
 from . import _cuda
 from ._cuda import INSTALL_HINT
 from .base import FEATURE_MAP, Backend
@@ -46,11 +47,15 @@ def tensorrt_version() -> str:
 
 
 def check_engine_compatibility(
-    path: Path, artifact: dict[str, Any], compute_capability: str, tensorrt_version: str
+    path: Path, entry: ArtifactEntry, compute_capability: str, tensorrt_version: str
 ) -> None:
-    """Refuse an engine recorded as built for another GPU architecture or TensorRT version."""
-    built_cc = artifact.get("compute_capability")
-    built_trt = artifact.get("tensorrt_version") or artifact.get("tool_versions", {}).get("tensorrt")
+    """Refuse an engine recorded as built for another GPU architecture or TensorRT version.
+
+    Both are facts the exporter records beside the engine (``compute_capability``, ``tensorrt_version`` or
+    ``tool_versions.tensorrt``), kept in the entry's ``extra``.
+    """
+    built_cc = entry.extra.get("compute_capability")
+    built_trt = entry.extra.get("tensorrt_version") or (entry.extra.get("tool_versions") or {}).get("tensorrt")
     if built_cc is not None and str(built_cc) != compute_capability:
         raise BundleError(
             f"{path}: engine was built for GPU compute capability {built_cc}, this GPU is {compute_capability}; "
@@ -91,7 +96,7 @@ class TensorRTBackend(Backend):
     def open(
         cls,
         path: Path,
-        artifact: dict[str, Any],
+        entry: ArtifactEntry,
         *,
         providers: list[str] | None = None,
         threads: int | None = None,
@@ -107,7 +112,7 @@ class TensorRTBackend(Backend):
             compute_capability = current_compute_capability(device)
         except RuntimeError as exc:
             raise BackendUnavailableError(f"no usable CUDA GPU ({exc}); {INSTALL_HINT}") from None
-        check_engine_compatibility(Path(path), artifact, compute_capability, trt.__version__)
+        check_engine_compatibility(Path(path), entry, compute_capability, trt.__version__)
 
         logger = trt.Logger(trt.Logger.ERROR)
         runtime = trt.Runtime(logger)
@@ -117,7 +122,7 @@ class TensorRTBackend(Backend):
                 f"{path}: TensorRT {trt.__version__} could not deserialize this engine "
                 f"(corrupt, or built for another GPU/TensorRT version)"
             )
-        outputs = dict(artifact.get("outputs") or {})
+        outputs = dict(entry.outputs or {})
         names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
         unknown = {head: name for head, name in outputs.items() if name not in names}
         if not outputs or unknown:
@@ -125,7 +130,7 @@ class TensorRTBackend(Backend):
                 f"{path}: manifest outputs {unknown or '(none recorded)'} are not tensors of this "
                 f"engine (tensors: {sorted(names)})"
             )
-        feature_map = artifact.get("feature_map")
+        feature_map = entry.feature_map
         backend = cls(engine, Path(path), outputs, feature_map if feature_map in names else None)
         backend._runtime = runtime  # the runtime must outlive the engine
         return backend

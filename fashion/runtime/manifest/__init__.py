@@ -2,8 +2,8 @@
 
 One job per module:
 
-* ``schema.py``: the frozen dataclasses (``Manifest``, ``ArtifactEntry``, ``InputSpec``, ``PreprocessSpec``)
-  and their validation, with messages that name the field;
+* ``schema.py``: the frozen dataclasses (``Manifest``, ``ArtifactEntry``, ``Timing``, ``InputSpec``,
+  ``PreprocessSpec``, ``SplitRecord``) and their validation, with messages that name the field;
 * ``migration.py``: schema 1 -> 2 and the portable training record (no machine paths);
 * ``editor.py``: ``read_manifest`` and the one editor, ``edit_manifest`` (lock, validate, one atomic write);
 * ``files.py``: sha256 of a file, atomic writes, JSON reads.
@@ -29,7 +29,7 @@ from .migration import (
     portable_path,
     portable_training,
 )
-from .schema import ArtifactEntry, InputSpec, Manifest, PreprocessSpec
+from .schema import ArtifactEntry, InputSpec, Manifest, PreprocessSpec, SplitRecord, Timing
 
 __all__ = [
     "MANIFEST",
@@ -40,6 +40,8 @@ __all__ = [
     "Manifest",
     "ManifestDraft",
     "PreprocessSpec",
+    "SplitRecord",
+    "Timing",
     "absolute_paths",
     "atomic_write_bytes",
     "atomic_write_json",

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import BundleError
 from .files import MANIFEST, atomic_write_json, read_json, sha256_file
 from .migration import DEFAULT_NOTE
-from .schema import ArtifactEntry, Manifest
+from .schema import ArtifactEntry, Manifest, Timing
 
 
 def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
@@ -77,10 +77,13 @@ class ManifestDraft:
         self._apply(data)
         return self._manifest.artifacts[key]
 
-    def add_timing(self, key: str, timing: Mapping[str, Any]) -> None:
-        """Append a timing fact ``{cpu, flags, threads, batch, p50_ms, measured_at}`` to an artifact."""
-        entry = self._data["artifacts"].get(key, {})
-        self.update_artifact(key, timings=list(entry.get("timings", [])) + [dict(timing)])
+    def put_timings(self, key: str, timings: list[Timing]) -> ArtifactEntry:
+        """Replace the timing facts of an existing artifact."""
+        return self.update_artifact(key, timings=[timing.to_dict() for timing in timings])
+
+    def add_timing(self, key: str, timing: Timing) -> None:
+        """Append a timing fact to an artifact."""
+        self.put_timings(key, [*self._manifest.artifact(key).timings, timing])
 
     def drop_artifact(self, key: str) -> None:
         """Remove an artifact entry (and any fact or pin naming it); no error if absent."""
