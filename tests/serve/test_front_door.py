@@ -174,6 +174,19 @@ def test_normal_requests_pass_the_door(front, sample_paths):
     client.close()
 
 
+def test_bulk_client_reports_a_refused_image_as_that_image_s_error(front, sample_paths, tmp_path):
+    """A 25 MB file (under the client's 64 MiB cap, over the server's limit): its row says 413, the server stays up."""
+    from fashion.runtime.remote import RemoteClassifier
+
+    big = tmp_path / "huge.jpg"
+    big.write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(25 * 1024 * 1024))
+    with RemoteClassifier(front.url, concurrency=2) as remote:
+        refused, fine = remote.predict_files([str(big), str(ROOT / sample_paths[0])])
+        assert not remote.pool.down
+    assert refused.prediction is None and "HTTP 413" in refused.error and "--max-body-bytes" in refused.error
+    assert fine.prediction is not None and not fine.error
+
+
 def _statuses_until_closed(server, photo: bytes, seconds: float = 60) -> list[tuple[str, int, str]]:
     """Alternate GET /v2/health/ready and a POST infer until the port closes: (what, status, Retry-After)."""
     body, header_length = build_request([("image", "BYTES", [1, 1], encode_bytes([photo]))], [OUTPUT_ERROR])
