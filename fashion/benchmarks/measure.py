@@ -191,8 +191,9 @@ def run_in_subprocess(job: dict, workdir: Path, timeout_s: float = 3600) -> dict
         timeout=timeout_s,
     )
     if completed.returncode != 0 or not result_path.is_file():
-        tail = (completed.stderr or completed.stdout).strip().splitlines()[-1:] or [f"exit code {completed.returncode}"]
-        raise RuntimeError(tail[0])
+        lines = (completed.stderr or completed.stdout).strip().splitlines()
+        errors = [line.removeprefix("Error: ") for line in lines if line.startswith("Error: ")]  # the worker's run_cli
+        raise RuntimeError((errors or lines or [f"exit code {completed.returncode}"])[-1])
     result = json.loads(result_path.read_text())
     with np.load(job["outputs"], allow_pickle=False) as data:
         result["outputs"] = {name: data[name] for name in data.files}

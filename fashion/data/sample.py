@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import click
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -21,6 +22,7 @@ from fashion import HEADS
 from fashion.data.dataset import find_layout, load_dataset
 from fashion.data.paths import SPLIT_SEED
 from fashion.data.split import read_split
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
 
 SAMPLE_SEED = SPLIT_SEED  # the committed sample was drawn with the project seed
 SPLIT_PREFERENCE = ("test", "val", "train")
@@ -153,14 +155,18 @@ def make_sample(
     return ids
 
 
-if __name__ == "__main__":
-    import sys
-
+@run_cli
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("data_dir", required=False)
+def main(data_dir: str | None) -> None:
+    """Rewrite data/sample from the full dataset at DATA_DIR (default: the usual places, see fashion.data.paths)."""
     from .paths import DEFAULT_SPLIT, REPO_ROOT, SAMPLE_DIR, resolve_data_dir
 
     chosen = make_sample(
-        resolve_data_dir(sys.argv[1] if len(sys.argv) > 1 else None, option="the first argument"),
-        REPO_ROOT / DEFAULT_SPLIT,
-        REPO_ROOT / SAMPLE_DIR,
+        resolve_data_dir(data_dir, option="DATA_DIR"), REPO_ROOT / DEFAULT_SPLIT, REPO_ROOT / SAMPLE_DIR
     )
-    print(f"wrote {len(chosen)} images to {REPO_ROOT / SAMPLE_DIR}")
+    click.echo(f"wrote {len(chosen)} images to {REPO_ROOT / SAMPLE_DIR}")
+
+
+if __name__ == "__main__":
+    main()

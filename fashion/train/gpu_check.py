@@ -27,7 +27,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
+
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
 
 from .errors import TrainError
 
@@ -204,23 +207,21 @@ def _epoch_row(log: dict[str, Any], timing: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _prepare_main(argv: list[str]) -> int:
-    import argparse
+@run_cli
+@click.group(context_settings=CONTEXT_SETTINGS)
+def main() -> None:
+    """The GPU check's helpers (scripts/gpu_check.sh runs them)."""
 
-    parser = argparse.ArgumentParser(
-        prog="python -m fashion.train.gpu_check prepare",
-        description="Copy a small seeded subset of a Kaggle-layout folder.",
-    )
-    parser.add_argument("--source", required=True)
-    parser.add_argument("--dest", required=True)
-    parser.add_argument("--images", type=int, default=DEFAULT_IMAGES)
-    parser.add_argument("--split", default="data/splits/fashion-product-images.csv")
-    args = parser.parse_args(argv)
-    print(json.dumps(prepare_subset(args.source, args.dest, args.images, args.split)))
-    return 0
+
+@main.command()
+@click.option("--source", required=True, type=click.Path(file_okay=False), help="A Kaggle-layout dataset folder.")
+@click.option("--dest", required=True, type=click.Path(file_okay=False), help="Where the subset is written.")
+@click.option("--images", type=click.IntRange(1), default=DEFAULT_IMAGES, show_default=True)
+@click.option("--split", default="data/splits/fashion-product-images.csv", show_default=True, help="Split file.")
+def prepare(source: str, dest: str, images: int, split: str) -> None:
+    """Copy a small seeded subset of a Kaggle-layout folder; print what was copied as JSON."""
+    click.echo(json.dumps(prepare_subset(source, dest, images, split)))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "prepare":
-        raise SystemExit(_prepare_main(sys.argv[2:]))
-    raise SystemExit("usage: python -m fashion.train.gpu_check prepare --source DIR --dest DIR [--images N]")
+    main()
