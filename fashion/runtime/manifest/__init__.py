@@ -2,8 +2,9 @@
 
 One job per module:
 
-* ``schema.py``: the frozen dataclasses (``Manifest``, ``ArtifactEntry``, ``Timing``, ``InputSpec``,
-  ``PreprocessSpec``, ``SplitRecord``) and their validation, with messages that name the field;
+* ``schema.py``: the frozen dataclasses ``Manifest`` and ``ArtifactEntry`` and their validation, with
+  messages that name the field; ``sections.py``: the small sections (``InputSpec``, ``PreprocessSpec``,
+  ``Timing``, ``SplitRecord``) and the field checks;
 * ``migration.py``: schema 1 -> 2 and the portable training record (no machine paths);
 * ``editor.py``: ``read_manifest`` and the one editor, ``edit_manifest`` (lock, validate, one atomic write);
 * ``files.py``: sha256 of a file, atomic writes, JSON reads.
