@@ -25,7 +25,7 @@ from fashion.runtime.remote import (
 from fashion.serve.cli import main as serve_main
 from fashion.serve.errors import ServeUnavailable
 from fashion.serve.models import BytesModel, InfoModel, TensorModel
-from fashion.serve.server import ServeOptions, build_triton, fix_libpython
+from fashion.serve.server import InternalPorts, ServeOptions, build_triton, fix_libpython
 from tests.serve.conftest import free_ports
 
 
@@ -131,5 +131,5 @@ def test_without_pytriton_the_server_says_which_extra(clf):
     else:
         pytest.skip("PyTriton is installed in this environment")
     with pytest.raises(ServeUnavailable, match=r"fashion-edge\[serve\]") as info:
-        build_triton([clf], ServeOptions())
+        build_triton([clf], ServeOptions(), InternalPorts(http=0, grpc=0))
     assert info.value.exit_code == 4
