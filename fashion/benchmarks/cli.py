@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from fashion.data.cli_options import DataChoice, data_options
 from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
 
 from . import rows
@@ -36,25 +37,16 @@ def _backends(ctx, param, value: str) -> list[str]:
 @run_cli
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "--data",
-    type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="Kaggle-layout folder (styles.csv + images/), scored whole. Default: the bundle's test "
+@data_options(
+    data_help="Kaggle-layout folder (styles.csv + images/), scored whole. Default: the bundle's test "
     "split of the shared Fashion Product Images data.",
-)
-@click.option(
-    "--split",
-    default="test",
-    show_default=True,
-    type=click.Choice(["train", "val", "test"]),
-    help="Split to score. Applies to the default data always, to --data when given explicitly or with --split-file.",
-)
-@click.option(
-    "--split-file",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="id,split CSV. Default: the manifest's split file, else data/splits/fashion-product-images.csv.",
+    split="test",
+    split_help="Split to score. Applies to the default data always, to --data when given explicitly or with "
+    "--split-file.",
+    split_file_help="id,split CSV. Default: the manifest's split file, else data/splits/fashion-product-images.csv.",
+    limit=True,
+    limit_help="Score a seeded sample of N images (the same ones on every run).",
+    bundle_arg="bundle",
 )
 @click.option(
     "--backends",
@@ -87,12 +79,6 @@ def _backends(ctx, param, value: str) -> list[str]:
     default=None,
     type=click.IntRange(1),
     help="Threads for every row (TF intra-op / ORT intra-op). Default: the cores available.",
-)
-@click.option(
-    "--limit",
-    default=None,
-    type=click.IntRange(1),
-    help="Score a seeded sample of N images (the same ones on every run).",
 )
 @click.option(
     "--baseline",
@@ -175,20 +161,15 @@ def _backends(ctx, param, value: str) -> list[str]:
     type=click.Choice(["auto", "fp32", "fp16", "int8"]),
     help="With --robustness: the artifact each bundle runs (auto: the runtime's default on this host).",
 )
-@click.pass_context
 def main(
-    ctx,
     bundle,
-    data,
-    split,
-    split_file,
+    data_choice: DataChoice,
     backends,
     batch_sizes,
     warmup,
     iters,
     rounds,
     threads,
-    limit,
     baseline,
     json_path,
     plot_prefix,
@@ -215,6 +196,10 @@ def main(
     from .bench import BenchConfig, accuracy_failures, parse_thresholds, run_benchmark
     from .report import render_markdown, render_text, write_json, write_plots
 
+    choice = data_choice
+    data = str(choice.data_dir) if choice.data_dir is not None else None
+    split_file = str(choice.split_file) if choice.split_file is not None else None
+    split, limit = choice.split or "test", choice.limit
     log = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
     if baseline and (photos or ab_variants):
         raise click.UsageError(
@@ -247,14 +232,14 @@ def main(
     if photos:
         from .photos import run_photo_bench_cli
 
-        sys.exit(run_photo_bench_cli(bundle, data, split, split_file, threads, json_path, markdown_path, log, cores))
-    split_explicit = ctx.get_parameter_source("split") == click.core.ParameterSource.COMMANDLINE
+        recorded = str(choice.resolved_split_file())  # --split-file, else the bundle's recorded one, else the default
+        sys.exit(run_photo_bench_cli(bundle, data, split, recorded, threads, json_path, markdown_path, log, cores))
     config = BenchConfig(
         bundle=bundle,
         data=data,
         split=split,
         split_file=split_file,
-        split_explicit=split_explicit,
+        split_explicit=choice.split_explicit,
         backends=backends,
         batch_sizes=batch_sizes,
         warmup=warmup,

@@ -445,7 +445,7 @@ def write_report(result: EdaResult, data_dir: Path, out: Path, split_file: Path 
         ]
     lines += ["## Split", ""]
     if result.split_counts is None or result.crossing_groups is None:
-        lines += ["No split file given (`--split`).", ""]
+        lines += ["No split file given (`--split-file`).", ""]
     else:
         total = sum(result.split_counts.values())
         lines += [

@@ -8,15 +8,15 @@ import click
 
 from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
 
+from .cli_options import DataChoice, data_options
+
 
 @run_cli
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder with styles.csv and images/<id>.jpg (or one folder above it), full or small Kaggle variant.",
+@data_options(
+    data="required",
+    data_help="Folder with styles.csv and images/<id>.jpg (or one folder above it), full or small Kaggle variant.",
+    split_file_help="Optional split CSV (id,split) to report split sizes and check duplicate groups against.",
 )
 @click.option(
     "--out",
@@ -25,19 +25,14 @@ from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write the PNG plots and report.md (created if missing).",
 )
-@click.option(
-    "--split",
-    "split_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Optional split file (id,split) to report split sizes and check duplicate groups against.",
-)
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar while hashing.")
-def main(data_dir: Path, out_dir: Path, split_file: Path | None, progress: bool) -> None:
+def main(data_choice: DataChoice, out_dir: Path, progress: bool) -> None:
     """Analyse the dataset: class counts, long tail, missing values, imbalance, pixel-identical groups and
     their label conflicts, split sizes. Writes PNGs and report.md into OUT."""
     from fashion.data.eda import run_eda
 
+    data_dir, split_file = data_choice.data_dir, data_choice.split_file
+    assert data_dir is not None  # --data is required
     result = run_eda(data_dir, out_dir, split_file=split_file, progress=progress)
     click.echo(result.report.summary())
     click.echo(

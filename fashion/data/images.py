@@ -242,7 +242,7 @@ class LabelledData:
         if subset is None:
             return np.arange(len(self.frame))
         if "split" not in self.frame.columns:
-            raise DataError(f"subset {subset!r} asked for, but no split file was given (pass --split FILE)")
+            raise DataError(f"subset {subset!r} asked for, but no split file was given (pass --split-file FILE)")
         return np.flatnonzero(self.frame["split"].to_numpy() == subset)
 
     def count(self, subset: str | None = None) -> int:

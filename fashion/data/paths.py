@@ -90,7 +90,7 @@ def resolve_split_file(
     explicit: str | os.PathLike[str] | None = None,
     recorded: str | None = None,
     bases: Iterable[str | os.PathLike[str]] = (),
-    option: str = "--split",
+    option: str = "--split-file",
 ) -> Path:
     """The split CSV: ``explicit`` (must exist), then the one a bundle recorded, then the committed default.
 

@@ -18,7 +18,7 @@ from types import FrameType
 
 import click
 
-from fashion.runtime.cli_support import CONTEXT_SETTINGS, load_classifier, model_options, run_cli
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, LoadOptions, load_classifier, model_options, run_cli
 from fashion.runtime.errors import EXIT_USAGE, BundleError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -89,11 +89,7 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
 )
 def main(
     bundle: Path | None,
-    backend: str,
-    precision: str,
-    providers: tuple[str, ...],
-    allow_fallback: bool,
-    threads: int | None,
+    load_options: LoadOptions,
     host: str,
     port: int,
     max_upload_mb: float,
@@ -105,14 +101,7 @@ def main(
     """
     bundle_dir = resolve_bundle(bundle)
     check_port(host, port)
-    classifier = load_classifier(
-        bundle_dir,
-        backend=backend,
-        precision=precision,
-        providers=list(providers) or None,
-        allow_fallback=allow_fallback,
-        threads=threads,
-    )
+    classifier = load_classifier(bundle_dir, load_options)
     click.echo(
         f"fashion-demo: {bundle_dir} on {classifier.info['backend']} "
         f"({classifier.info['precision']}, {', '.join(classifier.info['providers'])})"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from fashion.data.cli_options import DataChoice, data_options
 from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
 
 from . import gates
@@ -126,20 +127,10 @@ from .context import DEFAULT_CACHE, DEFAULT_OUT
     show_default=True,
     help="Largest allowed per-head accuracy drop of INT8 vs FP32, in percentage points.",
 )
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Labelled images (styles.csv + images/); default: $FASHION_SHARED_DATA or ../shared/datasets/"
+@data_options(
+    data_help="Labelled images (styles.csv + images/); default: $FASHION_SHARED_DATA or ../shared/datasets/"
     "fashion-product-images.",
-)
-@click.option(
-    "--split",
-    "split_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Split CSV (id,split); default: the bundle's, else data/splits/fashion-product-images.csv.",
+    split_file_help="Split CSV (id,split); default: the bundle's, else data/splits/fashion-product-images.csv.",
 )
 @click.option(
     "--report-accuracy",
@@ -167,7 +158,7 @@ from .context import DEFAULT_CACHE, DEFAULT_OUT
     help="TensorRT timing and calibration caches.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def main(bundle: Path, quiet: bool, **kwargs) -> None:
+def main(bundle: Path, quiet: bool, data_choice: DataChoice, **kwargs) -> None:
     """Export BUNDLE (a fashion-edge model bundle with model.keras) to gated ONNX artifacts.
 
     Always writes the FP32 ONNX (after a parity gate against Keras on real images) and records a
@@ -177,7 +168,9 @@ def main(bundle: Path, quiet: bool, **kwargs) -> None:
     from .pipeline import ExportOptions, run_export
 
     command = shlex.join(["fashion-export", *sys.argv[1:]])  # quoted in reports
-    result = run_export(bundle, ExportOptions(progress=not quiet, command=command, **kwargs), log=click.echo)
+    data = {"data_dir": data_choice.data_dir, "split_file": data_choice.split_file}  # resolved when images are read
+    options = ExportOptions(progress=not quiet, command=command, **data, **kwargs)
+    result = run_export(bundle, options, log=click.echo)
     written = ", ".join(
         f"{key} ({entry.file}, {(entry.bytes or 0) / 1e6:.1f} MB)" for key, entry in result.written.items()
     )

@@ -33,7 +33,7 @@ from typing import IO, Any
 import click
 from tqdm import tqdm
 
-from .cli_support import CONTEXT_SETTINGS, load_classifier, model_options, run_cli
+from .cli_support import CONTEXT_SETTINGS, LoadOptions, load_classifier, model_options, run_cli
 from .errors import BundleError, Interrupted, PartialFailure
 from .inputs import IMAGE_SUFFIXES, MAX_FILE_BYTES, PLUGIN_SUFFIXES, expand_inputs, precheck
 from .manifest import MANIFEST
@@ -371,7 +371,7 @@ def open_predictor(
     retries: int,
     timeout: float,
     headers: dict[str, str],
-    **load_options: Any,
+    load_options: LoadOptions | None = None,
 ) -> Predictor:
     """A ``RemoteClassifier`` on ``server``, else the bundle's ``Classifier``: one shape for the streaming path."""
     if server:
@@ -382,7 +382,7 @@ def open_predictor(
             click.echo(f"server down at start: {failover.reason}", err=True)
         return remote
     assert bundle is not None
-    return load_classifier(bundle, **load_options)
+    return load_classifier(bundle, load_options)
 
 
 @run_cli
@@ -478,11 +478,7 @@ def main(
     check,
     fmt,
     top_k,
-    backend,
-    precision,
-    providers,
-    allow_fallback,
-    threads,
+    load_options: LoadOptions,
     batch_size,
     consistent,
     tta,
@@ -529,11 +525,7 @@ def main(
         retries=retries,
         timeout=timeout or DEFAULT_TIMEOUT_S,
         headers=parse_headers(headers),
-        backend=backend,
-        precision=precision,
-        providers=list(providers) or None,
-        threads=threads,
-        allow_fallback=allow_fallback,
+        load_options=load_options,
     )
     try:
         if verbose:

@@ -22,6 +22,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
@@ -136,14 +137,51 @@ def run_cli(fn: F) -> F:
 cli_errors = run_cli
 
 
-def model_options(fn: F) -> F:
-    """The options every command that opens a bundle through ``Classifier.load`` shares.
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a command opens a bundle through ``Classifier.load``: what ``model_options`` parses into.
 
-    Adds ``--backend``, ``--precision``, ``--provider`` (as ``providers``), ``--allow-fallback`` and
-    ``--threads`` with one spelling, one set of choices and one help text across fashion-predict,
-    fashion-serve and fashion-demo.
+    ``fast_decode``: None keeps the bundle's preprocessing as it is; False is the exact (full-size) decode.
     """
-    decorators = (
+
+    backend: str = "auto"
+    precision: str = "auto"
+    providers: tuple[str, ...] = ()
+    threads: int | None = None
+    allow_fallback: bool = False
+    fast_decode: bool | None = None
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``Classifier.load`` (no providers given: the backend's default order)."""
+        kwargs: dict[str, Any] = {
+            "backend": self.backend,
+            "precision": self.precision,
+            "providers": list(self.providers) or None,
+            "threads": self.threads,
+            "allow_fallback": self.allow_fallback,
+        }
+        if self.fast_decode is not None:
+            kwargs["fast_decode"] = self.fast_decode
+        return kwargs
+
+
+#: The parameter name under which ``model_options`` hands the command its ``LoadOptions``.
+LOAD_OPTIONS = "load_options"
+_MODEL_PARAMS = ("backend", "precision", "providers", "allow_fallback", "threads", "exact_decode")
+
+
+def model_options(fn: F | None = None, *, exact_decode: bool = False) -> Any:
+    """The options every command that opens a bundle through ``Classifier.load`` shares, parsed into one
+    ``LoadOptions`` passed to the command as ``load_options``.
+
+    Adds ``--backend``, ``--precision``, ``--provider`` (repeatable), ``--allow-fallback`` and ``--threads``
+    with one spelling, one set of choices and one help text across fashion-predict, fashion-serve and
+    fashion-demo; ``model_options(exact_decode=True)`` also adds ``--exact-decode`` (``fast_decode=False``).
+    Use as ``@model_options`` or ``@model_options(exact_decode=True)``.
+    """
+    if fn is None:
+        return functools.partial(model_options, exact_decode=exact_decode)
+    decorators = [
         click.option(
             "--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True
         ),
@@ -166,10 +204,30 @@ def model_options(fn: F) -> F:
         click.option(
             "--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (default: the usable cores)."
         ),
-    )
+    ]
+    if exact_decode:
+        decorators.append(
+            click.option(
+                "--exact-decode", is_flag=True, help="Decode large photos at full size (no reduced JPEG decode)."
+            )
+        )
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in _MODEL_PARAMS if name in kwargs}
+        kwargs[LOAD_OPTIONS] = LoadOptions(
+            backend=values.get("backend", "auto"),
+            precision=values.get("precision", "auto"),
+            providers=tuple(values.get("providers") or ()),
+            threads=values.get("threads"),
+            allow_fallback=bool(values.get("allow_fallback", False)),
+            fast_decode=False if values.get("exact_decode") else None,
+        )
+        return fn(*args, **kwargs)
+
     for decorator in reversed(decorators):
-        fn = decorator(fn)
-    return fn
+        command = decorator(command)
+    return command
 
 
 def flag_spelling(exc: BackendUnavailableError) -> BackendUnavailableError:
@@ -177,13 +235,15 @@ def flag_spelling(exc: BackendUnavailableError) -> BackendUnavailableError:
     return BackendUnavailableError(str(exc).replace("allow_fallback=True", "--allow-fallback"))
 
 
-def load_classifier(bundle: str | os.PathLike[str], **options: Any):
-    """``Classifier.load`` for commands using ``model_options``: every way a bundle or an option is unusable
-    becomes BundleError (exit 2), and a missing backend names the command-line flag."""
+def load_classifier(bundle: str | os.PathLike[str], load: LoadOptions | None = None, **options: Any):
+    """``Classifier.load`` for commands using ``model_options`` (``load``, plus any other ``Classifier.load``
+    keyword): every way a bundle or an option is unusable becomes BundleError (exit 2), and a missing backend
+    names the command-line flag."""
     from .classifier import Classifier
 
+    kwargs = {**(load.load_kwargs() if load is not None else {}), **options}
     try:
-        return Classifier.load(bundle, **options)
+        return Classifier.load(bundle, **kwargs)
     except BackendUnavailableError as exc:
         raise flag_spelling(exc) from None
     except (KeyError, TypeError, ValueError) as exc:

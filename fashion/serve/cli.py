@@ -16,7 +16,7 @@ from types import FrameType
 
 import click
 
-from fashion.runtime.cli_support import CONTEXT_SETTINGS, flag_spelling, model_options, run_cli
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, LoadOptions, flag_spelling, model_options, run_cli
 from fashion.runtime.errors import BackendUnavailableError
 
 from .errors import ServeError
@@ -99,11 +99,7 @@ def main(
     max_batch,
     max_queue_delay_us,
     instances,
-    threads,
-    backend,
-    precision,
-    providers,
-    allow_fallback,
+    load_options: LoadOptions,
     max_image_bytes,
     max_body_bytes,
     http_threads,
@@ -123,11 +119,7 @@ def main(
         max_batch=max_batch,
         max_queue_delay_us=max_queue_delay_us,
         instances=instances,
-        threads=threads,
-        backend=backend,
-        precision=precision,
-        providers=tuple(providers),
-        allow_fallback=allow_fallback,
+        load=load_options,
         max_image_bytes=max_image_bytes,
         max_body_bytes=max_body_bytes,
         http_threads=http_threads,

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from fashion.runtime import Classifier
+from fashion.runtime.cli_support import LoadOptions
 from fashion.runtime.remote import (
     INPUT_IMAGE,
     INPUT_IMAGE_UINT8,
@@ -67,11 +68,7 @@ class ServeOptions:
     max_batch: int = 32
     max_queue_delay_us: int = 2000
     instances: int = 1
-    threads: int | None = None
-    backend: str = "auto"
-    precision: str = "auto"
-    providers: tuple[str, ...] = ()
-    allow_fallback: bool = False
+    load: LoadOptions = LoadOptions()  # backend, precision, providers, threads, allow_fallback (model_options)
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     max_body_bytes: int | None = None  # None: max_image_bytes + 1 MiB
     http_threads: int | None = None
@@ -135,17 +132,7 @@ def fix_libpython(environ: dict[str, str] | None = None) -> str | None:
 
 def load_classifiers(bundle: str, options: ServeOptions) -> list[Classifier]:
     """One classifier (its own session) per model instance, so instances run batches side by side."""
-    return [
-        Classifier.load(
-            bundle,
-            backend=options.backend,
-            precision=options.precision,
-            providers=list(options.providers) or None,
-            threads=options.threads,
-            allow_fallback=options.allow_fallback,
-        )
-        for _ in range(options.instances)
-    ]
+    return [Classifier.load(bundle, **options.load.load_kwargs()) for _ in range(options.instances)]
 
 
 def _tensors(classifier: Classifier) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from fashion.data import paths
+from fashion.data.cli_options import DataChoice, data_options
 from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
 
 from .data import build_train_data  # noqa: F401 - moved to train/data.py; re-exported for old imports
@@ -16,6 +17,7 @@ from .errors import TrainError
 
 DEFAULT_SPLIT = str(paths.DEFAULT_SPLIT)
 RECIPES = ("cpu", "gpu")
+DATA_HELP = "Kaggle-layout folder."
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -35,8 +37,13 @@ def main():
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="Kaggle-layout folder.")
-@click.option("--split", "split_file", default=DEFAULT_SPLIT, show_default=True, type=click.Path(exists=True))
+@data_options(
+    data="required",
+    data_help=DATA_HELP,
+    split_file_default=DEFAULT_SPLIT,
+    limit=True,
+    limit_help="Train on a seeded subset of this many training images (a first run in minutes).",
+)
 @click.option("--out", required=True, type=click.Path(), help="Bundle directory to write.")
 @click.option("--recipe", type=click.Choice(RECIPES), default="cpu", show_default=True)
 @click.option(
@@ -102,12 +109,6 @@ def main():
     help="GPU recipe: augmentation (robust adds aspect jitter, a wider zoom and random blur).",
 )
 @click.option(
-    "--limit",
-    default=None,
-    type=click.IntRange(min=1),
-    help="Train on a seeded subset of this many training images (a first run in minutes).",
-)
-@click.option(
     "--init-from",
     default=None,
     type=click.Path(exists=True, file_okay=False),
@@ -115,8 +116,7 @@ def main():
 )
 @click.option("--backbone", type=click.Choice(["efficientnetb0", "tiny"]), default="efficientnetb0", hidden=True)
 def fit(
-    data,
-    split_file,
+    data_choice: DataChoice,
     out,
     recipe,
     sizes,
@@ -135,13 +135,13 @@ def fit(
     resume,
     sharp,
     augment,
-    limit,
     init_from,
     backbone,
 ):
     """Train on the split's train part, select on val, and write a bundle."""
     from fashion.data.paths import resolve_weights
 
+    data, split_file, limit = str(data_choice.data_dir), str(data_choice.split_file), data_choice.limit
     heads = [h for h in class_weights.split(",") if h]
     parsed_sizes = [_parse_size(s) for s in sizes]
     if recipe == "cpu" and len(parsed_sizes) > 1:
@@ -249,22 +249,21 @@ def _publish(result, train_data, out, split_file, work, recipe, size) -> None:
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="Kaggle-layout folder.")
-@click.option(
-    "--split",
-    "split_file",
-    default=None,
-    type=click.Path(exists=True),
-    help="Split file (id,split); omit to evaluate every image in --data.",
+@data_options(
+    data="required",
+    data_help=DATA_HELP,
+    split_file_help="Split CSV (id,split); omit to evaluate every image in --data.",
+    split="test",
+    split_help="Part of --split-file to evaluate.",
+    old_subset=True,
 )
-@click.option("--subset", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
 @click.option("--out", default=None, type=click.Path(), help="Report directory (metrics.json, PNGs).")
 @click.option("--record", is_flag=True, help="Also store the metrics in the bundle manifest.")
 @click.option(
     "--sharp",
     default=None,
     type=click.Path(exists=True, file_okay=False),
-    help="Also score the sharper copies of the subset's ids (folder of <id>.jpg), as '<subset>-sharp'.",
+    help="Also score the sharper copies of the split's ids (folder of <id>.jpg), as '<split>-sharp'.",
 )
 @click.option(
     "--other-shops",
@@ -272,7 +271,7 @@ def _publish(result, train_data, out, split_file, work, recipe, size) -> None:
     type=click.Path(exists=True, file_okay=False),
     help="Also score other shops' photos (folder with labels.csv), as 'other-shops' and 'other-shops-product'.",
 )
-def evaluate(bundle, data, split_file, subset, out, record, sharp, other_shops):
+def evaluate(bundle, data_choice: DataChoice, out, record, sharp, other_shops):
     """Accuracy, macro-F1 and top-3 per head, confusion matrices and a sample grid.
 
     With --sharp and --other-shops the same report is made for the sharp copies and for other shops'
@@ -286,6 +285,8 @@ def evaluate(bundle, data, split_file, subset, out, record, sharp, other_shops):
     from .bundle_io import load_keras_model, update_metrics
     from .evaluate import evaluate_frame, format_table
 
+    data, subset = str(data_choice.data_dir), data_choice.split
+    split_file = str(data_choice.split_file) if data_choice.split_file is not None else None
     manifest = load_manifest(bundle)
     frame, _, _ = _load(data, split_file)
     name = subset if split_file else Path(data).name
@@ -318,8 +319,7 @@ def evaluate(bundle, data, split_file, subset, out, record, sharp, other_shops):
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="Kaggle-layout folder.")
-@click.option("--split", "split_file", default=DEFAULT_SPLIT, show_default=True, type=click.Path(exists=True))
+@data_options(data="required", data_help=DATA_HELP, split_file_default=DEFAULT_SPLIT)
 @click.option("--out", required=True, type=click.Path(), help="Bundle directory to write (not BUNDLE itself).")
 @click.option(
     "--alphas",
@@ -329,8 +329,9 @@ def evaluate(bundle, data, split_file, subset, out, record, sharp, other_shops):
 )
 @click.option("--weights", default=None, help="The ImageNet notop .weights.h5 the bundle was fine-tuned from.")
 @click.option("--backbone", type=click.Choice(["efficientnetb0", "tiny"]), default="efficientnetb0", hidden=True)
-def average(bundle, data, split_file, out, alphas, weights, backbone):
+def average(bundle, data_choice: DataChoice, out, alphas, weights, backbone):
     """Average the fine-tuned trunk with its ImageNet weights (WiSE-FT); alpha chosen on val."""
+    data, split_file = str(data_choice.data_dir), str(data_choice.split_file)
     from fashion.data.paths import resolve_weights
     from fashion.runtime.bundle import load_manifest
 
@@ -375,8 +376,7 @@ def average(bundle, data, split_file, out, alphas, weights, backbone):
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="Kaggle-layout folder.")
-@click.option("--split", "split_file", default=DEFAULT_SPLIT, show_default=True, type=click.Path(exists=True))
+@data_options(data="required", data_help=DATA_HELP, split_file_default=DEFAULT_SPLIT)
 @click.option("--out", required=True, type=click.Path(), help="Bundle directory to write (not BUNDLE itself).")
 @click.option(
     "--variants",
@@ -397,8 +397,9 @@ def average(bundle, data, split_file, out, alphas, weights, backbone):
 @click.option(
     "--cache-dir", default="cache", show_default=True, type=click.Path(), help="Features cache (per bundle and split)."
 )
-def refine(bundle, data, split_file, out, variants, ship, epochs, learning_rate, no_logit_adjust, cache_dir):
+def refine(bundle, data_choice: DataChoice, out, variants, ship, epochs, learning_rate, no_logit_adjust, cache_dir):
     """Re-fit the fine heads of a trained bundle with a colour branch and hierarchy conditioning (see README)."""
+    data, split_file = str(data_choice.data_dir), str(data_choice.split_file)
     from fashion.runtime.bundle import load_manifest
 
     from .bundle_io import load_keras_model

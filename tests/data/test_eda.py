@@ -25,7 +25,7 @@ EXPECTED_PLOTS = [f"class_counts_{h}.png" for h in HEADS] + [
 def test_fashion_eda_on_the_sample(tmp_path, sample_dir):
     out = tmp_path / "eda"
     result = CliRunner().invoke(
-        main, ["--data", str(sample_dir), "--out", str(out), "--split", str(SPLIT_FILE), "--no-progress"]
+        main, ["--data", str(sample_dir), "--out", str(out), "--split-file", str(SPLIT_FILE), "--no-progress"]
     )
     assert result.exit_code == 0, result.output
 
@@ -55,7 +55,7 @@ def test_fashion_eda_on_the_sample(tmp_path, sample_dir):
 
 def test_fashion_eda_help_and_without_split(tmp_path, sample_dir):
     help_text = CliRunner().invoke(main, ["--help"]).output
-    assert "--data" in help_text and "--out" in help_text and "--split" in help_text
+    assert "--data" in help_text and "--out" in help_text and "--split-file" in help_text
     out = tmp_path / "eda"
     result = CliRunner().invoke(main, ["--data", str(sample_dir), "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output

@@ -60,7 +60,7 @@ def test_split_file_explicit_recorded_default(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert paths.resolve_split_file() == paths.REPO_ROOT / paths.DEFAULT_SPLIT  # the committed split
     monkeypatch.setattr(paths, "REPO_ROOT", tmp_path / "repo")
-    with pytest.raises(DataError, match="pass --split FILE") as info:
+    with pytest.raises(DataError, match="pass --split-file FILE") as info:
         paths.resolve_split_file(None, "gone.csv")
     assert "gone.csv" in str(info.value)
 

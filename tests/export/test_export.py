@@ -309,7 +309,7 @@ def test_cli_help_lists_the_options():
         "--calib-images",
         "--max-drop",
         "--data",
-        "--split",
+        "--split-file",
         "--standalone",
         "--no-timings",
     ):

@@ -215,7 +215,7 @@ def test_command_line_builds_records_and_writes_the_report(tiny_bundle, sample_d
         "--standalone-only",
         "--data",
         str(sample_dir),
-        "--split",
+        "--split-file",
         str(split),
         "--standalone-images",
         "10",

@@ -152,3 +152,56 @@ def test_top_k_must_be_a_positive_integer(top_k) -> None:
     with pytest.raises(ValueError, match="top_k must be a positive integer"):
         decode_head(np.array([0.2, 0.8]), ["a", "b"], top_k)
     assert decode_head(np.array([0.2, 0.8]), ["a", "b"], 1).top_k == [("b", 0.8)]
+
+
+def test_model_options_parse_into_load_options() -> None:
+    """model_options hands the command one LoadOptions; load_kwargs is what Classifier.load takes."""
+    from fashion.runtime.cli_support import LoadOptions, model_options
+
+    seen: list[LoadOptions] = []
+
+    @run_cli
+    @click.command(context_settings=CONTEXT_SETTINGS)
+    @model_options
+    def plain(load_options: LoadOptions) -> None:
+        seen.append(load_options)
+
+    @run_cli
+    @click.command(context_settings=CONTEXT_SETTINGS)
+    @model_options(exact_decode=True)
+    def exact(load_options: LoadOptions) -> None:
+        seen.append(load_options)
+
+    runner = CliRunner()
+    assert runner.invoke(plain, []).exit_code == 0
+    assert seen[-1] == LoadOptions()
+    assert seen[-1].load_kwargs() == {
+        "backend": "auto",
+        "precision": "auto",
+        "providers": None,
+        "threads": None,
+        "allow_fallback": False,
+    }
+    args = ["--backend", "onnxruntime", "--precision", "int8", "--provider", "cuda", "--provider", "cpu"]
+    result = runner.invoke(plain, [*args, "--threads", "2", "--allow-fallback"])
+    assert result.exit_code == 0, result.output
+    assert seen[-1] == LoadOptions("onnxruntime", "int8", ("cuda", "cpu"), 2, True)
+    assert seen[-1].load_kwargs()["providers"] == ["cuda", "cpu"]
+    assert "--exact-decode" not in runner.invoke(plain, ["--help"]).output
+    assert runner.invoke(plain, ["--exact-decode"]).exit_code == 2
+    assert runner.invoke(exact, ["--exact-decode"]).exit_code == 0
+    assert seen[-1].fast_decode is False and seen[-1].load_kwargs()["fast_decode"] is False
+    assert runner.invoke(exact, []).exit_code == 0 and "fast_decode" not in seen[-1].load_kwargs()
+    assert runner.invoke(plain, ["--precision", "int4"]).exit_code == 2
+
+
+def test_load_classifier_takes_load_options(tiny_bundle) -> None:
+    from fashion.runtime.cli_support import LoadOptions, load_classifier
+
+    classifier = load_classifier(tiny_bundle, LoadOptions(precision="fp32", threads=1))
+    try:
+        assert classifier.info["precision"] == "fp32"
+    finally:
+        classifier.close()
+    with pytest.raises(BundleError):
+        load_classifier(tiny_bundle, LoadOptions(precision="fp32"), threads="many")

@@ -143,7 +143,7 @@ def test_refine_command_refuses_bad_options(tiny_trained, sample_dir, sample_spl
 
     bundle, _ = tiny_trained
     runner = CliRunner()
-    common = ["refine", str(bundle), "--data", str(sample_dir), "--split", str(sample_split)]
+    common = ["refine", str(bundle), "--data", str(sample_dir), "--split-file", str(sample_split)]
     result = runner.invoke(main, [*common, "--out", str(bundle)])
     assert result.exit_code == 2 and "new bundle directory" in result.output
     result = runner.invoke(main, [*common, "--out", str(bundle) + "-x", "--variants", "refit,sparkles"])
@@ -159,7 +159,7 @@ def test_refine_command_caches_features_and_can_ship_the_bundles_own_heads(
     from fashion.train.cli import main
 
     bundle, model = tiny_trained
-    args = ["refine", str(bundle), "--data", str(sample_dir), "--split", str(sample_split), "--epochs", "1"]
+    args = ["refine", str(bundle), "--data", str(sample_dir), "--split-file", str(sample_split), "--epochs", "1"]
     args += ["--variants", "refit", "--cache-dir", str(tmp_path / "cache")]
     first = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a"), "--ship", "bundle"])
     assert first.exit_code == 0, first.output

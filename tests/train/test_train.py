@@ -39,7 +39,7 @@ def _fit_command(sample_dir, split, out, work, cache, epochs, extra=()):
         "fit",
         "--data",
         str(sample_dir),
-        "--split",
+        "--split-file",
         str(split),
         "--out",
         str(out),
@@ -186,7 +186,7 @@ def test_fit_refuses_bad_options_with_a_message_and_exit_2(sample_dir, sample_sp
         "fit",
         "--data",
         str(sample_dir),
-        "--split",
+        "--split-file",
         str(sample_split),
         "--out",
         str(tmp_path / "b"),
@@ -214,7 +214,7 @@ def test_cli_gpu_recipe_honours_the_backbone_and_records_timings(sample_dir, sam
             "fit",
             "--data",
             str(sample_dir),
-            "--split",
+            "--split-file",
             str(sample_split),
             "--out",
             str(out),
@@ -251,7 +251,7 @@ def test_cli_gpu_recipe_honours_the_backbone_and_records_timings(sample_dir, sam
             "fit",
             "--data",
             str(sample_dir),
-            "--split",
+            "--split-file",
             str(sample_split),
             "--out",
             str(again),
@@ -381,7 +381,7 @@ def test_evaluate_scores_sharp_copies_and_other_shops(tmp_path, shipped_bundle, 
     pd.DataFrame({"id": ids, "split": "test"}).to_csv(split, index=False)
     bundle = Path(shutil.copytree(shipped_bundle, tmp_path / "bundle"))
     out = tmp_path / "report"
-    args = ["evaluate", str(bundle), "--data", str(shared_data), "--split", str(split), "--out", str(out)]
+    args = ["evaluate", str(bundle), "--data", str(shared_data), "--split-file", str(split), "--out", str(out)]
     result = CliRunner().invoke(main, [*args, "--sharp", str(sharp), "--other-shops", str(others), "--record"])
     assert result.exit_code == 0, result.output
     for name in ("test-sharp", "other-shops", "other-shops-product"):
