@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device-machine call (GPU + 16 CPU cores), prepared and smoke-tested here first:
 #   1. the GPU recipe check (scripts/gpu_check.sh run; JSON rewritten after each size),
-#   2. predict_batch scaling with cores on real photos (fashion-bench --photos --cores),
+#   2. predict_batch scaling with cores on real photos (fashion-bench cores),
 #   3. fashion-bench of the shipped bundle's ONNX rows on that machine's CPU.
 # Usage there: WHEELS=gpu-check/wheels312 scripts/device_check.sh OUT_DIR [TAG]  (WHEELS: see gpu_check.sh)
 # Each step has its own time limit, and each writes into OUT_DIR as soon as it ends. STEPS picks steps
@@ -31,8 +31,8 @@ CHECK_DIR="${CHECK_DIR:-gpu-check}" PYTHON="$PYTHON" LIMIT="${GPU_LIMIT:-270}" \
 fi
 if [[ "$STEPS" == *" scaling "* ]]; then
 echo "== 2. predict_batch scaling with cores"
-PYTHONPATH="$ROOT" timeout "${SCALING_LIMIT:-150}" "$PYTHON" -m fashion.benchmarks.cli models/fashion-effnetb0 \
-  --photos --cores "${CORES:-1,2,4,8,16}" --data "$DATA" --split val --split-file "$DATA/split.csv" \
+PYTHONPATH="$ROOT" timeout "${SCALING_LIMIT:-150}" "$PYTHON" -m fashion.benchmarks.cli cores models/fashion-effnetb0 \
+  --cores "${CORES:-1,2,4,8,16}" --data "$DATA" --split val --split-file "$DATA/split.csv" \
   --json "$OUT_DIR/scaling-$TAG.json" --markdown "$OUT_DIR/scaling-$TAG.md" 2>&1 | tail -n 20
 fi
 if [[ "$STEPS" == *" bench "* ]]; then

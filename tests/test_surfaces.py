@@ -297,3 +297,46 @@ def test_every_command_answers_short_help(script):
     result = CliRunner().invoke(main, ["-h"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output and "-h, --help" in result.output
+
+
+# -- one spelling: --split-file FILE, --split NAME ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "before"),
+    [
+        ("fashion.train.cli", ["fit", "--data", "{data}", "--out", "{out}"]),
+        ("fashion.train.cli", ["evaluate", "{bundle}", "--data", "{data}"]),
+        ("fashion.train.cli", ["refine", "{bundle}", "--data", "{data}", "--out", "{out}"]),
+        ("fashion.train.cli", ["average", "{bundle}", "--data", "{data}", "--out", "{out}"]),
+        ("fashion.export.cli", ["{bundle}"]),
+        ("fashion.data.eda_cli", ["--data", "{data}", "--out", "{out}"]),
+        ("fashion.benchmarks.cli", ["{bundle}"]),
+        ("fashion.benchmarks.cli", ["robustness", "{bundle}"]),
+    ],
+)
+def test_a_split_file_given_to_split_says_use_split_file(module, before, tiny_bundle, sample_dir, tmp_path):
+    """The spelling before issue 22 (--split FILE): exit 2, one Error line saying "use --split-file FILE"."""
+    import importlib
+
+    try:
+        main = importlib.import_module(module).main
+    except ImportError as exc:  # an extra that is not installed here
+        pytest.skip(f"{module}: {exc}")
+    values = {"data": str(sample_dir), "out": str(tmp_path / "out"), "bundle": str(tiny_bundle)}
+    args = [arg.format(**values) for arg in before]
+    result = CliRunner().invoke(main, [*args, "--split", "data/splits/fashion-product-images.csv"])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "use --split-file FILE" in errors[0], result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_evaluate_names_the_part_split():
+    pytest.importorskip("keras", reason="fashion-train needs the train extra")
+    from fashion.train.cli import main
+
+    help_text = CliRunner().invoke(main, ["evaluate", "-h"]).output
+    assert "--split [train|val|test]" in help_text and "--split-file FILE" in help_text and "--subset" not in help_text
+    result = CliRunner().invoke(main, ["evaluate", ".", "--data", ".", "--subset", "val"])
+    assert result.exit_code == 2 and "use --split val" in result.output

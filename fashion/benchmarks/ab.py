@@ -1,4 +1,4 @@
-"""A/B of ONNX graphs of the same model in ONE process: ``fashion-bench BUNDLE --ab NAME=FILE.onnx ...``.
+"""A/B of ONNX graphs of the same model in ONE process: ``fashion-bench ab BUNDLE NAME=FILE.onnx ...``.
 
 Separate benchmark runs on a shared CPU differ by more than a graph clean-up gains, so this mode
 compares variants of the bundle's FP32 graph (``bundle`` = the recorded ``onnx_fp32``) against each
@@ -6,7 +6,7 @@ other in one process, taking turns call by call (the order rotates every turn, s
 always first), and reports ratios to the bundle's graph:
 
 - cold start: opening the file with the ONNX Runtime backend (session creation, graph optimisation),
-  alternated ``--ab-rounds`` times;
+  alternated ``--rounds`` times;
 - batch-1 p50 latency, interleaved image by image, as wall time and as the process's CPU time (every
   thread of it): on a CPU shared with other work the CPU time of a call is far steadier than its wall
   time, which includes waiting for a core (the load average is recorded at start and end);
@@ -39,11 +39,11 @@ def parse_variants(pairs: list[str]) -> dict[str, tuple[Path, str]]:
     for pair in pairs:
         name, sep, spec = pair.partition("=")
         if not sep or not name or name == "bundle":
-            raise ValueError(f"--ab {pair!r}: expected NAME=FILE.onnx (NAME not 'bundle')")
+            raise ValueError(f"variant {pair!r}: expected NAME=FILE.onnx (NAME not 'bundle')")
         file, _, level = spec.partition("@")
         path = Path(file)
         if not path.is_file():
-            raise ValueError(f"--ab {pair!r}: {path} is not a file")
+            raise ValueError(f"variant {pair!r}: {path} is not a file")
         variants[name] = (path, level or "all")
     return variants
 

@@ -1,4 +1,11 @@
-"""fashion-bench: latency and accuracy of every artifact of a bundle, side by side, in one run."""
+"""fashion-bench: latency and accuracy of every artifact of a bundle, side by side, in one run.
+
+fashion-bench BUNDLE ...                  the rows (every artifact, one fresh process each); = fashion-bench rows
+fashion-bench photos BUNDLE ...           end-to-end predict(path) on real-size photos
+fashion-bench cores BUNDLE --cores 1,2,4  predict_batch images/s per core count, one pinned process each
+fashion-bench ab BUNDLE NAME=FILE.onnx    the bundle's FP32 graph vs variants of it, in one process
+fashion-bench robustness BUNDLE ...       accuracy on the split, its sharp copies, shifts, other shops
+"""
 
 from __future__ import annotations
 
@@ -34,19 +41,110 @@ def _backends(ctx, param, value: str) -> list[str]:
         raise click.BadParameter(str(exc)) from None
 
 
+class _RowsByDefault(click.Group):
+    """``fashion-bench BUNDLE ...`` is ``fashion-bench rows BUNDLE ...``: a first word that is not a mode runs rows."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = [DEFAULT_MODE, *args]
+        return super().parse_args(ctx, args)
+
+
+DEFAULT_MODE = "rows"
+#: The flags that were modes before the subcommands, and what to type now.
+MOVED_MODES = {
+    "--photos": "fashion-bench photos BUNDLE",
+    "--cores": "fashion-bench cores BUNDLE --cores N,N,...",
+    "--ab": "fashion-bench ab BUNDLE NAME=FILE.onnx ...",
+    "--ab-rounds": "fashion-bench ab BUNDLE NAME=FILE.onnx --rounds N",
+    "--robustness": "fashion-bench robustness BUNDLE",
+    "--sharp": "fashion-bench robustness BUNDLE --sharp DIR",
+    "--other-shops": "fashion-bench robustness BUNDLE --other-shops DIR",
+    "--precision": "fashion-bench robustness BUNDLE --precision NAME",
+}
+
+
+def _moved(ctx, param, value) -> None:
+    if value:
+        flag = param.opts[0]
+        raise click.UsageError(f"{flag} is a mode of its own now: {MOVED_MODES[flag]}", ctx)
+
+
+def _moved_modes(fn):
+    """Hidden options that only say where a former mode flag of the rows command went."""
+    for flag in MOVED_MODES:
+        is_flag = flag in ("--photos", "--robustness")
+        fn = click.option(flag, hidden=True, expose_value=False, is_flag=is_flag, callback=_moved)(fn)
+    return fn
+
+
+def _bench_data_options(split_help: str, limit: bool = True, data_help: str = ""):
+    return data_options(
+        data_help=data_help
+        or "Kaggle-layout folder (styles.csv + images/). Default: the shared Fashion Product Images data.",
+        split="test",
+        split_help=split_help,
+        split_file_help="id,split CSV. Default: the manifest's split file, else data/splits/fashion-product-images.csv.",
+        limit=limit,
+        limit_help="Score a seeded sample of N images (the same ones on every run).",
+        bundle_arg="bundle",
+    )
+
+
+def _output_options(table: str):
+    def decorate(fn):
+        for option in reversed(
+            [
+                click.option(
+                    "--threads",
+                    default=None,
+                    type=click.IntRange(1),
+                    help="Threads for the model (TF intra-op / ORT intra-op). Default: the cores available.",
+                ),
+                click.option(
+                    "--json",
+                    "json_path",
+                    type=click.Path(dir_okay=False),
+                    default=None,
+                    help="Write the full result here.",
+                ),
+                click.option(
+                    "--markdown",
+                    "markdown_path",
+                    type=click.Path(dir_okay=False),
+                    default=None,
+                    help=f"Also write {table} as Markdown (for READMEs).",
+                ),
+                click.option("--quiet", is_flag=True, help="No progress output, only the table."),
+            ]
+        ):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def _log(quiet: bool):
+    return (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
+
+
+def _optional(path) -> str | None:
+    return str(path) if path is not None else None
+
+
 @run_cli
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.group(cls=_RowsByDefault, context_settings=CONTEXT_SETTINGS, no_args_is_help=False)
+def main():
+    """Benchmark a bundle. fashion-bench BUNDLE [OPTIONS] runs the rows (the same as fashion-bench rows BUNDLE);
+    the other modes are subcommands: fashion-bench MODE BUNDLE [OPTIONS] (fashion-bench MODE -h for each)."""
+
+
+@main.command(DEFAULT_MODE, context_settings=CONTEXT_SETTINGS)
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@data_options(
+@_bench_data_options(
+    "Split to score. Applies to the default data always, to --data when given explicitly or with --split-file.",
     data_help="Kaggle-layout folder (styles.csv + images/), scored whole. Default: the bundle's test "
     "split of the shared Fashion Product Images data.",
-    split="test",
-    split_help="Split to score. Applies to the default data always, to --data when given explicitly or with "
-    "--split-file.",
-    split_file_help="id,split CSV. Default: the manifest's split file, else data/splits/fashion-product-images.csv.",
-    limit=True,
-    limit_help="Score a seeded sample of N images (the same ones on every run).",
-    bundle_arg="bundle",
 )
 @click.option(
     "--backends",
@@ -75,12 +173,6 @@ def _backends(ctx, param, value: str) -> list[str]:
     "'spread %' is the range of the rounds' p50s, below which a difference between rows is noise.",
 )
 @click.option(
-    "--threads",
-    default=None,
-    type=click.IntRange(1),
-    help="Threads for every row (TF intra-op / ORT intra-op). Default: the cores available.",
-)
-@click.option(
     "--baseline",
     type=click.Path(exists=True, file_okay=False),
     default=None,
@@ -88,7 +180,6 @@ def _backends(ctx, param, value: str) -> list[str]:
     "images (each through its own preprocessing); adds a 'vs baseline' section and ratios new/old. "
     "Refused when the two labels.json differ.",
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the full result here.")
 @click.option(
     "--plot",
     "plot_prefix",
@@ -97,71 +188,14 @@ def _backends(ctx, param, value: str) -> list[str]:
     help="Write PREFIX_latency.png and PREFIX_accuracy.png (a trailing .png is dropped; the paths are printed).",
 )
 @click.option(
-    "--markdown",
-    "markdown_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also write the table as Markdown (for READMEs).",
-)
-@click.option(
     "--min-accuracy",
     multiple=True,
     metavar="HEAD=VALUE",
     help="Exit 1 if any row's accuracy on HEAD (a fraction, e.g. 0.9) is below VALUE. Repeatable.",
 )
-@click.option("--quiet", is_flag=True, help="No progress output, only the table.")
-@click.option(
-    "--photos",
-    is_flag=True,
-    help="Instead: end-to-end predict(path) on real photos upscaled to 1080x1440, 2400x3200, 4000x3000 "
-    "(JPEG/PNG/RGBA PNG/WebP) and predict_batch images/s, fast decode path and parallel decoding vs not.",
-)
-@click.option(
-    "--cores",
-    default=None,
-    callback=_int_list,
-    metavar="N,N,...",
-    help="With --photos: instead, predict_batch images/s on 200 photos of 2400x3200 in one fresh process per "
-    "core count, pinned to that many CPUs (e.g. 1,2,4,8). Counts above this machine's CPUs are skipped.",
-)
-@click.option(
-    "--ab",
-    "ab_variants",
-    multiple=True,
-    metavar="NAME=FILE.onnx[@disable]",
-    help="Instead: compare the bundle's FP32 graph with these variants of it in one process, taking "
-    "turns (cold start, batch-1 p50, throughput at --batch-sizes, output difference), as ratios. "
-    "Repeatable; @disable opens a file saved already optimised with graph optimisation off.",
-)
-@click.option(
-    "--ab-rounds", default=5, show_default=True, type=click.IntRange(1), help="Cold starts per variant with --ab."
-)
-@click.option(
-    "--robustness",
-    is_flag=True,
-    help="Instead: accuracy per head on the split, its sharp copies and named shifts (background, framing, "
-    "aspect, blur, JPEG quality) and other shops' photos, side by side with --baseline.",
-)
-@click.option(
-    "--sharp",
-    type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="With --robustness: folder of sharper copies by id (default: fashion-product-images-sharp beside the data).",
-)
-@click.option(
-    "--other-shops",
-    type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="With --robustness: folder with labels.csv of other shops' photos (default: other-shops-val beside the data).",
-)
-@click.option(
-    "--precision",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "fp32", "fp16", "int8"]),
-    help="With --robustness: the artifact each bundle runs (auto: the runtime's default on this host).",
-)
-def main(
+@_output_options("the table")
+@_moved_modes
+def rows_command(
     bundle,
     data_choice: DataChoice,
     backends,
@@ -169,23 +203,15 @@ def main(
     warmup,
     iters,
     rounds,
-    threads,
     baseline,
-    json_path,
     plot_prefix,
-    markdown_path,
     min_accuracy,
+    threads,
+    json_path,
+    markdown_path,
     quiet,
-    photos,
-    cores,
-    ab_variants,
-    ab_rounds,
-    robustness,
-    sharp,
-    other_shops,
-    precision,
 ):
-    """Benchmark every artifact of BUNDLE: latency, throughput, cold start, memory and per-head accuracy.
+    """(default) Every artifact of BUNDLE: latency, throughput, cold start, memory and per-head accuracy.
 
     Each row runs in its own fresh process with the same threads, images and iteration counts;
     speed-ups are relative to the compiled Keras call measured in the same run. With --baseline OLD,
@@ -193,64 +219,11 @@ def main(
     """
     from fashion.runtime.errors import FashionError
 
-    from .bench import BenchConfig, accuracy_failures, parse_thresholds, run_benchmark
+    from .bench import accuracy_failures, parse_thresholds, run_benchmark
     from .report import render_markdown, render_text, write_json, write_plots
 
-    choice = data_choice
-    data = str(choice.data_dir) if choice.data_dir is not None else None
-    split_file = str(choice.split_file) if choice.split_file is not None else None
-    split, limit = choice.split or "test", choice.limit
-    log = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
-    if baseline and (photos or ab_variants):
-        raise click.UsageError(
-            "--baseline compares the rows of two bundles; it cannot be combined with --photos or --ab"
-        )
-    if cores and not photos:
-        raise click.UsageError("--cores measures predict_batch on photos; use it with --photos")
-    if (sharp or other_shops) and not robustness:
-        raise click.UsageError("--sharp and --other-shops belong to --robustness")
-    if robustness:
-        if photos or ab_variants:
-            raise click.UsageError("--robustness cannot be combined with --photos or --ab")
-        sys.exit(
-            _run_robustness(
-                bundle,
-                baseline,
-                data,
-                split,
-                split_file,
-                sharp,
-                other_shops,
-                precision,
-                limit,
-                threads,
-                json_path,
-                markdown_path,
-                log,
-            )
-        )
-    if photos:
-        from .photos import run_photo_bench_cli
-
-        recorded = str(choice.resolved_split_file())  # --split-file, else the bundle's recorded one, else the default
-        sys.exit(run_photo_bench_cli(bundle, data, split, recorded, threads, json_path, markdown_path, log, cores))
-    config = BenchConfig(
-        bundle=bundle,
-        data=data,
-        split=split,
-        split_file=split_file,
-        split_explicit=choice.split_explicit,
-        backends=backends,
-        batch_sizes=batch_sizes,
-        warmup=warmup,
-        iters=iters,
-        rounds=rounds,
-        threads=threads,
-        limit=limit,
-        baseline=baseline,
-    )
-    if ab_variants:
-        sys.exit(_run_ab(config, ab_variants, ab_rounds, json_path, markdown_path, quiet, log))
+    log = _log(quiet)
+    config = _config(bundle, data_choice, backends, batch_sizes, warmup, iters, rounds, threads, baseline)
     try:
         from fashion.runtime.bundle import load_manifest
 
@@ -285,6 +258,143 @@ def main(
     for failure in failures:
         click.echo(f"accuracy gate: {failure}", err=True)
     sys.exit(1 if failures or failed_rows else 0)
+
+
+def _config(
+    bundle,
+    choice: DataChoice,
+    backends=None,
+    batch_sizes=None,
+    warmup=20,
+    iters=200,
+    rounds=5,
+    threads=None,
+    baseline=None,
+):
+    from .bench import BenchConfig
+
+    return BenchConfig(
+        bundle=bundle,
+        data=_optional(choice.data_dir),
+        split=choice.split or "test",
+        split_file=_optional(choice.split_file),
+        split_explicit=choice.split_explicit,
+        backends=list(backends) if backends is not None else list(rows.DEFAULT_ROWS),
+        batch_sizes=list(batch_sizes) if batch_sizes is not None else [1, 8, 32],
+        warmup=warmup,
+        iters=iters,
+        rounds=rounds,
+        threads=threads,
+        limit=choice.limit,
+        baseline=baseline,
+    )
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@_bench_data_options("Split the photos are drawn from.", limit=False)
+@_output_options("the tables")
+def photos(bundle, data_choice: DataChoice, threads, json_path, markdown_path, quiet):
+    """End-to-end predict(path) on real photos upscaled to 1080x1440, 2400x3200, 4000x3000 (JPEG/PNG/RGBA
+    PNG/WebP) and predict_batch images/s: fast decode path and parallel decoding vs not."""
+    from .photos import run_photo_bench_cli
+
+    split_file = str(data_choice.resolved_split_file())  # --split-file, else the bundle's, else the default
+    data, split = _optional(data_choice.data_dir), data_choice.split or "test"
+    sys.exit(run_photo_bench_cli(bundle, data, split, split_file, threads, json_path, markdown_path, _log(quiet)))
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--cores",
+    required=True,
+    callback=_int_list,
+    metavar="N,N,...",
+    help="Core counts to measure (e.g. 1,2,4,8); counts above this machine's CPUs are skipped.",
+)
+@_bench_data_options("Split the photos are drawn from.", limit=False)
+@_output_options("the table")
+def cores(bundle, cores, data_choice: DataChoice, threads, json_path, markdown_path, quiet):
+    """predict_batch images/s on 200 photos of 2400x3200 in one fresh process per core count, pinned to that
+    many CPUs."""
+    from .photos import run_photo_bench_cli
+
+    split_file = str(data_choice.resolved_split_file())
+    data, split = _optional(data_choice.data_dir), data_choice.split or "test"
+    log = _log(quiet)
+    sys.exit(run_photo_bench_cli(bundle, data, split, split_file, threads, json_path, markdown_path, log, cores))
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.argument("variants", nargs=-1, required=True, metavar="NAME=FILE.onnx[@disable]...")
+@_bench_data_options("Split the images are drawn from (with --data: only when named).")
+@click.option(
+    "--batch-sizes", default="1,8,32", show_default=True, callback=_int_list, help="Throughput is measured at each."
+)
+@click.option("--iters", default=200, show_default=True, type=click.IntRange(1), help="Timed batch-1 calls.")
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(1), help="Cold starts per variant.")
+@_output_options("the table")
+def ab(bundle, variants, data_choice: DataChoice, batch_sizes, iters, rounds, threads, json_path, markdown_path, quiet):
+    """Compare the bundle's FP32 graph with VARIANTS of it in one process, taking turns (cold start, batch-1
+    p50, throughput at --batch-sizes, output difference), as ratios. @disable opens a file saved already
+    optimised with graph optimisation off. Images: --limit of them (default 64)."""
+    config = _config(bundle, data_choice, batch_sizes=batch_sizes, iters=iters, threads=threads)
+    sys.exit(_run_ab(config, variants, rounds, json_path, markdown_path, quiet, _log(quiet)))
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@_bench_data_options("Split to score.")
+@click.option(
+    "--baseline",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="An older bundle scored side by side (differences in pp).",
+)
+@click.option(
+    "--sharp",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Folder of sharper copies by id (default: fashion-product-images-sharp beside the data).",
+)
+@click.option(
+    "--other-shops",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Folder with labels.csv of other shops' photos (default: other-shops-val beside the data).",
+)
+@click.option(
+    "--precision",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "fp32", "fp16", "int8"]),
+    help="The artifact each bundle runs (auto: the runtime's default on this host).",
+)
+@_output_options("the tables")
+def robustness(
+    bundle, data_choice: DataChoice, baseline, sharp, other_shops, precision, threads, json_path, markdown_path, quiet
+):
+    """Accuracy per head on the split, its sharp copies and named shifts (background, framing, aspect, blur,
+    JPEG quality) and other shops' photos, side by side with --baseline."""
+    sys.exit(
+        _run_robustness(
+            bundle,
+            baseline,
+            _optional(data_choice.data_dir),
+            data_choice.split or "test",
+            _optional(data_choice.split_file),
+            sharp,
+            other_shops,
+            precision,
+            data_choice.limit,
+            threads,
+            json_path,
+            markdown_path,
+            _log(quiet),
+        )
+    )
 
 
 def _run_robustness(
@@ -322,7 +432,7 @@ def _beside(root: Path, name: str) -> str | None:
 
 
 def _run_ab(config, ab_variants, ab_rounds, json_path, markdown_path, quiet, log) -> int:
-    """--ab: the bundle's FP32 graph vs variants of it, in this one process (see ab.py)."""
+    """``ab``: the bundle's FP32 graph vs variants of it, in this one process (see ab.py)."""
     from fashion.runtime.bundle import load_manifest
 
     from . import system
@@ -333,7 +443,7 @@ def _run_ab(config, ab_variants, ab_rounds, json_path, markdown_path, quiet, log
     try:
         variants = parse_variants(list(ab_variants))
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--ab") from None
+        raise click.BadParameter(str(exc), param_hint="VARIANTS") from None
     loaded = load_manifest(config.bundle)
     config = dataclasses.replace(config, limit=config.limit or 64)
     images, source = load_images(loaded, config, progress=not quiet)

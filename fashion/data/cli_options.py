@@ -35,7 +35,7 @@ SPLIT_NAMES = ("train", "val", "test")
 #: The parameter name under which ``data_options`` hands the command its ``DataChoice``.
 DATA_CHOICE = "data_choice"
 _PARAMS = ("data_dir", "split_file", "split", "limit")
-_MOVED = "a split file goes to --split-file FILE (--split NAME is the part: train, val or test)"
+_MOVED = "for the id,split CSV (--split NAME is the part: train, val or test)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,13 +87,13 @@ class SplitName(click.Choice):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and value not in SPLIT_NAMES and looks_like_file(value):
-            self.fail(f"{value!r} is a file: use --split-file FILE ({_MOVED})", param, ctx)
+            self.fail(f"{value!r} is a file: use --split-file FILE {_MOVED}", param, ctx)
         return super().convert(value, param, ctx)
 
 
 def _refuse_old_split(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     if value is not None:
-        raise click.BadParameter(f"this command reads no split name; use --split-file FILE ({_MOVED})", ctx, param)
+        raise click.BadParameter(f"this command reads no split name; use --split-file FILE {_MOVED}", ctx, param)
 
 
 def _refuse_subset(ctx: click.Context, param: click.Parameter, value: Any) -> None:

@@ -16,7 +16,7 @@ the fine heads (articleType, baseColour) of one variant from a ``fashion-train r
 other heads from the bundle it refined (recorded in the report, else the row's ``coarse_from`` bundle:
 refinement leaves them unchanged).
 A row's ``latency_ms`` is ONNX Runtime FP32 batch-1 p50 from a ``fashion-bench`` JSON: ``{"bench": FILE,
-"side": "main" | "baseline"}``; ``{"ab": FILE, "variant": NAME}`` takes a ``--ab`` run's p50 of a variant ("bundle": its own graph).
+"side": "main" | "baseline"}``; ``{"ab": FILE, "variant": NAME}`` takes a ``fashion-bench ab`` run's p50 of a variant ("bundle": its own graph).
 Paths are relative to the spec file's folder's repository root (the current directory).
 """
 

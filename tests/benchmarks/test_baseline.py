@@ -147,4 +147,6 @@ def test_other_image_ids_are_refused():
 
 def test_baseline_with_ab_or_photos_is_refused(tiny_bundle):
     result = CliRunner().invoke(main, [str(tiny_bundle), "--baseline", str(tiny_bundle), "--photos"])
+    assert result.exit_code == 2 and "fashion-bench photos BUNDLE" in result.output
+    result = CliRunner().invoke(main, ["photos", str(tiny_bundle), "--baseline", str(tiny_bundle)])
     assert result.exit_code == 2 and "--baseline" in result.output

@@ -184,10 +184,41 @@ def test_bad_arguments_are_refused(tiny_bundle, sample_dir):
     assert bad_head.exit_code == 1 and "HEAD=VALUE" in bad_head.output
     bad_sizes = CliRunner().invoke(main, [str(tiny_bundle), "--batch-sizes", "1,x"])
     assert bad_sizes.exit_code == 2
-    cores_alone = CliRunner().invoke(main, [str(tiny_bundle), "--cores", "1,2"])
-    assert cores_alone.exit_code == 2 and "--photos" in cores_alone.output
-    bad_cores = CliRunner().invoke(main, [str(tiny_bundle), "--photos", "--cores", "0"])
+    bad_cores = CliRunner().invoke(main, ["cores", str(tiny_bundle), "--cores", "0"])
     assert bad_cores.exit_code == 2 and "positive" in bad_cores.output
+    no_cores = CliRunner().invoke(main, ["cores", str(tiny_bundle)])
+    assert no_cores.exit_code == 2 and "--cores" in no_cores.output
+
+
+@pytest.mark.parametrize(
+    ("old", "now"),
+    [
+        (["--photos"], "fashion-bench photos BUNDLE"),
+        (["--photos", "--cores", "1,2"], "fashion-bench photos BUNDLE"),
+        (["--cores", "1,2"], "fashion-bench cores BUNDLE --cores"),
+        (["--ab", "x=y.onnx"], "fashion-bench ab BUNDLE NAME=FILE.onnx"),
+        (["--robustness"], "fashion-bench robustness BUNDLE"),
+        (["--sharp", "."], "fashion-bench robustness BUNDLE --sharp"),
+    ],
+)
+def test_former_mode_flags_name_their_subcommand(tiny_bundle, old, now):
+    result = CliRunner().invoke(main, [str(tiny_bundle), *old])
+    assert result.exit_code == 2 and now in result.output and "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("Error:")]) == 1
+
+
+def test_modes_are_subcommands_and_rows_is_the_default(tiny_bundle):
+    group_help = CliRunner().invoke(main, ["-h"]).output
+    for mode in ("rows", "photos", "cores", "ab", "robustness"):
+        assert f"  {mode} " in group_help
+    rows_help = CliRunner().invoke(main, ["rows", "-h"]).output
+    assert "--backends" in rows_help and "--photos" not in rows_help
+    assert CliRunner().invoke(main, [str(tiny_bundle), "-h"]).output == rows_help  # BUNDLE first: the rows
+    assert CliRunner().invoke(main, ["--threads", "1", "-h"]).output == rows_help
+    missing = CliRunner().invoke(main, [])
+    assert missing.exit_code == 2 and "Missing argument 'BUNDLE'" in missing.output
+    old_split = CliRunner().invoke(main, ["photos", str(tiny_bundle), "--split", "some/split.csv"])
+    assert old_split.exit_code == 2 and "use --split-file FILE" in old_split.output
 
 
 def test_thresholds_and_failures():
@@ -258,7 +289,7 @@ def test_named_split_narrows_any_data_folder(tiny_bundle, sample_dir, tmp_path):
 
 
 def test_ab_compares_graph_variants_in_one_process(tiny_bundle, sample_dir, tmp_path):
-    """--ab: the bundle's FP32 graph vs a variant (here: the graph after the export's exact rewrite)."""
+    """fashion-bench ab: the bundle's FP32 graph vs a variant (here: the graph after the export's exact rewrite)."""
     import onnx
 
     from fashion.export.graph import remove_noop_reshapes
@@ -271,7 +302,9 @@ def test_ab_compares_graph_variants_in_one_process(tiny_bundle, sample_dir, tmp_
     result = CliRunner().invoke(
         main,
         [
+            "ab",
             str(tiny_bundle),
+            f"rewritten={variant}",
             "--data",
             str(sample_dir),
             "--limit",
@@ -282,11 +315,9 @@ def test_ab_compares_graph_variants_in_one_process(tiny_bundle, sample_dir, tmp_
             "1,4",
             "--threads",
             "1",
-            "--ab-rounds",
+            "--rounds",
             "2",
             "--quiet",
-            "--ab",
-            f"rewritten={variant}",
             "--json",
             str(out),
         ],
@@ -299,7 +330,7 @@ def test_ab_compares_graph_variants_in_one_process(tiny_bundle, sample_dir, tmp_
     assert rewritten["p50_ms"] > 0 and rewritten["cpu_p50_ms"] >= 0 and set(rewritten["img_per_s"]) == {"1", "4"}
     assert rewritten["max_abs_diff_vs_bundle"] < 1e-5 and rewritten["top1_agreement_vs_bundle"] == 1.0
     assert "| rewritten |" in result.output
-    bad = CliRunner().invoke(main, [str(tiny_bundle), "--ab", "bundle=x.onnx"])
+    bad = CliRunner().invoke(main, ["ab", str(tiny_bundle), "bundle=x.onnx"])
     assert bad.exit_code == 2 and "NAME=FILE.onnx" in bad.output
 
 

@@ -49,9 +49,9 @@ def test_fashion_bench_robustness_mode(tmp_path, tiny_bundle, sample_dir):
     split = tmp_path / "split.csv"
     pd.DataFrame({"id": ids, "split": "test"}).to_csv(split, index=False)
     md = tmp_path / "r.md"
-    args = [str(tiny_bundle), "--robustness", "--data", str(sample_dir), "--split-file", str(split)]
+    args = ["robustness", str(tiny_bundle), "--data", str(sample_dir), "--split-file", str(split)]
     result = CliRunner().invoke(main, [*args, "--baseline", str(tiny_bundle), "--markdown", str(md), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "| blur |" in result.output and md.read_text().count("## ") == 3
     refused = CliRunner().invoke(main, [str(tiny_bundle), "--sharp", str(sample_dir)])
-    assert refused.exit_code == 2 and "--robustness" in refused.output
+    assert refused.exit_code == 2 and "fashion-bench robustness BUNDLE --sharp" in refused.output
