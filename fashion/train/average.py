@@ -28,8 +28,12 @@ def pretrained_like(model, weights: str | None, backbone: str = "efficientnetb0"
     return build_model(num_classes, height, width, weights=weights, backbone=backbone)
 
 
-def averaged_model(model, pretrained, alpha: float, backbone: str = "efficientnetb0"):
-    """A new model: trunk variables ``alpha * model + (1 - alpha) * pretrained``, heads as in ``model``."""
+def averaged_model(model, pretrained, alpha: float, backbone: str = "efficientnetb0", heads_too: bool = False):
+    """A new model: trunk variables ``alpha * model + (1 - alpha) * pretrained``, heads as in ``model``.
+
+    ``heads_too``: average the heads as well (when ``pretrained`` is another fine-tuned model of the same
+    lineage, e.g. the bundle a run started from: a two-model soup).
+    """
     if not 0.0 <= alpha <= 1.0:
         raise TrainError(f"alpha must be within [0, 1], not {alpha}")
     out = pretrained_like(model, None, backbone)
@@ -42,7 +46,7 @@ def averaged_model(model, pretrained, alpha: float, backbone: str = "efficientne
         a, b = np.asarray(tuned.numpy()), np.asarray(start.numpy())
         if a.shape != b.shape:
             raise TrainError(f"variable {tuned.path}: shape {a.shape} vs ImageNet {b.shape}")
-        head = tuned.path.split("/")[0] in HEADS
+        head = tuned.path.split("/")[0] in HEADS and not heads_too
         values.append(a if head else (alpha * a + (1.0 - alpha) * b).astype(a.dtype))
     out.set_weights(values)
     return out
@@ -56,6 +60,7 @@ def scan_alphas(
     labels: dict[str, np.ndarray],
     log=print,
     backbone: str = "efficientnetb0",
+    heads_too: bool = False,
 ) -> list[dict[str, Any]]:
     """Validation accuracy per head (and the six-head mean) for each ``alpha``."""
     from .finetune import accuracy_per_head
@@ -63,7 +68,7 @@ def scan_alphas(
 
     rows = []
     for alpha in alphas:
-        candidate = averaged_model(model, pretrained, alpha, backbone) if alpha < 1.0 else model
+        candidate = averaged_model(model, pretrained, alpha, backbone, heads_too) if alpha < 1.0 else model
         accuracy = accuracy_per_head(predict_padded(candidate, images, 128), labels)
         mean = float(np.mean([accuracy[h] for h in HEADS]))
         rows.append({"alpha": alpha, "val_accuracy": accuracy, "mean": mean})

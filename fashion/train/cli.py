@@ -328,8 +328,16 @@ def evaluate(bundle, data_choice: DataChoice, out, record, sharp, other_shops):
     help="Weights of the fine-tuned trunk to try (1.0 = the bundle as it is); the best mean val accuracy ships.",
 )
 @click.option("--weights", default=None, help="The ImageNet notop .weights.h5 the bundle was fine-tuned from.")
+@click.option(
+    "--with",
+    "other",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Average with this trained bundle instead (same lineage, e.g. the one --init-from started from): "
+    "every variable, heads included, is mixed.",
+)
 @click.option("--backbone", type=click.Choice(["efficientnetb0", "tiny"]), default="efficientnetb0", hidden=True)
-def average(bundle, data_choice: DataChoice, out, alphas, weights, backbone):
+def average(bundle, data_choice: DataChoice, out, alphas, weights, other, backbone):
     """Average the fine-tuned trunk with its ImageNet weights (WiSE-FT); alpha chosen on val."""
     data, split_file = str(data_choice.data_dir), str(data_choice.split_file)
     from fashion.data.paths import resolve_weights
@@ -359,14 +367,30 @@ def average(bundle, data_choice: DataChoice, out, alphas, weights, backbone):
     model = load_keras_model(bundle)
     height, width = (int(d) for d in model.input_shape[1:3])
     val = train_data.decoded("val", height, width)
-    pretrained = pretrained_like(model, weights, backbone)
-    scan = scan_alphas(model, pretrained, values, val.images, val.labels, log=click.echo, backbone=backbone)
+    if other is not None:
+        partner = load_manifest(other)
+        if partner.labels != manifest.labels:
+            raise TrainError(f"--with {other}: its labels differ from {bundle}'s")
+        pretrained = load_keras_model(other)
+        if tuple(pretrained.input_shape[1:]) != tuple(model.input_shape[1:]):
+            raise TrainError(f"--with {other}: input {pretrained.input_shape[1:3]}, {bundle}: {model.input_shape[1:3]}")
+    else:
+        pretrained = pretrained_like(model, weights, backbone)
+    mix = other is not None
+    scan = scan_alphas(
+        model, pretrained, values, val.images, val.labels, log=click.echo, backbone=backbone, heads_too=mix
+    )
     best = max(scan, key=lambda row: (round(row["mean"], 6), row["alpha"]))
     click.echo(f"chosen on val: alpha {best['alpha']}")
-    chosen = averaged_model(model, pretrained, best["alpha"], backbone) if best["alpha"] < 1.0 else model
+    chosen = averaged_model(model, pretrained, best["alpha"], backbone, mix) if best["alpha"] < 1.0 else model
     training = {
         **dict(manifest.manifest.training or {}),
-        "average": {"alpha": best["alpha"], "scan": scan, "from": Path(bundle).name},
+        "average": {
+            "alpha": best["alpha"],
+            "scan": scan,
+            "from": Path(bundle).name,
+            "with": Path(other).name if other else "imagenet",
+        },
     }
     probs = predict_padded(chosen, val.images, 128)
     work = Path("runs") / Path(out).name

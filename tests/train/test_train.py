@@ -416,3 +416,6 @@ def test_weight_average_mixes_the_trunk_and_keeps_the_heads():
     assert trunk and heads == set(HEADS), "both trunk and every head are covered"
     with pytest.raises(TrainError, match="alpha"):
         averaged_model(tuned, pretrained, 1.5, backbone="tiny")
+    soup = averaged_model(tuned, pretrained, 0.5, backbone="tiny", heads_too=True)
+    for out, a, b in zip(soup.weights, tuned.weights, pretrained.weights):
+        np.testing.assert_allclose(out.numpy(), 0.5 * a.numpy() + 0.5 * b.numpy(), rtol=1e-6, atol=1e-7)
