@@ -9,6 +9,7 @@ chosen on the validation split, never on test.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 from fashion import HEADS
 
 from .errors import TrainError
+from .model import finalize_states
 
 
 def pretrained_like(model, weights: str | None, backbone: str = "efficientnetb0"):
@@ -36,20 +38,37 @@ def averaged_model(model, pretrained, alpha: float, backbone: str = "efficientne
     """
     if not 0.0 <= alpha <= 1.0:
         raise TrainError(f"alpha must be within [0, 1], not {alpha}")
-    out = pretrained_like(model, None, backbone)
-    if len(model.weights) != len(pretrained.weights):
-        raise TrainError(
-            f"the bundle's model has {len(model.weights)} variables, the pretrained one {len(pretrained.weights)}"
-        )
-    values = []
-    for tuned, start in zip(model.weights, pretrained.weights):
-        a, b = np.asarray(tuned.numpy()), np.asarray(start.numpy())
+    import keras
+
+    # The output keeps ``model``'s variable order (a clone); the partner's variables are matched by path with
+    # Keras's layer-name counters dropped ("normalization_1" and "normalization" are the same layer built in
+    # another process), never by position: a loaded and a freshly built model may list variables differently.
+    start = _by_key(pretrained)
+    _by_key(model)  # the keys must be unique on both sides
+    out = keras.models.clone_model(model)
+    for target, tuned in zip(out.weights, model.weights):
+        key = _key(tuned.path)
+        if key not in start:
+            raise TrainError(f"variable {tuned.path!r} has no counterpart in the other model; same architecture?")
+        a, b = np.asarray(tuned.numpy()), np.asarray(start[key].numpy())
         if a.shape != b.shape:
-            raise TrainError(f"variable {tuned.path}: shape {a.shape} vs ImageNet {b.shape}")
-        head = tuned.path.split("/")[0] in HEADS and not heads_too
-        values.append(a if head else (alpha * a + (1.0 - alpha) * b).astype(a.dtype))
-    out.set_weights(values)
+            raise TrainError(f"variable {tuned.path}: shape {a.shape} vs {b.shape}")
+        head = key.split("/")[0] in HEADS and not heads_too
+        target.assign(a if head else (alpha * a + (1.0 - alpha) * b).astype(a.dtype))
+    finalize_states(out)
     return out
+
+
+def _key(path: str) -> str:
+    layer, _, rest = path.partition("/")
+    return f"{re.sub(r'_[0-9]+$', '', layer)}/{rest}"
+
+
+def _by_key(model) -> dict[str, Any]:
+    keyed = {_key(v.path): v for v in model.weights}
+    if len(keyed) != len(model.weights):
+        raise TrainError(f"{model.name}: variable paths are not unique once layer counters are dropped")
+    return keyed
 
 
 def scan_alphas(

@@ -391,6 +391,7 @@ def start_from_bundle(model, bundle_dir: str, vocabularies: dict[str, list[str]]
     from fashion.runtime.bundle import load_manifest
 
     from .bundle_io import load_keras_model
+    from .model import finalize_states
 
     bundle = load_manifest(bundle_dir)
     if bundle.labels != vocabularies:
@@ -408,17 +409,19 @@ def start_from_bundle(model, bundle_dir: str, vocabularies: dict[str, list[str]]
         )
     for variable in model.weights:
         variable.assign(source[variable.path].numpy())
+    finalize_states(model)
 
 
 def float32_copy(model, num_classes: dict[str, int], height: int, width: int, backbone: str):
     """The trained classifier rebuilt under float32 with the same weights, for the bundle (no compilation)."""
-    from .model import build_model
+    from .model import build_model, finalize_states
 
     previous = keras.mixed_precision.dtype_policy().name
     keras.mixed_precision.set_global_policy("float32")
     try:
         copy = build_model(num_classes, height, width, weights=None, backbone=backbone)
         copy.set_weights([np.asarray(w, dtype=np.float32) for w in model.get_weights()])
+        finalize_states(copy)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return copy

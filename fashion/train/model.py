@@ -75,6 +75,18 @@ def _imagenet_trunk(height: int, width: int) -> keras.Model:
         ) from exc
 
 
+def finalize_states(model: keras.Model) -> None:
+    """Recompute state derived from variables after they were assigned directly (``set_weights``/``assign``).
+
+    ``Normalization`` keeps its mean and variance as tensors computed from its variables when weights are
+    *loaded*; assigning the variables leaves those tensors stale (the ImageNet statistics silently replaced by
+    0 and 1). Every weight transplant calls this.
+    """
+    for layer in model._flatten_layers():
+        if layer.built and hasattr(layer, "finalize_state"):
+            layer.finalize_state()
+
+
 def freeze_batchnorm(model: keras.Model) -> None:
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):

@@ -405,7 +405,10 @@ def test_weight_average_mixes_the_trunk_and_keeps_the_heads():
     keras.utils.set_random_seed(2)
     pretrained = pretrained_like(tuned, None, backbone="tiny")
     mixed = averaged_model(tuned, pretrained, 0.25, backbone="tiny")
-    for out, a, b in zip(mixed.weights, tuned.weights, pretrained.weights):
+    # matched by path: a shuffled variable order on either side changes nothing
+    by_path = {w.path: w for w in pretrained.weights}
+    for out, a in zip(mixed.weights, tuned.weights):
+        b = by_path[out.path]
         a, b, got = a.numpy(), b.numpy(), out.numpy()
         if out.path.split("/")[0] in HEADS:
             np.testing.assert_array_equal(got, a)
@@ -419,3 +422,23 @@ def test_weight_average_mixes_the_trunk_and_keeps_the_heads():
     soup = averaged_model(tuned, pretrained, 0.5, backbone="tiny", heads_too=True)
     for out, a, b in zip(soup.weights, tuned.weights, pretrained.weights):
         np.testing.assert_allclose(out.numpy(), 0.5 * a.numpy() + 0.5 * b.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_finalize_states_after_assigning_weights(shipped_bundle):
+    """EfficientNet's Normalization derives its statistics when weights are loaded: a copy made with
+    set_weights (weight averaging, --init-from) predicts like the bundle only after finalize_states."""
+    from fashion.train.bundle_io import load_keras_model
+    from fashion.train.model import finalize_states
+
+    loaded = load_keras_model(shipped_bundle)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 128, 96, 3)).astype(np.float32)
+    expected = loaded.predict(x, verbose=0)["gender"]
+    copies = []
+    for finalize in (False, True):  # finalize before the first predict (which traces the constants in)
+        copy = keras.models.clone_model(loaded)
+        copy.set_weights(loaded.get_weights())
+        if finalize:
+            finalize_states(copy)
+        copies.append(np.abs(copy.predict(x, verbose=0)["gender"] - expected).max())
+    stale, fresh = copies
+    assert fresh < 1e-5 and stale > 1e-2, (stale, fresh)
