@@ -38,7 +38,7 @@ class RobustnessConfig:
     sharp: str | None = None
     other_shops: str | None = None
     shifts: Sequence[str] | None = None  # None: every shift in fashion.data.evalsets.SHIFTS
-    precision: str = "auto"
+    precision: str = "auto"  # or fp32/fp16/int8, or "keras" (the bundle's Keras model, e.g. before export)
     backend: str = "auto"
     limit: int | None = None
     threads: int | None = None
@@ -61,6 +61,18 @@ def _frame(config: RobustnessConfig, bundle) -> tuple[Any, dict[str, Any]]:
     if config.limit:
         rows = rows.iloc[seeded_subset(np.arange(len(rows)), config.limit)].reset_index(drop=True)
     return rows, {"data": Path(data_dir).name, "split_file": Path(split_file).name, "split": config.split}
+
+
+def _load(bundle_dir: str, config: RobustnessConfig) -> Classifier:
+    """The runtime's classifier; ``precision="keras"`` runs the bundle's Keras model through the Keras backend
+    (a bundle straight out of training, before export)."""
+    if config.precision != "keras":
+        return Classifier.load(bundle_dir, backend=config.backend, precision=config.precision, threads=config.threads)
+    from fashion.runtime.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    engine = Classifier._open(bundle, "keras", {"threads": config.threads})
+    return Classifier(bundle, engine, "keras", config.threads)
 
 
 def score_set(clf: Classifier, images) -> dict[str, Any]:
@@ -91,7 +103,7 @@ def run_robustness(config: RobustnessConfig, out_json: Path | None = None, out_m
         name = config.names[position] if position < len(config.names) else Path(bundle_dir).name
         if name in result["bundles"]:  # e.g. a bundle against its own copy: keep both columns
             name = f"{name} (baseline)"
-        clf = Classifier.load(bundle_dir, backend=config.backend, precision=config.precision, threads=config.threads)
+        clf = _load(bundle_dir, config)
         frame, source = _frame(config, clf.bundle)
         result["source"] = source
         sets = evaluation_sets(
