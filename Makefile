@@ -11,7 +11,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e ".[train,export,bench,demo,dev,jax]"
+	$(PY) -m pip install -q -e ".[train,export,bench,demo,dev,jax,fast]"
 	touch $(STAMP)
 
 install: $(STAMP)

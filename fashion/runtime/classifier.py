@@ -10,6 +10,7 @@ concurrently, and backends that are not (TensorRT) are serialised behind a lock.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from . import vips_decode
 from .backends.base import BACKEND_FOR_FORMAT, FEATURE_MAP, Backend, get_backend
 from .bundle import Bundle, load_manifest, verify_files
 from .errors import BundleError, FashionError
@@ -47,6 +49,7 @@ from .selection import (  # noqa: F401 - PRECISIONS ... choose_artifact are re-e
     select_artifact,
     timing_sample,
 )
+from .slots import CoreSlots
 from .timing import median_ms
 from .tta import mirror_averaged
 
@@ -248,41 +251,50 @@ class Classifier:
 
         ``tta`` as in :meth:`predict`: each batch runs with its mirror as one call of twice the size.
 
-        Images are decoded by a thread pool (Pillow releases the GIL). When a core is free beside the
-        model's threads, the next batch decodes while the current one runs; otherwise decoding uses
-        every core between model calls, so decode and model threads never outnumber the cores.
-        Items come back in input order whatever the pool does.
+        Images are decoded by a thread pool (Pillow and libvips release the GIL). Decodes and model calls
+        share the usable cores as slots (:class:`~fashion.runtime.slots.CoreSlots`): a decode holds one, a
+        model call as many as the model has threads, writing the predictions one. The next batch is queued
+        for decoding as soon as the model holds its slots: with a core free beside the model's threads it
+        decodes during the call; when the model has every core it starts the moment the call returns, on
+        every core but the one writing the current batch's predictions. Decode and model threads never
+        outnumber the cores. Items come back in input order whatever the pool does.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         images = list(images)
         items: list[BatchItem | None] = [None] * len(images)
         starts = list(range(0, len(images), batch_size))
-        threads, overlap = self.decode_plan(decode_threads)
+        threads, _ = self.decode_plan(decode_threads)
         pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fashion-decode") if threads > 1 else None
+        # an explicit decode_threads above the cores is the caller's choice (e.g. slow storage): it gets its slots
+        slots = CoreSlots(max(usable_cores(), threads)) if pool is not None else None
         try:
-            submit = self._decoder(pool)
+            submit = self._decoder(pool, slots)
             pending = submit(images[starts[0] : starts[0] + batch_size]) if starts else []
             for number, first in enumerate(starts):
                 clock = time.perf_counter()
                 decoded = [job() for job in pending]
-                following = starts[number + 1] if number + 1 < len(starts) else None
-                if overlap and following is not None:
-                    pending = submit(images[following : following + batch_size])  # decodes while the model runs
-                self._run_batch(images, first, decoded, items, top_k, consistent, clock, tta)
-                if not overlap and following is not None:
-                    pending = submit(images[following : following + batch_size])
+                following = starts[number + 1] if number + 1 < len(starts) else len(images)
+                # the next batch is queued once the model holds its cores: decoded with the spare cores during the
+                # call, and on every core the moment it returns
+                after = images[following : following + batch_size]
+                pending = self._run_batch(
+                    images, first, decoded, items, top_k, consistent, clock, tta, slots, submit, after
+                )
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         return items  # type: ignore[return-value]
 
-    def _decoder(self, pool: ThreadPoolExecutor | None) -> Callable[[list[ImageSource]], list[Callable[[], Any]]]:
+    def _decoder(
+        self, pool: ThreadPoolExecutor | None, slots: CoreSlots | None = None
+    ) -> Callable[[list[ImageSource]], list[Callable[[], Any]]]:
         """A function that starts decoding a list of images and returns one result getter per image."""
 
         def safe(source: ImageSource) -> np.ndarray | Exception:
-            try:
-                return self.preprocess(source)
+            try:  # one decode, one thread (libvips included), one slot
+                with slots.hold(1) if slots else contextlib.nullcontext(), vips_decode.one_thread():
+                    return self.preprocess(source)
             except Exception as exc:  # one unreadable photo must not sink the batch
                 return exc
 
@@ -304,7 +316,12 @@ class Classifier:
         consistent: bool,
         clock: float,
         tta: bool = False,
-    ) -> None:
+        slots: CoreSlots | None = None,
+        submit: Callable[[list[ImageSource]], list[Callable[[], Any]]] | None = None,
+        following: list[ImageSource] | None = None,
+    ) -> list[Callable[[], Any]]:
+        """Run one decoded batch and write its items; returns the getters of ``following``, submitted for decoding
+        as soon as the model holds its slots (so it never waits for decodes of the next batch)."""
         tensors, rows = [], []
         for offset, result in enumerate(decoded):
             position = first + offset
@@ -315,13 +332,18 @@ class Classifier:
             else:
                 tensors.append(result)
                 rows.append(position)
+        queue = functools.partial(submit, following) if submit is not None and following else list
         if not tensors:
-            return
-        outputs = self._outputs(self.preprocessor.to_batch(tensors), tta)
+            return queue()
+        with slots.hold(self.threads or usable_cores()) if slots else contextlib.nullcontext():
+            pending = queue()
+            outputs = self._outputs(self.preprocessor.to_batch(tensors), tta)
         per_image_ms = (time.perf_counter() - clock) * 1000 / len(rows)
-        for row, position in enumerate(rows):
-            prediction = self._decode(outputs, row, top_k, consistent, per_image_ms)
-            items[position] = BatchItem(source=_describe(images[position]), prediction=prediction)
+        with slots.hold(1) if slots else contextlib.nullcontext():  # Python on one core, decoders on the rest
+            for row, position in enumerate(rows):
+                prediction = self._decode(outputs, row, top_k, consistent, per_image_ms)
+                items[position] = BatchItem(source=_describe(images[position]), prediction=prediction)
+        return pending
 
     # -- class-activation maps -----------------------------------------------------------------
 

@@ -18,6 +18,19 @@ coefficients (``Image.draft``) and other formats are box-reduced by an integer f
 (``Image.reduce``) before the final resize, always leaving at least ``FAST_DECODE_GAP`` times the
 model's input size for that resize. A 12-megapixel JPEG then costs a few milliseconds instead of
 ~180 ms; the accuracy effect is measured on the test split (docs/eval/fast-decode.md).
+
+Where ``pyvips`` is installed (``pip install fashion-edge[fast]``), large PNG and WebP photos are decoded by
+libvips instead (:mod:`fashion.runtime.vips_decode`): WebP at reduced size by libwebp's scaled decoder, PNG by
+libspng with a streaming box reduction; a HEIF file Pillow cannot open goes through libheif (AV1-coded ones:
+the libvips wheel has no HEVC decoder, so phone HEIC photos still need pillow-heif). JPEG and AVIF stay
+with Pillow, as fast there (``decoder="libvips"`` sends them to libvips too). Everything around the decode stays
+here and is the same for both decoders: the header checks, the EXIF orientation, alpha laid on the pad colour
+after the reduction, and the padding geometry. A file libvips cannot decode cleanly goes to Pillow, which
+decides, so the same files are accepted with or without libvips. ``FASHION_DECODER=pillow`` (or
+``decoder="pillow"``) forces Pillow; the accuracy check of the libvips decoder is docs/eval/vips-decode.md.
+
+A JPEG whose scan data is cut short but closed with an EOI marker is refused as truncated on both decoders
+(libjpeg only warns about it and fills the rest of the image with zeros): see :func:`_jpeg_for_pillow`.
 """
 
 from __future__ import annotations
@@ -34,7 +47,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import BundleError, InvalidImageError
+from . import vips_decode
+from .errors import BackendUnavailableError, BundleError, InvalidImageError
 from .manifest import PreprocessSpec
 
 # A decompression bomb (e.g. 20000x20000) is refused before its pixels are decoded.
@@ -81,11 +95,10 @@ def _describe(source: ImageSource) -> str:
     return f"<{type(source).__name__}>"
 
 
-def _open(source: ImageSource) -> Image.Image:
-    if isinstance(source, Image.Image):
-        return source
-    if isinstance(source, np.ndarray):
-        return _from_array(source)
+def _read(source: ImageSource) -> bytes | None:
+    """The encoded bytes of a path or bytes input (None for a PIL image or an array)."""
+    if isinstance(source, (Image.Image, np.ndarray)):
+        return None
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif isinstance(source, (str, os.PathLike)):
@@ -102,7 +115,105 @@ def _open(source: ImageSource) -> Image.Image:
         raise InvalidImageError(f"unsupported image input type {type(source).__name__}")
     if not data:
         raise InvalidImageError("empty file (0 bytes)")
-    return Image.open(io.BytesIO(data))
+    return data
+
+
+def _open(source: ImageSource, data: bytes | None) -> Image.Image:
+    """A PIL image of ``source`` whose header is read and whose pixels are not decoded yet (``data``: its bytes)."""
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    assert data is not None
+    return Image.open(io.BytesIO(_jpeg_for_pillow(data)))
+
+
+#: JPEG frame types: sequential Huffman (baseline, extended) and progressive (Huffman, arithmetic). A sequential
+#: arithmetic-coded scan is left alone: libjpeg's arithmetic decoder cannot wait for data the way the check needs.
+_SEQUENTIAL_SOF = (0xC0, 0xC1)
+_PROGRESSIVE_SOF = (0xC2, 0xCA)
+#: Zero bytes that stand in for the EOI marker of a one-scan JPEG: enough for libjpeg's look-ahead (25 bits) on
+#: the last MCU of a complete scan, far too few to complete a scan that was cut short.
+_JPEG_TAIL = b"\x00" * 16
+
+
+def _jpeg_for_pillow(data: bytes) -> bytes:
+    """The bytes Pillow decodes for ``data``; refuses a JPEG whose scan data was cut short.
+
+    libjpeg decodes a scan that ends early at a marker (e.g. the first third of a file followed by an EOI
+    marker, FF D9) without an error: it only warns, which Pillow does not report, and fills the rest of the
+    image with zeros. So the structure is checked from the marker segments, without decoding:
+
+    * a sequential JPEG whose first scan holds every component (so it has one scan, as nearly all do) is
+      handed to Pillow without its EOI marker, followed by a few zero bytes.
+      A complete scan still yields every row (the decode is the same, bit for bit); a cut one leaves libjpeg
+      waiting for data, and Pillow reports the image as truncated;
+    * a progressive JPEG must bring every coefficient of every component to full precision in its scans (the
+      scan scripts of libjpeg, mozjpeg and common encoders all do); otherwise scans are missing.
+
+    Other data, and JPEGs whose structure this does not follow (several sequential scans, no EOI marker at all),
+    are returned unchanged: Pillow judges them as before. The cost is a walk over the header's segments (and,
+    for progressive files, over their scan headers), not a decode.
+    """
+    if not data.startswith(b"\xff\xd8"):
+        return data
+    pos, end = 2, len(data)
+    frame, components = None, []
+    while True:  # the marker segments up to the first scan
+        if pos + 4 > end or data[pos] != 0xFF:
+            return data
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            pos += 2
+            continue
+        if marker == 0xDA:
+            break
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in _SEQUENTIAL_SOF + _PROGRESSIVE_SOF and pos + 10 <= end:
+            frame = marker
+            count = data[pos + 9]
+            components = [data[pos + 10 + 3 * i] for i in range(count) if pos + 10 + 3 * i < end]
+        pos += 2 + length
+    eoi = data.rfind(b"\xff\xd9")
+    if eoi < pos:
+        return data  # no end marker: Pillow reports the truncation itself
+    if frame in _SEQUENTIAL_SOF:
+        if pos + 4 >= end or data[pos + 4] != len(components):
+            return data  # several scans: libjpeg reads them all before the first row, so the EOI must stay
+        return data[:eoi] + _JPEG_TAIL
+    if frame in _PROGRESSIVE_SOF:
+        missing = _missing_coefficients(data, pos, eoi, components)
+        if missing:
+            raise InvalidImageError(
+                f"corrupt or truncated image (progressive JPEG ends before its scans refine {missing}; "
+                "the file was cut short)"
+            )
+    return data
+
+
+def _missing_coefficients(data: bytes, pos: int, eoi: int, components: list[int]) -> str | None:
+    """Which (component, coefficient) the progressive scans between ``pos`` and ``eoi`` never bring to full
+    precision (None: all of them do). ``pos`` is the first scan's SOS marker."""
+    done = {component: bytearray(64) for component in components}
+    while 0 <= pos < eoi and pos + 5 <= len(data):
+        count = data[pos + 4]
+        spectral = pos + 5 + 2 * count
+        if spectral + 3 > len(data):
+            break
+        start, stop, approximation = data[spectral], data[spectral + 1], data[spectral + 2]
+        if approximation & 0x0F == 0:  # the last successive-approximation bit of these coefficients
+            for i in range(count):
+                coefficients = done.get(data[pos + 5 + 2 * i])
+                if coefficients is not None:
+                    coefficients[start : min(stop, 63) + 1] = b"\x01" * (min(stop, 63) + 1 - start)
+        pos = data.find(b"\xff\xda", spectral + 3, eoi)
+    for component, coefficients in done.items():
+        if not all(coefficients):
+            return f"coefficient {coefficients.index(0)} of component {component}"
+    return None
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -179,13 +290,49 @@ def _reduction(size: tuple[int, int], height: int, width: int, fit: str) -> floa
     return max(scale_x, scale_y) if fit == "pad_to_aspect_then_resize" else min(scale_x, scale_y)
 
 
-def _orientation(image: Image.Image) -> int | None:
+def _orientation(image: Image.Image, data: bytes | None = None) -> int | None:
     """The EXIF orientation (1 = upright), None when the EXIF block cannot be read."""
+    if image.format == "PNG" and "exif" not in image.info and data is not None and not _png_late_exif(data):
+        return 1  # Pillow's getexif() would decode the whole PNG to look for an eXIf chunk after the pixels
     try:
         value = image.getexif().get(0x0112, 1)
     except Exception:  # a broken EXIF block: let the transpose itself report it
         return None
     return value if isinstance(value, int) else None
+
+
+#: EXIF orientation -> the transpose that turns the stored image upright (as ``ImageOps.exif_transpose``).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+#: The formats whose large photos libvips decodes with ``decoder="auto"``: where it is faster than Pillow. JPEG
+#: stays with Pillow's DCT-domain draft (as fast; libvips does the same through libjpeg-turbo), AVIF with Pillow's
+#: libavif (about twice as fast as pyvips-binary's libheif here). A HEIF file Pillow cannot open always goes to
+#: libvips (which decodes it when AV1-coded). Timings: benchmarks/results/fashion-effnetb0-photos.md.
+VIPS_AUTO_FORMATS = ("PNG", "WEBP")
+#: The formats ``decoder="libvips"`` sends to libvips (for comparisons and tests).
+VIPS_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "AVIF")
+
+
+def _png_late_exif(data: bytes) -> bool:
+    """Whether a PNG has an eXIf chunk after its first IDAT chunk (where Pillow finds it only by decoding), from
+    the chunk lengths alone. True when the chunk list cannot be walked: let Pillow look."""
+    pos, end, seen_pixels = 8, len(data), False
+    while pos + 8 <= end:
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"eXIf":
+            return seen_pixels
+        if kind == b"IEND":
+            return False
+        seen_pixels = seen_pixels or kind == b"IDAT"
+        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+    return True
 
 
 def _draft_factor(reduction: float, gap: float) -> int:
@@ -212,34 +359,77 @@ class Preprocessor:
     layout: str = "NHWC"
     fast: bool = FAST_DECODE_DEFAULT
     gap: float = FAST_DECODE_GAP
+    #: Decoder of large photos: ``auto`` (libvips where installed, unless FASHION_DECODER=pillow), ``pillow``
+    #: or ``libvips`` (an error when pyvips is missing). Small photos and the exact path always use Pillow.
+    decoder: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.decoder not in vips_decode.DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(vips_decode.DECODERS)}, got {self.decoder!r}")
+        if self.decoder == "libvips" and not vips_decode.available():
+            raise BackendUnavailableError(
+                f"decoder='libvips' needs pyvips ({vips_decode.unavailable_reason()}); "
+                "install it with: pip install 'fashion-edge[fast]'"
+            )
 
     def __call__(self, source: ImageSource) -> np.ndarray:
         """Any supported image input -> uint8 array of shape (height, width, 3) (raises InvalidImageError)."""
         image, scale, full_size = self._decode(source)
-        if scale == 1:
+        if scale == (1.0, 1.0):
             return self.fit_image(image)
         return self._fit_reduced(image, scale, full_size)
+
+    def decoder_for(self, fmt: str) -> str:
+        """The decoder a large photo in Pillow format ``fmt`` (e.g. ``WEBP``) goes through: ``libvips X.Y.Z`` or
+        ``Pillow X.Y.Z`` (small photos and the exact path: always Pillow; HEIC: libvips unless a Pillow plugin
+        reads it)."""
+        fmt = fmt.upper()
+        pillow = f"Pillow {Image.__version__}"
+        if fmt in ("HEIC", "HEIF") and "HEIF" not in Image.OPEN:
+            return (vips_decode.version() or "libvips") if vips_decode.wanted(self.decoder) else "none installed"
+        if self.fast and fmt in self._vips_formats() and vips_decode.wanted(self.decoder):
+            return vips_decode.version() or "libvips"
+        return pillow
+
+    def _vips_formats(self) -> tuple[str, ...]:
+        return VIPS_FORMATS if self.decoder == "libvips" else VIPS_AUTO_FORMATS
 
     def load(self, source: ImageSource) -> Image.Image:
         """Decode ``source`` into an upright RGB PIL image, reduced when the fast path applies."""
         return self._decode(source)[0]
 
-    def _decode(self, source: ImageSource) -> tuple[Image.Image, int, tuple[int, int]]:
-        """(upright RGB image, how many full-size pixels one of its pixels spans, the full upright size)."""
+    def _decode(self, source: ImageSource) -> tuple[Image.Image, tuple[float, float], tuple[int, int]]:
+        """(upright RGB image, how many full-size pixels one of its pixels spans along x and y, the full upright
+        size)."""
         name = _describe(source)
         # Image.open reads only the header, so the size is checked before any pixel is decoded. PIL's own
         # (global) bomb limit is left alone: changing it per call would race between threads.
         try:
-            image = _open(source)
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise InvalidImageError(
-                    f"{image.width}x{image.height} pixels exceeds the {MAX_IMAGE_PIXELS:,}-pixel limit"
-                )
+            data = _read(source)
+            try:
+                image = _open(source, data)
+            except UnidentifiedImageError:
+                if data is None or not vips_decode.is_heif(data) or not vips_decode.wanted(self.decoder):
+                    raise
+                return self._decode_heif(data)  # Pillow cannot read it; libheif can when it is AV1-coded
+            _check_size(image.size)
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)  # animated GIF/WebP/TIFF: the first frame is the photo
-            orientation = _orientation(image) if self.exif_transpose else 1
+            orientation = _orientation(image, data) if self.exif_transpose else 1
             full_size = image.size[::-1] if orientation in _SWAPPED_ORIENTATIONS else image.size
             reduction = self._reduction_before_decode(full_size)
+            if (
+                data is not None
+                and reduction > 1
+                and orientation is not None
+                and image.format in self._vips_formats()
+                and image.mode in vips_decode.MODES["JPEG" if image.format == "MPO" else image.format]
+                and vips_decode.wanted(self.decoder)
+            ):
+                try:
+                    return self._decode_vips(data, image, orientation, full_size, reduction)
+                except vips_decode.VipsDecodeError:
+                    pass  # Pillow decodes it below and has the last word, as without libvips
             scale = 1
             if reduction > 1 and image.format in ("JPEG", "MPO") and not isinstance(source, Image.Image):
                 factor = _draft_factor(reduction, self.gap)
@@ -258,7 +448,7 @@ class Preprocessor:
                 scale *= remaining
             else:
                 image = _to_rgb(image, self.pad_value)
-            return image, scale, (full_size if scale > 1 else image.size)
+            return image, (float(scale), float(scale)), (full_size if scale > 1 else image.size)
         except InvalidImageError as exc:
             raise InvalidImageError(f"{name}: {exc}") from None
         except Image.DecompressionBombError as exc:
@@ -270,6 +460,37 @@ class Preprocessor:
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise InvalidImageError(f"{name}: corrupt or truncated image ({exc})") from None
 
+    def _decode_vips(
+        self, data: bytes, image: Image.Image, orientation: int, full_size: tuple[int, int], reduction: float
+    ) -> tuple[Image.Image, tuple[float, float], tuple[int, int]]:
+        """``_decode`` through libvips: the same reductions as the Pillow path, then the same orientation."""
+        fmt = "JPEG" if image.format == "MPO" else str(image.format)
+        shrink = _draft_factor(reduction, self.gap) if fmt == "JPEG" else 1
+        factor = max(1, int(reduction / shrink // self.gap))
+        pixels, (scale_x, scale_y) = vips_decode.decode(data, fmt, image.size, factor, shrink, self.pad_value)
+        reduced = Image.fromarray(pixels, "RGB")
+        if fmt not in vips_decode.UPRIGHT_FORMATS and orientation != 1:
+            reduced = reduced.transpose(_TRANSPOSE[orientation])
+            if orientation in _SWAPPED_ORIENTATIONS:
+                scale_x, scale_y = scale_y, scale_x
+        return reduced, (scale_x, scale_y), full_size
+
+    def _decode_heif(self, data: bytes) -> tuple[Image.Image, tuple[float, float], tuple[int, int]]:
+        """A HEIC/HEIF file Pillow cannot open, through libheif: size checked from its header first."""
+        try:
+            full_size = vips_decode.heif_size(data)
+            _check_size(full_size)
+            reduction = self._reduction_before_decode(full_size)
+            factor = max(1, int(reduction // self.gap)) if reduction > 1 else 1
+            pixels, scale = vips_decode.decode(data, "HEIF", full_size, factor, 1, self.pad_value)
+        except vips_decode.VipsDecodeError as exc:
+            raise InvalidImageError(
+                f"corrupt or undecodable HEIF image (libheif in libvips: {exc}); the libvips wheel decodes AV1 "
+                "HEIF/AVIF only: HEVC-coded HEIC photos, as phones take them, need the optional pillow-heif package"
+            ) from None
+        image = Image.fromarray(pixels, "RGB")
+        return image, scale, (full_size if scale != (1.0, 1.0) else image.size)
+
     def _reduction_before_decode(self, full_size: tuple[int, int]) -> float:
         """The fast path's reduction for an image of this upright size, 1.0 when it does not apply."""
         if not self.fast or self.resample == "nearest" or full_size[0] == 0 or full_size[1] == 0:
@@ -277,30 +498,31 @@ class Preprocessor:
         reduction = _reduction(full_size, self.height, self.width, self.fit)
         return reduction if reduction >= 2 * self.gap else 1.0
 
-    def _fit_reduced(self, image: Image.Image, scale: int, full_size: tuple[int, int]) -> np.ndarray:
-        """``fit_image`` for an image reduced ``scale`` times: the geometry (padding, crop) is computed at full
-        size and mapped onto the reduced pixels with sub-pixel precision, so edges land where the exact path
-        puts them instead of up to ``scale`` source pixels away."""
+    def _fit_reduced(self, image: Image.Image, scale: tuple[float, float], full_size: tuple[int, int]) -> np.ndarray:
+        """``fit_image`` for an image reduced ``scale`` = (x, y) times: the geometry (padding, crop) is computed
+        at full size and mapped onto the reduced pixels with sub-pixel precision, so edges land where the exact
+        path puts them instead of up to ``scale`` source pixels away."""
         w, h = full_size
+        sx, sy = scale
         out = (self.width, self.height)
         resample = RESAMPLING[self.resample]
         if self.fit == "resize":
-            return np.asarray(image.resize(out, resample, box=(0, 0, w / scale, h / scale)), dtype=np.uint8)
+            return np.asarray(image.resize(out, resample, box=(0, 0, w / sx, h / sy)), dtype=np.uint8)
         if self.fit == "center_crop_then_resize":
             left, top, crop_w, crop_h = _crop_box(w, h, self.height, self.width)
-            box = (left / scale, top / scale, (left + crop_w) / scale, (top + crop_h) / scale)
+            box = (left / sx, top / sy, (left + crop_w) / sx, (top + crop_h) / sy)
             return np.asarray(image.resize(out, resample, box=box), dtype=np.uint8)
         canvas_w, canvas_h = _canvas(w, h, self.height, self.width)
         if (canvas_w, canvas_h) == (w, h):  # already the model's aspect: no padding, no canvas copy
-            return np.asarray(image.resize(out, resample, box=(0, 0, w / scale, h / scale)), dtype=np.uint8)
+            return np.asarray(image.resize(out, resample, box=(0, 0, w / sx, h / sy)), dtype=np.uint8)
         left, top = (canvas_w - w) // 2, (canvas_h - h) // 2
         # Paste at whole reduced pixels (rounded up); the full canvas then starts a fraction (dx, dy) in.
-        paste_x, paste_y = math.ceil(left / scale), math.ceil(top / scale)
-        dx, dy = paste_x - left / scale, paste_y - top / scale
-        size = (math.ceil(dx + canvas_w / scale - 1e-9), math.ceil(dy + canvas_h / scale - 1e-9))
+        paste_x, paste_y = math.ceil(left / sx), math.ceil(top / sy)
+        dx, dy = paste_x - left / sx, paste_y - top / sy
+        size = (math.ceil(dx + canvas_w / sx - 1e-9), math.ceil(dy + canvas_h / sy - 1e-9))
         canvas = Image.new("RGB", size, self.pad_value)
         canvas.paste(image, (paste_x, paste_y))
-        box = (dx, dy, min(size[0], dx + canvas_w / scale), min(size[1], dy + canvas_h / scale))
+        box = (dx, dy, min(size[0], dx + canvas_w / sx), min(size[1], dy + canvas_h / sy))
         return np.asarray(canvas.resize(out, resample, box=box), dtype=np.uint8)
 
     def fit_image(self, image: Image.Image) -> np.ndarray:
@@ -326,6 +548,12 @@ class Preprocessor:
         if self.std is not None:
             batch /= np.asarray(self.std, dtype=np.float32)
         return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if self.layout == "NCHW" else batch
+
+
+def _check_size(size: tuple[int, int]) -> None:
+    """The decompression-bomb check, from the header's size, before any pixel is decoded."""
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise InvalidImageError(f"{size[0]}x{size[1]} pixels exceeds the {MAX_IMAGE_PIXELS:,}-pixel limit")
 
 
 def _canvas(w: int, h: int, height: int, width: int) -> tuple[int, int]:
@@ -366,6 +594,7 @@ def build_preprocessor(
     height: int,
     width: int,
     fast: bool | None = None,
+    decoder: str = "auto",
 ) -> Preprocessor:
     """The preprocessing callable for a bundle's spec at the model's input size.
 
@@ -373,7 +602,8 @@ def build_preprocessor(
     the shipped spec, is read into one first): its fields are already checked, so what is left here is
     whether this runtime implements each value. A spec it cannot honour (or a key it does not know) is a
     BundleError naming the key at load time, instead of feeding the model wrong pixels.
-    ``fast`` switches the reduced-size decoding of large photos (default: on, see FAST_DECODE_DEFAULT).
+    ``fast`` switches the reduced-size decoding of large photos (default: on, see FAST_DECODE_DEFAULT);
+    ``decoder`` picks their decoder (``auto``: libvips where installed; ``pillow``; ``libvips``).
     """
     if not isinstance(spec, PreprocessSpec):
         spec = PreprocessSpec.from_dict(dict(spec or {}))
@@ -404,6 +634,7 @@ def build_preprocessor(
         std=spec.std,
         layout=spec.layout,
         fast=FAST_DECODE_DEFAULT if fast is None else bool(fast),
+        decoder=decoder,
     )
 
 

@@ -17,9 +17,12 @@ from fashion.benchmarks.photos import (
     render_fast_decode_markdown,
     render_photo_markdown,
     render_scaling_markdown,
+    render_vips_decode_markdown,
     scaling_bench,
     upscale,
+    vips_decode_check,
 )
+from fashion.runtime import vips_decode
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +64,28 @@ def test_fast_decode_check_compares_exact_and_fast(tiny_bundle, sample_dir, spli
     assert "seeded random subset" in markdown and "| 240x320 | fast_gap3 |" in markdown
 
 
-def test_photo_bench_measures_before_and_after(tiny_bundle, sample_dir):
+@pytest.mark.skipif(not vips_decode.available(), reason="pyvips not installed")
+def test_vips_decode_check_compares_libvips_with_the_exact_path_per_format(tiny_bundle, sample_dir, split_file):
+    result = vips_decode_check(
+        tiny_bundle, sample_dir, split_file, subset=4, sizes=[(240, 320)], log=lambda _: None, chunk=2
+    )
+    assert result["photos"] == 4 and result["subset"]["size"] == 4
+    assert [row["cell"] for row in result["comparisons"]] == [
+        f"240x320/{f}" for f in ("JPEG", "PNG", "PNG-RGBA", "WEBP")
+    ]
+    assert result["libvips_decodes"] == {"decoded": 16, "refused": 0}  # every cell went through libvips
+    for row in result["comparisons"]:
+        assert row["pixel_max_abs_diff"] <= 16 and row["pixel_mean_abs_diff"] < 2
+        assert all(0.0 <= value <= 1.0 for value in row["top1_agreement"].values())
+    assert set(result["accuracy"]) == {"original"} | {
+        f"240x320/{f}/{v}" for f in ("JPEG", "PNG", "PNG-RGBA", "WEBP") for v in ("exact", "libvips")
+    }
+    assert result["libvips"].startswith("libvips") and json.loads(json.dumps(result))
+    markdown = render_vips_decode_markdown(result)
+    assert "seeded random subset" in markdown and "| 240x320/PNG-RGBA |" in markdown and "Verdict: libvips" in markdown
+
+
+def test_photo_bench_measures_every_format_and_names_its_decoder(tiny_bundle, sample_dir):
     photos = sorted((sample_dir / "images").glob("*.jpg"))[:4]
     result = photo_bench(
         tiny_bundle,
@@ -69,25 +93,43 @@ def test_photo_bench_measures_before_and_after(tiny_bundle, sample_dir):
         sizes=[(240, 320), (400, 300)],
         per_cell=1,
         repeats=2,
-        batch_photos=6,
+        batch_photos=8,
         batch_size=4,
         batch_size_wh=(240, 320),
+        batch_folders=["PNG", "mixed"],
         rounds=2,
         log=lambda _: None,
     )
-    assert set(result["latency"]) == {
-        f"{size}/{fmt}" for size in ("240x320", "400x300") for fmt in ("JPEG", "PNG", "PNG-RGBA", "WEBP")
-    }
+    formats = ("JPEG", "PNG", "PNG-RGBA", "WEBP")
+    assert set(result["latency"]) == {f"{size}/{fmt}" for size in ("240x320", "400x300") for fmt in formats}
     for modes in result["latency"].values():
+        assert set(modes) == {"exact", "Pillow fast", "now"}
         for row in modes.values():
             assert row["calls"] == 2 and 0 < row["p50_ms"] <= row["p90_ms"]
-    before, after = result["batch"]["before"], result["batch"]["after"]
-    assert before["images"] == after["images"] == 6 and before["failed"] == after["failed"] == 0
-    assert before["decode_threads"] == 1 and before["cores_busy"] > 0 and len(before["rounds_images_per_s"]) == 2
-    assert result["batch_speedup"] > 0 and result["artifact_choice"]["artifact"] == "onnx_fp32"
-    assert "| 400x300/PNG |" in render_photo_markdown(result)
-    # the model call alone, for every mode (spinning settings included), in blocks
-    assert set(result["model_only_p50_ms"]) == set(result["batch"]) and min(result["model_only_p50_ms"].values()) > 0
+    decoders = result["decoders"]["400x300/WEBP"]
+    assert decoders["exact"].startswith("Pillow") and decoders["Pillow fast"].startswith("Pillow")
+    assert decoders["now"].startswith("libvips" if vips_decode.available() else "Pillow")
+    assert result["decoders"]["400x300/JPEG"]["now"].startswith("Pillow")  # as fast: JPEG stays with Pillow
+    assert set(result["batch"]) == {"PNG", "mixed"}
+    for folder in result["batch"].values():
+        before, now = folder["before (Pillow, no decode-ahead)"], folder["now (default)"]
+        assert before["images"] == now["images"] == 8 and before["failed"] == now["failed"] == 0
+        assert before["decode_ahead"] is False and now["decode_ahead"] is (now["decode_threads"] > 1)
+        assert before["cores_busy"] > 0 and len(before["rounds_images_per_s"]) == 2
+    assert len(result["batch"]["mixed"]["now (default)"]["decoders"]) == (2 if vips_decode.available() else 1)
+    targets = result["targets"]
+    assert (
+        set(targets["400x300"]["vs_jpeg"]) == {"PNG", "PNG-RGBA", "WEBP"}
+        and targets["mixed_batch_speedup"]["value"] > 0
+    )
+    assert result["artifact_choice"]["artifact"] == "onnx_fp32" and result["model_only_p50_ms"] > 0
+    assert (
+        set(result["jpeg_check_ms"]) == {"240x320/JPEG", "400x300/JPEG"} and min(result["jpeg_check_ms"].values()) > 0
+    )
+    markdown = render_photo_markdown(result)
+    assert "| 400x300/PNG-RGBA |" in markdown and "| mixed | now (default) |" in markdown
+    assert "Targets at 400x300" in markdown and "Mixed folder, now vs before" in markdown
+    assert json.loads(json.dumps(result))
 
 
 def test_scaling_bench_pins_one_fresh_process_per_core_count(tiny_bundle, sample_dir):
