@@ -122,6 +122,7 @@ def test_swapped_arguments_and_a_bundle_with_server_are_named(tiny_bundle, sampl
 def test_jsonl_is_one_object_per_line_equal_to_the_json_array(tiny_bundle, photos, tmp_path):
     lines = invoke(tiny_bundle, *photos, tmp_path / "missing.jpg", "--format", "jsonl").stdout.splitlines()
     array = json.loads(invoke(tiny_bundle, *photos, tmp_path / "missing.jpg").stdout)
+
     def timeless(record: dict) -> dict:
         return {key: value for key, value in record.items() if key != "latency_ms"}
 
