@@ -53,9 +53,9 @@ def test_every_fashion_command_shares_it():
 
     result = CliRunner().invoke(main, ["--iters", "0", "."], prog_name="fashion-bench")
     assert result.exit_code == 2
-    assert result.output.splitlines() == [
+    assert result.output.splitlines() == [  # the rows benchmark is fashion-bench's default subcommand
         "Error: Invalid value for '--iters': 0 is not in the range x>=1.",
-        "Try 'fashion-bench --help' for help.",
+        "Try 'fashion-bench rows --help' for help.",
     ]
 
 
