@@ -316,9 +316,10 @@ def _vips_chunk(args: tuple) -> dict[str, Any]:
     """Worker: each photo upscaled to every size in every format, through the exact path and libvips."""
     from fashion.runtime import vips_decode
 
-    paths, spec, height, width, sizes, formats = args
+    paths, spec, height, width, sizes, formats, pillow_fast = args
     exact = build_preprocessor(spec, height, width, fast=False, decoder="pillow")
     vips = build_preprocessor(spec, height, width, decoder="libvips")  # every format, JPEG and AVIF included
+    fast = build_preprocessor(spec, height, width, decoder="pillow")
     out: dict[str, Any] = {"original": [], "ok": []}
     before = vips_decode.counts()
     for path in paths:
@@ -340,6 +341,8 @@ def _vips_chunk(args: tuple) -> dict[str, Any]:
                 # a PNG decodes to exactly the pixels written: the exact path reads those, skipping the decode
                 out.setdefault(f"{cell}/exact", []).append(exact(image if fmt in LOSSLESS else data))
                 out.setdefault(f"{cell}/libvips", []).append(vips(data))
+                if pillow_fast:  # the same reductions decoded by Pillow (the runtime without libvips)
+                    out.setdefault(f"{cell}/pillow_fast", []).append(fast(data))
     after = vips_decode.counts()
     stacked = {key: (np.stack(value) if key != "ok" and value else value) for key, value in out.items()}
     stacked["_counts"] = {key: after[key] - before[key] for key in after}
@@ -357,11 +360,13 @@ def vips_decode_check(
     formats: Iterable[str] = FORMATS,
     workers: int = 1,
     chunk: int = 16,
+    pillow_fast: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """libvips vs the exact (Pillow, full-size) path on real-size versions of the test photos, per format and
     size: pixel differences, per-head accuracy, top-1 agreement. libvips passes if no head loses more than
-    ``MAX_DROP_PP`` in any cell."""
+    ``MAX_DROP_PP`` in any cell. ``pillow_fast``: the Pillow fast path (the same reductions, decoded by Pillow)
+    is compared with the exact path too, and with libvips image by image."""
     from fashion.data.dataset import load_dataset
     from fashion.data.labels import encode_values
     from fashion.metrics.accuracy import head_scores
@@ -383,7 +388,7 @@ def vips_decode_check(
     counts = {"decoded": 0, "refused": 0}
     kept_ids: list[int] = []
     chunks = [photos[i : i + chunk] for i in range(0, len(photos), chunk)]
-    jobs = [([str(p) for _, p in part], spec, height, width, sizes, formats) for part in chunks]
+    jobs = [([str(p) for _, p in part], spec, height, width, sizes, formats, pillow_fast) for part in chunks]
     start = time.time()
     with Classifier.load(bundle_dir, precision="fp32") as clf, ProcessPoolExecutor(max_workers=workers) as pool:
         for number, (part, result) in enumerate(zip(chunks, pool.map(_vips_chunk, jobs))):
@@ -396,10 +401,10 @@ def vips_decode_check(
                 outputs = clf.infer(clf.preprocessor.to_batch(list(tensors)))
                 for head in bundle.heads:
                     tops.setdefault(key, {}).setdefault(head, []).append(np.argmax(outputs[head], axis=1))
-                if key.endswith("/libvips"):
+                if key.endswith(("/libvips", "/pillow_fast")):
                     cell = key.rsplit("/", 1)[0]
                     diff = np.abs(tensors.astype(np.int16) - result[f"{cell}/exact"].astype(np.int16))
-                    stats = pixel.setdefault(cell, {"max_abs_diff": 0.0, "sum_abs_diff": 0.0, "values": 0})
+                    stats = pixel.setdefault(key, {"max_abs_diff": 0.0, "sum_abs_diff": 0.0, "values": 0})
                     stats["max_abs_diff"] = max(stats["max_abs_diff"], float(diff.max()))
                     stats["sum_abs_diff"] += float(diff.sum())
                     stats["values"] += int(diff.size)
@@ -414,15 +419,14 @@ def vips_decode_check(
         for key, per_head in top1.items()
     }
     comparisons = []
-    for cell, stats in pixel.items():
-        exact_top, vips_top = top1[f"{cell}/exact"], top1[f"{cell}/libvips"]
-        drops = {
-            head: round(100 * (accuracy[f"{cell}/exact"][head] - accuracy[f"{cell}/libvips"][head]), 4)
-            for head in bundle.heads
-        }
+    for key, stats in pixel.items():
+        cell, variant = key.rsplit("/", 1)
+        exact_top, vips_top = top1[f"{cell}/exact"], top1[key]
+        drops = {head: round(100 * (accuracy[f"{cell}/exact"][head] - accuracy[key][head]), 4) for head in bundle.heads}
         comparisons.append(
             {
                 "cell": cell,
+                "variant": variant,
                 "pixel_max_abs_diff": stats["max_abs_diff"],
                 "pixel_mean_abs_diff": round(stats["sum_abs_diff"] / max(1, stats["values"]), 5),
                 "drop_pp": drops,
@@ -430,7 +434,12 @@ def vips_decode_check(
                 "flips": {h: _flips(truth[h], exact_top[h], vips_top[h]) for h in bundle.heads},
             }
         )
-    worst = max(max(row["drop_pp"].values()) for row in comparisons)
+    worst = max(max(row["drop_pp"].values()) for row in comparisons if row["variant"] == "libvips")
+    between = {
+        cell: {h: float(np.mean(top1[f"{cell}/libvips"][h] == top1[f"{cell}/pillow_fast"][h])) for h in bundle.heads}
+        for cell in {row["cell"] for row in comparisons}
+        if f"{cell}/pillow_fast" in top1
+    }
     return {
         "bundle": str(bundle_dir),
         "split": split,
@@ -451,10 +460,23 @@ def vips_decode_check(
         "comparisons": comparisons,
         "accuracy": accuracy,
         "verdict": {"worst_drop_pp": round(worst, 4), "passes": worst <= MAX_DROP_PP},
+        "verdict_by_format": _verdict_by_format(comparisons),
+        "libvips_vs_pillow_fast_top1_agreement": between or None,
         "cpu": cpu_facts().to_dict(),
         "cores": usable_cores(),
         "seconds": round(time.time() - start, 1),
     }
+
+
+def _verdict_by_format(comparisons: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Worst per-head drop over the sizes, per format, and whether it is within ``MAX_DROP_PP``."""
+    worst: dict[str, float] = {}
+    for row in comparisons:
+        if row.get("variant", "libvips") != "libvips":
+            continue
+        fmt = row["cell"].split("/")[1]
+        worst[fmt] = max(worst.get(fmt, -1e9), max(row["drop_pp"].values()))
+    return {fmt: {"worst_drop_pp": round(w, 4), "passes": w <= MAX_DROP_PP} for fmt, w in worst.items()}
 
 
 def render_vips_decode_markdown(result: dict[str, Any]) -> str:
@@ -479,38 +501,67 @@ def render_vips_decode_markdown(result: dict[str, Any]) -> str:
         'decoding them returns) and by libvips (`decoder="libvips"`: every format through libvips, JPEG and its DCT '
         "scaling included, then the runtime's box reduction, alpha laid on white after it, and the same final "
         f"bilinear resize). libvips decoded {counts['decoded']:,} of them and refused {counts['refused']} "
-        "(a refused file goes to Pillow). Model: FP32 ONNX. Accept if no head loses more than "
-        f"{result['max_drop_pp']} pp in any cell.",
+        "(a refused file goes to Pillow)"
+        + (
+            "; the same files also went through the Pillow fast path (the same reductions decoded by Pillow: the "
+            "runtime without libvips), against the same exact path"
+            if result.get("libvips_vs_pillow_fast_top1_agreement")
+            else ""
+        )
+        + f". Model: FP32 ONNX. Accept if no head loses more than {result['max_drop_pp']} pp in any cell.",
         "",
-        "| size / format | pixel max / mean abs diff (0-255) | worst drop (pp), head | images lost / gained on it "
-        "(McNemar p) | min top-1 agreement |",
-        "|---|---|---|---|---|",
+        "| size / format | decoded by | pixel max / mean abs diff (0-255) | worst drop (pp), head | images lost / "
+        "gained on it (McNemar p) | min top-1 agreement |",
+        "|---|---|---|---|---|---|",
     ]
+    names = {"libvips": "libvips", "pillow_fast": "Pillow fast path"}
     for row in result["comparisons"]:
         head = max(row["drop_pp"], key=row["drop_pp"].get)
         flips = row["flips"][head]
         lines.append(
-            f"| {row['cell']} | {row['pixel_max_abs_diff']:.0f} / {row['pixel_mean_abs_diff']:.3f} | "
+            f"| {row['cell']} | {names[row.get('variant', 'libvips')]} | "
+            f"{row['pixel_max_abs_diff']:.0f} / {row['pixel_mean_abs_diff']:.3f} | "
             f"{row['drop_pp'][head]:+.3f}, {head} | {flips['lost']} / {flips['gained']} (p={flips['mcnemar_p']}) | "
             f"{min(row['top1_agreement'].values()):.4f} |"
         )
     lines += [
         "",
-        "Per-head accuracy drop, exact minus libvips (pp; negative: libvips more accurate):",
+        "Per-head accuracy drop, exact minus the reduced decode (pp; negative: the reduced decode more accurate):",
         "",
-        "| size / format | " + " | ".join(heads) + " |",
-        "|---|" + "---|" * len(heads),
+        "| size / format | decoded by | " + " | ".join(heads) + " |",
+        "|---|---|" + "---|" * len(heads),
     ]
     for row in result["comparisons"]:
-        lines.append(f"| {row['cell']} | " + " | ".join(f"{row['drop_pp'][h]:+.2f}" for h in heads) + " |")
+        lines.append(
+            f"| {row['cell']} | {names[row.get('variant', 'libvips')]} | "
+            + " | ".join(f"{row['drop_pp'][h]:+.2f}" for h in heads)
+            + " |"
+        )
+    between = result.get("libvips_vs_pillow_fast_top1_agreement")
+    if between:
+        lines += [
+            "",
+            "Top-1 agreement, libvips vs the Pillow fast path, image by image:",
+            "",
+            "| size / format | " + " | ".join(heads) + " |",
+            "|---|" + "---|" * len(heads),
+        ]
+        for cell in sorted(between):
+            lines.append(f"| {cell} | " + " | ".join(f"{between[cell][h]:.4f}" for h in heads) + " |")
     lines += ["", "Per-head accuracy (%):", "", "| photos | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     for key, scores in result["accuracy"].items():
         lines.append(f"| {key} | " + " | ".join(f"{100 * scores[h]:.2f}" for h in heads) + " |")
     verdict = result["verdict"]
+    by_format = result.get("verdict_by_format") or _verdict_by_format(result["comparisons"])
     lines += [
         "",
         f"Verdict: libvips, worst drop {verdict['worst_drop_pp']:+.3f} pp, "
-        f"{'passes' if verdict['passes'] else 'FAILS'}.",
+        f"{'passes' if verdict['passes'] else 'FAILS'}. Per format (worst over both sizes): "
+        + ", ".join(
+            f"{fmt} {v['worst_drop_pp']:+.3f} pp ({'passes' if v['passes'] else 'FAILS'})"
+            for fmt, v in by_format.items()
+        )
+        + ".",
         "",
         "The runtime decodes large PNG and WebP photos through libvips when `pyvips` is installed "
         "(`pip install 'fashion-edge[fast]'`); JPEG and AVIF stay with Pillow, which is as fast there. "
@@ -1098,11 +1149,21 @@ def _main(argv: list[str] | None = None) -> int:
     vips.add_argument("--split-file", default="data/splits/fashion-product-images.csv")
     vips.add_argument("--subset", type=int, default=None)
     vips.add_argument("--workers", type=int, default=1)
+    vips.add_argument("--formats", default=",".join(FORMATS))
+    vips.add_argument("--pillow-fast", action="store_true", help="also the Pillow fast path, vs exact and vs libvips")
     vips.add_argument("--out", default="docs/eval/vips-decode")
     args = parser.parse_args(argv)
     command = "python -m fashion.benchmarks.photos " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.command == "vips-check":
-        result = vips_decode_check(args.bundle, args.data, args.split_file, subset=args.subset, workers=args.workers)
+        result = vips_decode_check(
+            args.bundle,
+            args.data,
+            args.split_file,
+            subset=args.subset,
+            workers=args.workers,
+            formats=args.formats.split(","),
+            pillow_fast=args.pillow_fast,
+        )
         result["command"] = command
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(f"{args.out}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -67,22 +67,26 @@ def test_fast_decode_check_compares_exact_and_fast(tiny_bundle, sample_dir, spli
 @pytest.mark.skipif(not vips_decode.available(), reason="pyvips not installed")
 def test_vips_decode_check_compares_libvips_with_the_exact_path_per_format(tiny_bundle, sample_dir, split_file):
     result = vips_decode_check(
-        tiny_bundle, sample_dir, split_file, subset=4, sizes=[(240, 320)], log=lambda _: None, chunk=2
+        tiny_bundle, sample_dir, split_file, subset=4, sizes=[(240, 320)], log=lambda _: None, chunk=2, pillow_fast=True
     )
+    formats = ("JPEG", "PNG", "PNG-RGBA", "WEBP")
     assert result["photos"] == 4 and result["subset"]["size"] == 4
-    assert [row["cell"] for row in result["comparisons"]] == [
-        f"240x320/{f}" for f in ("JPEG", "PNG", "PNG-RGBA", "WEBP")
-    ]
+    assert sorted((row["cell"], row["variant"]) for row in result["comparisons"]) == sorted(
+        (f"240x320/{f}", v) for f in formats for v in ("libvips", "pillow_fast")
+    )
     assert result["libvips_decodes"] == {"decoded": 16, "refused": 0}  # every cell went through libvips
     for row in result["comparisons"]:
         assert row["pixel_max_abs_diff"] <= 16 and row["pixel_mean_abs_diff"] < 2
         assert all(0.0 <= value <= 1.0 for value in row["top1_agreement"].values())
     assert set(result["accuracy"]) == {"original"} | {
-        f"240x320/{f}/{v}" for f in ("JPEG", "PNG", "PNG-RGBA", "WEBP") for v in ("exact", "libvips")
+        f"240x320/{f}/{v}" for f in formats for v in ("exact", "libvips", "pillow_fast")
     }
+    assert set(result["verdict_by_format"]) == set(formats)  # libvips rows only
+    assert set(result["libvips_vs_pillow_fast_top1_agreement"]) == {f"240x320/{f}" for f in formats}
     assert result["libvips"].startswith("libvips") and json.loads(json.dumps(result))
     markdown = render_vips_decode_markdown(result)
-    assert "seeded random subset" in markdown and "| 240x320/PNG-RGBA |" in markdown and "Verdict: libvips" in markdown
+    assert "seeded random subset" in markdown and "| 240x320/PNG-RGBA | Pillow fast path |" in markdown
+    assert "Verdict: libvips" in markdown and "libvips vs the Pillow fast path, image by image" in markdown
 
 
 def test_photo_bench_measures_every_format_and_names_its_decoder(tiny_bundle, sample_dir):
