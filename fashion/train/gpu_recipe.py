@@ -387,7 +387,11 @@ def precision_policy(mode: str) -> str:
 
 
 def start_from_bundle(model, bundle_dir: str, vocabularies: dict[str, list[str]]) -> None:
-    """Set ``model``'s weights to a trained bundle's (same vocabularies, input size and architecture)."""
+    """Set ``model``'s weights to a trained bundle's (same vocabularies and architecture).
+
+    The input size may differ: every weight of the convolutional trunk and the heads is independent of it, so a
+    bundle trained at 128x96 can start a run at 160x120 (fine-tuning at the new resolution). Each variable's
+    shape is still checked."""
     from fashion.runtime.bundle import load_manifest
 
     from .bundle_io import load_keras_model
@@ -397,9 +401,9 @@ def start_from_bundle(model, bundle_dir: str, vocabularies: dict[str, list[str]]
     if bundle.labels != vocabularies:
         raise TrainError(f"--init-from {bundle_dir}: its labels differ from the training data's vocabularies")
     trained = load_keras_model(bundle_dir)
-    if tuple(trained.input_shape[1:]) != tuple(model.input_shape[1:]):
+    if trained.input_shape[-1] != model.input_shape[-1]:
         raise TrainError(
-            f"--init-from {bundle_dir}: input {trained.input_shape[1:3]}, this run {model.input_shape[1:3]}"
+            f"--init-from {bundle_dir}: {trained.input_shape[-1]} input channels, this run {model.input_shape[-1]}"
         )
     source = {w.path: w for w in trained.weights}
     missing = [w.path for w in model.weights if w.path not in source or tuple(source[w.path].shape) != tuple(w.shape)]

@@ -243,7 +243,8 @@ def test_cli_gpu_recipe_honours_the_backbone_and_records_timings(sample_dir, sam
     assert not (work / "labels.json").exists(), "the vocabulary is passed in memory, not through a file"
 
     # --init-from starts from that bundle (a near-zero learning rate keeps its weights), with sharp copies
-    # (here: the sample's own photos stand in) and the robust augmentation on a --limit subset.
+    # (here: the sample's own photos stand in) and the robust augmentation on a --limit subset, at a larger
+    # input size than the bundle's (the weights do not depend on it: fine-tuning at a new resolution).
     again = tmp_path / "again"
     result = CliRunner().invoke(
         main,
@@ -262,7 +263,7 @@ def test_cli_gpu_recipe_honours_the_backbone_and_records_timings(sample_dir, sam
             "--backbone",
             "tiny",
             "--size",
-            "32x24",
+            "40x32",
             "--epochs",
             "1",
             "--batch-size",
