@@ -7,6 +7,11 @@ Starts one ``fashion-serve`` on free loopback ports (this interpreter), sends th
 HTTP and three over gRPC while sampling the server tree's RSS every 20 ms, then times ``GET /v2/health/ready`` and
 one-photo ``fashion`` inferences through the front (``--http-port``) and straight to Triton's internal port,
 alternating which goes first, and stops the server with SIGTERM to its main process (exit code recorded). Linux only.
+
+Errors go through ``run_cli`` (``Error: <message>``) with the project's exit codes: 2 unusable options or an
+image folder without .jpg/.png photos (checked before the server starts), 4 ``tritonclient[grpc]`` or ``/proc``
+missing, 5 fashion-serve failed to start (its exit code and log tail in the message) or stopped answering during
+the measurement, 130 Ctrl-C (the server is stopped either way).
 """
 
 from __future__ import annotations
@@ -22,12 +27,21 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
+from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
+from fashion.runtime.kserve import RemoteError, ServerConnectionError
 from fashion.runtime.remote import MODEL_BYTES, OUTPUT_ERROR, TritonHTTP, build_request, encode_bytes
 
+from .errors import ServeError, ServerFailed, ServeUnavailable
 from .supervisor import descendants, shm_segments
+
+#: Seconds fashion-serve gets to answer ``/v2/health/ready``.
+READY_TIMEOUT_S = 180
+#: Photos (the first, sorted) of the image folder sent in the latency rounds.
+PHOTO_SUFFIXES = (".jpg", ".png")
 
 
 def _free_ports(count: int) -> list[int]:
@@ -88,12 +102,50 @@ def _p50_ms(values: list[float]) -> float:
     return round(1000 * statistics.median(values), 3)
 
 
-@click.command()
+def _photos(images: str) -> list[bytes]:
+    """Up to 32 photos of the folder; ServeError (exit 2) when it holds none."""
+    paths = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)[:32]
+    if not paths:
+        raise ServeError(f"{images}: no {' or '.join(PHOTO_SUFFIXES)} photos to send")
+    return [p.read_bytes() for p in paths]
+
+
+def _grpc_client_module() -> Any:
+    """``tritonclient.grpc`` and a Linux ``/proc``; ServeUnavailable (exit 4) naming what is missing."""
+    if not Path("/proc/self/status").is_file():
+        raise ServeUnavailable("the front-door check reads /proc (Linux only)")
+    try:
+        import tritonclient.grpc as grpcclient
+    except ImportError:
+        raise ServeUnavailable(
+            "the front-door check sends gRPC requests with tritonclient: pip install 'tritonclient[grpc]' "
+            "(in the dev extra)"
+        ) from None
+    return grpcclient
+
+
+def not_ready(code: int | None, log_tail: str) -> ServeError:
+    """The error for a server that never became ready: its own exit 2 or 4 passes on, anything else is exit 5."""
+    if code is None:
+        return ServerFailed(f"fashion-serve was not ready within {READY_TIMEOUT_S} s; its log ends:\n{log_tail}")
+    what = f"fashion-serve exited with code {code} before it was ready; its log ends:\n{log_tail}"
+    if code == ServeUnavailable.exit_code:
+        return ServeUnavailable(what)
+    if code == ServeError.exit_code:
+        return ServeError(what)
+    return ServerFailed(what)
+
+
+@run_cli
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
 @click.argument("images", type=click.Path(exists=True, file_okay=False))
 @click.option("--rounds", type=click.IntRange(min=10), default=300, show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
 def main(bundle: str, images: str, rounds: int, json_path: str | None) -> None:
+    """Measure fashion-serve's front door for BUNDLE with the photos of IMAGES (exit codes: module text)."""
+    photos = _photos(images)
+    grpcclient = _grpc_client_module()
     http_port, grpc_port, metrics_port = _free_ports(3)
     log = Path(f"/tmp/doorcheck-{http_port}.log")
     command = [sys.executable, "-m", "fashion.serve.cli", bundle, "--http-port", str(http_port)]
@@ -102,13 +154,14 @@ def main(bundle: str, images: str, rounds: int, json_path: str | None) -> None:
         server = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     front = TritonHTTP(f"http://127.0.0.1:{http_port}")
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + READY_TIMEOUT_S
         while not front.ready():
             if server.poll() is not None or time.monotonic() > deadline:
-                raise click.ClickException(f"fashion-serve did not become ready: {log.read_text()[-2000:]}")
+                raise not_ready(server.poll(), log.read_text(errors="replace")[-2000:])
             time.sleep(0.3)
-        found = re.search(r"Triton itself listens on 127\.0\.0\.1:(\d+) \(HTTP\)", log.read_text())
-        assert found, "the server did not name its internal port"
+        found = re.search(r"Triton itself listens on 127\.0\.0\.1:(\d+) \(HTTP\)", log.read_text(errors="replace"))
+        if not found:
+            raise ServerFailed(f"fashion-serve did not name Triton's internal HTTP port in its log ({log})")
         internal = TritonHTTP(f"http://127.0.0.1:{found.group(1)}")
         big = os.urandom(1024) * (100 * 1024)
         body, header_length = build_request([("image", "BYTES", [1, 1], encode_bytes([big]))], [OUTPUT_ERROR])
@@ -120,7 +173,6 @@ def main(bundle: str, images: str, rounds: int, json_path: str | None) -> None:
             return f"HTTP {status}: {data[:120].decode('utf-8', 'replace')}"
 
         import numpy as np
-        import tritonclient.grpc as grpcclient
 
         grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
 
@@ -138,7 +190,6 @@ def main(bundle: str, images: str, rounds: int, json_path: str | None) -> None:
         }
         result["http_100mb_x3"] = _oversized(server.pid, send_http)
         result["grpc_100mb_x3"] = _oversized(server.pid, send_grpc)
-        photos = [p.read_bytes() for p in sorted(Path(images).iterdir()) if p.suffix.lower() in (".jpg", ".png")][:32]
         times: dict[str, dict[str, list[float]]] = {k: {"front": [], "internal": []} for k in ("health", "infer")}
         for n in range(rounds):
             for side in ("front", "internal") if n % 2 == 0 else ("internal", "front"):
@@ -163,6 +214,8 @@ def main(bundle: str, images: str, rounds: int, json_path: str | None) -> None:
         result["load_average"] = os.getloadavg()
         result["cpus"] = os.cpu_count()
         grpc.close()
+    except (ServerConnectionError, RemoteError) as exc:
+        raise ServerFailed(f"fashion-serve stopped answering during the measurement: {exc} (log: {log})") from None
     finally:
         server.send_signal(signal.SIGTERM)  # to fashion-serve alone, as docker stop / kubectl delete do
         try:
