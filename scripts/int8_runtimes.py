@@ -143,9 +143,8 @@ def main() -> int:
     from fashion.runtime.host import cpu_facts
 
     bundle = load_manifest(args.bundle, verify_hashes=False)
-    spec = bundle.manifest.to_dict()["input"]
     data = LabelledData.open(
-        args.data, args.split_file, bundle.labels, (spec["height"], spec["width"]), preprocessor=bundle.preprocessor()
+        args.data, args.split_file, bundle.labels, bundle.input_size, preprocessor=bundle.preprocessor()
     )
     calibration, val = data.images("train", 512), data.images("val", None)
     cpu = cpu_facts()

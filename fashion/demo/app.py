@@ -104,7 +104,7 @@ def main(
     classifier = load_classifier(bundle_dir, load_options)
     click.echo(
         f"fashion-demo: {bundle_dir} on {classifier.info['backend']} "
-        f"({classifier.info['precision']}, {', '.join(classifier.info['providers'])})"
+        f"({classifier.entry.precision}, {', '.join(classifier.info['providers'])})"
     )
     from .page import build_app, launch  # Gradio: only once the options are known to be usable
 

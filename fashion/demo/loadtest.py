@@ -122,7 +122,7 @@ def main(url: str | None, bundle: Path | None, image_dir: Path | None, clients: 
         with Classifier.load(resolve_bundle(bundle)) as classifier, running_demo(classifier) as served:
             click.echo(
                 f"serving {classifier.bundle.root} ({classifier.info['backend']}, "
-                f"{classifier.info['precision']}) at {served}"
+                f"{classifier.entry.precision}) at {served}"
             )
             report = run_load(served, images, clients, requests_per_client)
     else:

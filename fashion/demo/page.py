@@ -97,6 +97,7 @@ class Handlers:
         self.classifier = classifier
         self.heads = list(classifier.heads)
         self.info = classifier.info
+        self.entry = classifier.entry
         self.work_dir = work_dir
         self._decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
 
@@ -126,7 +127,7 @@ class Handlers:
         prediction = self.classifier.predict(tensor, top_k=3)
         overlay = self.heat_map(tensor, head)
         confidences = views.label_confidences(prediction)
-        status = views.status_markdown(prediction, self.info, total_ms=(time.perf_counter() - start) * 1000)
+        status = views.status_markdown(prediction, self.info, self.entry, total_ms=(time.perf_counter() - start) * 1000)
         return [status, *[confidences[h] for h in self.heads], overlay]
 
     def refresh_heat_map(self, path: str | None, head: str) -> str | None:
@@ -192,7 +193,7 @@ def build_app(classifier: Classifier, examples: list[Path] | None = None, work_d
         gr.Markdown(
             f"## fashion-edge · six attributes of a product photo\n"
             f"Model `{classifier.bundle.manifest.name or classifier.bundle.root.name}` "
-            f"({height}x{width} input) on `{info['backend']}` / `{info['precision']}`."
+            f"({height}x{width} input) on `{info['backend']}` / `{classifier.entry.precision}`."
         )
         with gr.Tab("Photo"):
             with gr.Row():

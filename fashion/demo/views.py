@@ -21,6 +21,7 @@ from PIL import Image
 
 from fashion.runtime import BatchItem, Prediction
 from fashion.runtime.bundle import atomic_write_bytes
+from fashion.runtime.manifest import ArtifactEntry
 
 DISPLAY_HEIGHT = 384  # model inputs are tiny (e.g. 128x96); enlarge them for the page
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -89,13 +90,16 @@ def label_confidences(prediction: Prediction) -> dict[str, dict[str, float]]:
     return {head: {label: float(prob) for label, prob in p.top_k} for head, p in prediction.heads.items()}
 
 
-def status_markdown(prediction: Prediction, info: dict[str, Any], total_ms: float | None = None) -> str:
-    """One line: how long this prediction took (``total_ms``: decode included) and what ran it."""
+def status_markdown(
+    prediction: Prediction, info: dict[str, Any], entry: ArtifactEntry, total_ms: float | None = None
+) -> str:
+    """One line: how long this prediction took (``total_ms``: decode included) and what ran it (``info``: the
+    classifier's backend and providers; ``entry``: the manifest entry of its artifact)."""
     providers = ", ".join(info.get("providers") or []) or "n/a"
     took = prediction.latency_ms if total_ms is None else total_ms
     return (
         f"Prediction took **{took:.1f} ms** · backend `{info.get('backend')}` · "
-        f"precision `{info.get('precision')}` · provider `{providers}` · artifact `{info.get('artifact')}`"
+        f"precision `{entry.precision}` · provider `{providers}` · artifact `{info.get('artifact')}`"
     )
 
 

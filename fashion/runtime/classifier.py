@@ -30,6 +30,7 @@ from .backends.base import BACKEND_FOR_FORMAT, FEATURE_MAP, Backend, get_backend
 from .bundle import Bundle, load_manifest, verify_files
 from .errors import BundleError, FashionError
 from .host import cpu_facts, read_choices, split_threads, usable_cores, write_choice
+from .manifest import ArtifactEntry
 from .preprocess import ImageSource, _describe
 from .results import BatchItem, Decoder, Prediction
 from .selection import (  # noqa: F401 - PRECISIONS ... choose_artifact are re-exported (old import path)
@@ -380,8 +381,15 @@ class Classifier:
     # -- lifecycle -------------------------------------------------------------------------------
 
     @property
+    def entry(self) -> ArtifactEntry:
+        """The manifest entry of the artifact this classifier runs (its format, precision, file, timings)."""
+        return self.bundle.manifest.artifact(self.artifact)
+
+    @property
     def info(self) -> dict[str, Any]:
-        entry = self.bundle.artifacts[self.artifact]
+        """What runs where, as JSON-ready data (``fashion-predict`` prints it, fashion-serve serves it); code that
+        needs a manifest fact reads ``entry`` instead."""
+        entry = self.entry
         decode_threads, overlap = self.decode_plan()
         return {
             "backend": self.backend.name if self.backend else None,

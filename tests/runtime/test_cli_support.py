@@ -200,7 +200,7 @@ def test_load_classifier_takes_load_options(tiny_bundle) -> None:
 
     classifier = load_classifier(tiny_bundle, LoadOptions(precision="fp32", threads=1))
     try:
-        assert classifier.info["precision"] == "fp32"
+        assert classifier.entry.precision == "fp32" and classifier.info["precision"] == classifier.entry.precision
     finally:
         classifier.close()
     with pytest.raises(BundleError):

@@ -73,7 +73,7 @@ def test_default_spec_is_the_documented_contract(photos):
 
 def test_typed_manifest_spec_is_accepted(tiny_bundle, photos):
     bundle = load_manifest(tiny_bundle, verify_hashes=False)
-    spec = getattr(bundle.manifest, "preprocessing", None) or bundle.manifest["preprocessing"]
+    spec = bundle.manifest.preprocessing
     built = build_preprocessor(spec, *bundle.input_size)
     np.testing.assert_array_equal(built(photos[0]), preprocess(photos[0], *bundle.input_size))
 
