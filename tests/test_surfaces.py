@@ -315,6 +315,7 @@ def test_every_command_answers_short_help(script):
         ("fashion.data.eda_cli", ["--data", "{data}", "--out", "{out}"]),
         ("fashion.benchmarks.cli", ["{bundle}"]),
         ("fashion.benchmarks.cli", ["robustness", "{bundle}"]),
+        ("fashion.train.gpu_check", ["prepare", "--source", "{data}", "--dest", "{out}"]),
     ],
 )
 def test_a_split_file_given_to_split_says_use_split_file(module, before, tiny_bundle, sample_dir, tmp_path):

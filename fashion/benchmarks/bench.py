@@ -20,6 +20,7 @@ from . import rows, system
 from .measure import run_in_subprocess
 
 if TYPE_CHECKING:
+    from fashion.data.cli_options import DataChoice
     from fashion.data.images import LabelledImages
     from fashion.runtime.bundle import Bundle
 
@@ -58,6 +59,8 @@ class _Side:
     config: BenchConfig
     evalset: LabelledImages
     source: dict
+    #: The split file its images were read with (None: a --data folder scored whole).
+    split_file: Path | None = None
     prefix: str = ""
     images_path: Path | None = None
     results: list[dict] = field(default_factory=list)
@@ -192,6 +195,27 @@ def _floor(bundle, cpu: dict, threads: int) -> dict | None:
     }
 
 
+def data_choice(bundle: Bundle, config: BenchConfig) -> DataChoice:
+    """The config's data options as the shared option group resolves them, with ``bundle``'s recorded split file."""
+    from fashion.data.cli_options import DataChoice
+
+    return DataChoice(
+        data_dir=Path(config.data) if config.data is not None else None,
+        split_file=Path(config.split_file) if config.split_file is not None else None,
+        split=config.split,
+        limit=config.limit,
+        split_explicit=config.split_explicit,
+    ).with_bundle(bundle)
+
+
+def split_file_used(bundle: Bundle, config: BenchConfig) -> Path | None:
+    """The split file the images are read with: None when ``--data`` names a folder scored whole, else
+    ``--split-file``, else the one ``bundle`` recorded, else the committed default."""
+    if config.data is not None and config.split_file is None and not config.split_explicit:
+        return None
+    return data_choice(bundle, config).resolved_split_file()
+
+
 def load_images(bundle, config: BenchConfig, progress: bool = True):
     """The labelled images every row scores, preprocessed once (as the bundle's spec says) and shared.
 
@@ -204,18 +228,11 @@ def load_images(bundle, config: BenchConfig, progress: bool = True):
     except ImportError as exc:
         raise ImportError(f"reading a dataset needs pandas ({exc}) — pip install fashion-edge[bench]") from exc
     from fashion.data.errors import DataError
-    from fashion.data.paths import resolve_data_dir, resolve_split_file
 
-    use_split = config.data is None or config.split_file is not None or config.split_explicit
-    data_dir = resolve_data_dir(config.data)
+    split_file = split_file_used(bundle, config)
+    use_split = split_file is not None
+    data_dir = data_choice(bundle, config).resolved_data_dir()
     recorded = bundle.manifest.split
-    split_file = (
-        resolve_split_file(
-            config.split_file, bundle.manifest.recorded_split_file, bases=[bundle.root], option="--split-file"
-        )
-        if use_split
-        else None
-    )
     preprocessor = bundle.preprocessor()
     images = load_labelled(
         data_dir,
@@ -266,7 +283,7 @@ def run_benchmark(config: BenchConfig, progress: bool = True, log=print) -> dict
         check_same_labels(bundle, old)  # refused before any image is read
 
     evalset, source = load_images(bundle, config, progress)
-    main_side = _Side(bundle, config, evalset, source)
+    main_side = _Side(bundle, config, evalset, source, split_file=split_file_used(bundle, config))
     sides = [main_side]
     if old is not None:
         sides.insert(0, _load_baseline(main_side, old, progress))
@@ -408,11 +425,11 @@ def _load_baseline(main: _Side, old: Bundle, progress: bool) -> _Side:
     """
     config = main.config
     old_config = dataclasses.replace(config, bundle=str(config.baseline), baseline=None)
-    if main.source.get("split"):  # the split file the main bundle resolved, not the baseline's own record
-        old_config = dataclasses.replace(old_config, split_file=main.source["split_file"])
+    if main.split_file is not None:  # the split file the main bundle resolved, not the baseline's own record
+        old_config = dataclasses.replace(old_config, split_file=str(main.split_file))
     evalset, source = load_images(old, old_config, progress)
     check_same_ids(main.evalset.ids, evalset.ids, str(old.root))
-    return _Side(old, old_config, evalset, source, prefix="baseline ")
+    return _Side(old, old_config, evalset, source, split_file=main.split_file, prefix="baseline ")
 
 
 def check_same_labels(bundle: Bundle, baseline: Bundle) -> None:

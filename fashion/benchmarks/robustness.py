@@ -46,15 +46,19 @@ class RobustnessConfig:
 
 
 def _frame(config: RobustnessConfig, bundle) -> tuple[Any, dict[str, Any]]:
+    """The split's rows: ``--split-file``, else the split file ``bundle`` (the first one) recorded, else the default."""
+    from fashion.data.cli_options import DataChoice
     from fashion.data.dataset import load_dataset
     from fashion.data.images import seeded_subset
-    from fashion.data.paths import resolve_data_dir, resolve_split_file
     from fashion.data.split import attach_split, read_split
 
-    data_dir = resolve_data_dir(config.data)
-    split_file = resolve_split_file(
-        config.split_file, bundle.manifest.recorded_split_file, bases=[bundle.root], option="--split-file"
-    )
+    choice = DataChoice(
+        data_dir=Path(config.data) if config.data is not None else None,
+        split_file=Path(config.split_file) if config.split_file is not None else None,
+        split=config.split,
+        limit=config.limit,
+    ).with_bundle(bundle)
+    data_dir, split_file = choice.resolved_data_dir(), choice.resolved_split_file()
     frame, _ = load_dataset(data_dir)
     frame = attach_split(frame, read_split(split_file))
     rows = frame[frame["split"] == config.split].sort_values("id").reset_index(drop=True)
@@ -99,13 +103,14 @@ def run_robustness(config: RobustnessConfig, out_json: Path | None = None, out_m
 
     result: dict[str, Any] = {"machine": machine_summary(), "sets": {}, "bundles": {}}
     decoded: dict[tuple[str, Any], Any] = {}  # (set name, preprocessor) -> images, shared by bundles alike
+    frame = None  # the first bundle's split, scored by every bundle (as fashion-bench --baseline does)
     for position, bundle_dir in enumerate(config.bundles):
         name = config.names[position] if position < len(config.names) else Path(bundle_dir).name
         if name in result["bundles"]:  # e.g. a bundle against its own copy: keep both columns
             name = f"{name} (baseline)"
         clf = _load(bundle_dir, config)
-        frame, source = _frame(config, clf.bundle)
-        result["source"] = source
+        if frame is None:
+            frame, result["source"] = _frame(config, clf.bundle)
         sets = evaluation_sets(
             frame,
             clf.preprocessor,

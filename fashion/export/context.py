@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from fashion.data.cli_options import DataChoice
 from fashion.runtime.bundle import Bundle, load_bundle
 from fashion.runtime.manifest import ArtifactEntry
 
@@ -71,6 +72,11 @@ class ExportOptions:
         if self.standalone_only:
             self.standalone = True
 
+    def data_choice(self, bundle: Bundle) -> DataChoice:
+        """``--data`` / ``--split-file`` as the shared option group resolves them, with ``bundle``'s recorded
+        split file: ``resolved_split_file()`` is ``--split-file``, else the bundle's, else the committed default."""
+        return DataChoice(data_dir=self.data_dir, split_file=self.split_file).with_bundle(bundle)
+
 
 @dataclass
 class ExportResult:
@@ -120,13 +126,10 @@ class ExportContext:
     @cached_property
     def _data(self) -> Any:
         from fashion.data.images import LabelledData
-        from fashion.data.paths import resolve_data_dir, resolve_split_file
 
-        data_dir = resolve_data_dir(self.options.data_dir)
-        split_file = resolve_split_file(
-            self.options.split_file, self.bundle.manifest.recorded_split_file, bases=[self.root]
-        )
-        self.log(f"images: {data_dir} (split {split_file})")
+        choice = self.options.data_choice(self.bundle)
+        data_dir, split_file = choice.resolved_data_dir(), choice.resolved_split_file()
+        self.log(f"images: {data_dir} (split file {split_file})")
         return LabelledData.open(
             data_dir,
             split_file,
@@ -146,7 +149,7 @@ class ExportContext:
         if len(parity) < self.options.parity_images:
             raise ExportError(
                 f"only {len(parity)} readable images for the parity gate, "
-                f"need {self.options.parity_images} (check --data and --split)"
+                f"need {self.options.parity_images} (check --data and --split-file)"
             )
         return parity.batch()
 
@@ -154,14 +157,14 @@ class ExportContext:
     def calibration(self) -> Any:
         images = self.images("train", self.options.calib_images, desc="calibration images (train)")
         if len(images) == 0:
-            raise ExportError("INT8: no training images to calibrate on (check --data and --split)")
+            raise ExportError("INT8: no training images to calibrate on (check --data and --split-file)")
         return images
 
     @cached_property
     def val(self) -> Any:
         images = self.images("val", self.options.eval_images or None, desc="gate images (val)")
         if len(images) == 0:
-            raise ExportError("no val images for the accuracy gate (check --data and --split)")
+            raise ExportError("no val images for the accuracy gate (check --data and --split-file)")
         return images
 
     # -- references ----------------------------------------------------------------------------------

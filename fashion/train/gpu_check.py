@@ -30,6 +30,8 @@ from typing import Any
 import click
 import numpy as np
 
+from fashion.data.cli_options import DataChoice, data_options
+from fashion.data.errors import DataError
 from fashion.runtime.cli_support import CONTEXT_SETTINGS, run_cli
 
 from .errors import TrainError
@@ -217,10 +219,18 @@ def main() -> None:
 @click.option("--source", required=True, type=click.Path(file_okay=False), help="A Kaggle-layout dataset folder.")
 @click.option("--dest", required=True, type=click.Path(file_okay=False), help="Where the subset is written.")
 @click.option("--images", type=click.IntRange(1), default=DEFAULT_IMAGES, show_default=True)
-@click.option("--split", default="data/splits/fashion-product-images.csv", show_default=True, help="Split file.")
-def prepare(source: str, dest: str, images: int, split: str) -> None:
+@data_options(
+    data=None,
+    split_file="optional",
+    split_file_help="Split CSV (id,split); default: the project's split, else a seeded random train/val split.",
+)
+def prepare(source: str, dest: str, images: int, data_choice: DataChoice) -> None:
     """Copy a small seeded subset of a Kaggle-layout folder; print what was copied as JSON."""
-    click.echo(json.dumps(prepare_subset(source, dest, images, split)))
+    try:
+        split_file: Path | None = data_choice.resolved_split_file()
+    except DataError:  # no split file here (only possible without --split-file): a seeded random split
+        split_file = None
+    click.echo(json.dumps(prepare_subset(source, dest, images, split_file)))
 
 
 if __name__ == "__main__":

@@ -212,11 +212,15 @@ def gate_sets(
     upscaled_limit: int = 0,
 ) -> list[GateSet]:
     """The photos of ``subset`` as they are, and (a seeded subset of) the same photos upscaled to 1080x1440."""
+    from fashion.data.cli_options import DataChoice
     from fashion.data.images import LabelledData, seeded_subset
-    from fashion.data.paths import resolve_data_dir, resolve_split_file
 
-    split = resolve_split_file(split_file, bundle.manifest.recorded_split_file, bases=[bundle.root])
-    data = LabelledData.open(resolve_data_dir(data_dir), split, bundle.labels, bundle.input_size)
+    choice = DataChoice(
+        data_dir=Path(data_dir) if data_dir is not None else None,
+        split_file=Path(split_file) if split_file is not None else None,
+    ).with_bundle(bundle)
+    split = choice.resolved_split_file()  # --split-file, else the bundle's, else the committed default
+    data = LabelledData.open(choice.resolved_data_dir(), split, bundle.labels, bundle.input_size)
     positions = data.select(subset, limit or None)
     if not len(positions):
         raise ExportError(f"no {subset} photos in {split}")
