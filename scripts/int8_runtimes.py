@@ -71,20 +71,17 @@ def _open(row: str, bundle: Path, work: Path, threads: int, batch: int | None):
 
 
 def _time_row(row: str, bundle: Path, work: Path, images: np.ndarray) -> dict[str, float]:
-    """Runs in a fresh process: the three timings of one row."""
+    """Runs in a fresh process: the three timings of one row (untimed warm-up calls, then the median call, by
+    the project's one timer ``fashion.runtime.timing.median_ms``)."""
+    from fashion.runtime.timing import median_ms
+
     out = {}
     for name, batch, threads in TIMINGS:
         run = _open(row, bundle, work, threads, batch)
         calls = 300 if batch == 1 else 30
-        for i in range(20 if batch == 1 else 5):
-            run(images[(i * batch) % 200 : (i * batch) % 200 + batch])
-        times = []
-        for i in range(calls):
-            start = (i * batch) % (len(images) - batch)
-            clock = time.perf_counter()
-            run(images[start : start + batch])
-            times.append((time.perf_counter() - clock) * 1000)
-        p50 = statistics.median(times)
+        starts = [(i * batch) % (len(images) - batch) for i in range(calls)]
+        inputs = [images[start : start + batch] for start in starts]
+        p50 = median_ms({name: run}, inputs, warmup=20 if batch == 1 else 5)[name]
         out[name] = round(p50, 3) if batch == 1 else round(1000 * batch / p50, 1)
     return out
 
