@@ -297,7 +297,7 @@ def _config(
 def photos(bundle, data_choice: DataChoice, threads, json_path, markdown_path, quiet):
     """End-to-end predict(path) on real photos upscaled to 1080x1440, 2400x3200, 4000x3000 (JPEG/PNG/RGBA
     PNG/WebP) and predict_batch images/s: fast decode path and parallel decoding vs not."""
-    from .photos import run_photo_bench_cli
+    from .photos.cli import run_photo_bench_cli
 
     split_file = str(data_choice.resolved_split_file())  # --split-file, else the bundle's, else the default
     data, split = _optional(data_choice.data_dir), data_choice.split or "test"
@@ -318,7 +318,7 @@ def photos(bundle, data_choice: DataChoice, threads, json_path, markdown_path, q
 def cores(bundle, cores, data_choice: DataChoice, threads, json_path, markdown_path, quiet):
     """predict_batch images/s on 200 photos of 2400x3200 in one fresh process per core count, pinned to that
     many CPUs."""
-    from .photos import run_photo_bench_cli
+    from .photos.cli import run_photo_bench_cli
 
     split_file = str(data_choice.resolved_split_file())
     data, split = _optional(data_choice.data_dir), data_choice.split or "test"

@@ -1,4 +1,5 @@
-"""The one warm-up-then-median latency measurement (``precision="fastest"``, export timings, the standalone report).
+"""The one warm-up-then-median latency measurement (``precision="fastest"``, export timings, the standalone report,
+the photo bench).
 
 Several callables are timed *in turns*, call by call, so a neighbour's load on a shared CPU slows them all
 alike instead of whichever happened to run at the wrong moment; each first gets ``warmup`` untimed calls.
@@ -23,6 +24,15 @@ def median_ms(
     ``warmup`` untimed calls per callable first (cycling through ``inputs``). With one input, ``rounds`` is
     the number of timed calls.
     """
+    times = times_ms(calls, inputs, rounds=rounds, warmup=warmup)
+    return {key: float(statistics.median(values)) for key, values in times.items()}
+
+
+def times_ms(
+    calls: Mapping[Key, Callable[[Input], Any]], inputs: Sequence[Input], rounds: int = 1, warmup: int = 0
+) -> dict[Key, list[float]]:
+    """Every timed call's milliseconds, per callable, measured as ``median_ms`` measures them (for callers that
+    report more than the median, e.g. a p90)."""
     if not inputs:
         raise ValueError("no inputs to time")
     if rounds < 1:
@@ -37,4 +47,4 @@ def median_ms(
                 start = time.perf_counter()
                 call(value)
                 times[key].append((time.perf_counter() - start) * 1000.0)
-    return {key: float(statistics.median(values)) for key, values in times.items()}
+    return times
