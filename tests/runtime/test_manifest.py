@@ -63,6 +63,7 @@ def test_typed_view_of_the_tiny_bundle(tiny_bundle) -> None:
     # typed all the way: no dict-style reading of the sections (to_dict() is the JSON form, for writing)
     assert not hasattr(entry, "get") and not hasattr(entry, "__getitem__")
     assert not hasattr(manifest.input, "get") and not hasattr(manifest.preprocessing, "__getitem__")
+    assert not hasattr(manifest, "get") and not hasattr(manifest, "__getitem__")  # the manifest itself neither
     assert Manifest.from_dict(manifest.to_dict(), source="again").to_dict() == manifest.to_dict()
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,27 +263,6 @@ class Manifest:
         if key not in self.artifacts:
             raise BundleError(f"{MANIFEST}: no artifact {key!r} (known: {', '.join(self.artifacts) or 'none'})")
         return self.artifacts[key]
-
-    # -- transitional ------------------------------------------------------------------------------
-    # fashion/benchmarks/photos.py (being split by another change) still reads ``manifest["preprocessing"]`` and
-    # ``manifest.get("split")``; these two return the JSON form, warn, and go once it reads attributes.
-    # Every other section (ArtifactEntry, Timing, InputSpec, PreprocessSpec, SplitRecord) is attributes only.
-
-    def __getitem__(self, key: str) -> Any:
-        warnings.warn(
-            f"manifest[{key!r}] is deprecated: read the typed attribute (e.g. manifest.preprocessing)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.to_dict()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        warnings.warn(
-            f"manifest.get({key!r}) is deprecated: read the typed attribute (e.g. manifest.recorded_split_file)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.to_dict().get(key, default)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written to bundle.json (always schema 2)."""
