@@ -1,4 +1,4 @@
-"""Measure what ``fashion-predict --server`` keeps under faults; writes docs/eval/bulk-client-faults.md.
+"""Measure what ``fashion-predict --server`` keeps under faults; writes results/bulk-client-faults.md.
 
     .venv/bin/python scripts/bulk_client_faults.py [--images 400] [--bundle models/fashion-effnetb0]
 
@@ -65,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--bundle", default=str(ROOT / "models" / "fashion-effnetb0"))
-    parser.add_argument("--out", default=str(ROOT / "docs" / "eval" / "bulk-client-faults.md"))
+    parser.add_argument("--out", default=str(ROOT / "results" / "bulk-client-faults.md"))
     options = parser.parse_args()
     photos = [str(p) for p in sorted((SHARED_DATA / "images").glob("*.jpg"))[: options.images]]
     n = len(photos)

@@ -10,7 +10,7 @@
 #       On the GPU machine (no network): install from $CHECK_DIR/wheels whatever Python lacks
 #       (into $CHECK_DIR/site, nothing system-wide), then train the GPU recipe $EPOCHS epochs at
 #       each of $SIZES with KERAS_BACKEND=jax and write one JSON (default
-#       benchmarks/results/gpu-check.json). Finishes within $LIMIT seconds (default 540).
+#       results/gpu-check.json). Finishes within $LIMIT seconds (default 540).
 #
 # Environment: CHECK_DIR, WORK_DIR (runs/gpu-check: checkpoints, logs, JAX compilation cache), PYTHON,
 # WHEELS ($CHECK_DIR/wheels), SIZES ("128x96 224x168"), EPOCHS (3), BATCH (128), DEVICES (1), LIMIT (540), BACKBONE (efficientnetb0;
@@ -67,7 +67,7 @@ install_missing() {
 }
 
 run() {
-  local out="${1:-benchmarks/results/gpu-check.json}"
+  local out="${1:-results/gpu-check.json}"
   [[ -f "$CHECK_DIR/data/split.csv" ]] || { echo "Error: no $CHECK_DIR/data; run '$0 prepare' first" >&2; exit 2; }
   install_missing
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

@@ -4,7 +4,7 @@ Not part of the package or the test suite: it needs ``openvino`` and ``nncf`` (`
 beside the runtime's own dependencies, and the real data. Run from the repository root:
 
     PYTHONPATH=. python scripts/int8_runtimes.py models/fashion-effnetb0 \
-        --data ../shared/datasets/fashion-product-images --out benchmarks/results/int8-runtimes-xeon
+        --data ../shared/datasets/fashion-product-images --out results/int8-runtimes-xeon
 
 Rows: the bundle's FP32 and INT8 ONNX on ONNX Runtime; the same FP32 ONNX on OpenVINO (f32, and bf16 where
 the CPU has it); NNCF post-training INT8 of that FP32 ONNX, calibrated on 512 train images like the export

@@ -8,9 +8,9 @@ quantized and the plans keep progressively more of them in float (see ``PLANS``)
 
 What each plan did on a given model is not written here: the manifest's ``onnx_int8`` entry records
 the plan that passed, the nodes kept in float and every attempt's per-head drop
-(``accuracy_gate.attempts``); benchmarks/results/ has the measured speed.
+(``accuracy_gate.attempts``); results/ has the measured speed.
 
-Why no plan quantizes more (benchmarks/results/fashion-effnetb0-int8-ab.md, an AVX-512 VNNI + AMX Xeon,
+Why no plan quantizes more (results/fashion-effnetb0-int8-ab.md, an AVX-512 VNNI + AMX Xeon,
 ONNX Runtime 1.32): quantizing every convolution, SiLU, squeeze-excite and residual add (U8S8, per-channel)
 is only about 1.2x faster than FP32 at batch 1, because ONNX Runtime's int8 SiLU (QLinearSigmoid +
 QLinearMul) and squeeze-excite scaling cost as much as FP32's fused kernels, and it loses up to 10 pp

@@ -1,7 +1,7 @@
 """Measure fashion-serve's front door: oversized bodies (status, time, tree RSS, /dev/shm) and the latency it adds.
 
     .venv-serve/bin/python -m fashion.serve.doorcheck models/fashion-effnetb0 data/sample/images \\
-        --rounds 300 --json benchmarks/results/fashion-serve-front-door.json
+        --rounds 300 --json results/fashion-serve-front-door.json
 
 Starts one ``fashion-serve`` on free loopback ports (this interpreter), sends three 100 MB KServe v2 requests over
 HTTP and three over gRPC while sampling the server tree's RSS every 20 ms, then times ``GET /v2/health/ready`` and

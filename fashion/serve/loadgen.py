@@ -2,7 +2,7 @@
 
     python -m fashion.serve.loadgen models/fashion-effnetb0 data/sample/images \\
         --server http://127.0.0.1:8000 --grpc 127.0.0.1:8001 --concurrency 1,4,16 --processes 4 \\
-        --replica http://127.0.0.1:8010 --json benchmarks/results/serve_load.json --md benchmarks/results/serve_load.md
+        --replica http://127.0.0.1:8010 --json results/serve_load.json --md results/serve_load.md
 
 For each concurrency C, C clients (tritonclient gRPC, spread over up to ``--processes`` processes, a thread
 per client) each send one photo per request, back to back, for ``--seconds``. Reported: images/s,

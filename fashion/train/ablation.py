@@ -4,10 +4,10 @@ A spec file (JSON) lists the rows, each read from files the runs wrote:
 
     {"title": "...", "rows": [
       {"label": "128x96, blocks 4-7 (shipped before)", "bundle": "models/old"},
-      {"label": "+ colour branch", "refine": "benchmarks/results/refine-128x96.json", "variant": "colour"},
+      {"label": "+ colour branch", "refine": "results/refine-128x96.json", "variant": "colour"},
       {"label": "+ logit adjustment", "refine": "...", "variant": "colour", "adjusted": true},
       ...],
-     "latency": {"bench": "benchmarks/results/x.json"}}
+     "latency": {"bench": "results/x.json"}}
 
 A ``bundle`` row (a bundle folder or a copy of its bundle.json) takes every head's validation scores
 from the manifest. A ``bench`` row (``{"bench": FILE, "side": "main" | "baseline", "row": NAME}``, a run on the validation

@@ -157,7 +157,7 @@ def main() -> None:
 
 
 @main.command("check", context_settings=CONTEXT_SETTINGS)
-@_check_options("docs/eval/fast-decode")
+@_check_options("results/fast-decode")
 @click.option(
     "--gaps",
     default=str(FAST_DECODE_GAP),
@@ -173,7 +173,7 @@ def check_command(bundle, data, split_file, subset, workers, out, gaps) -> None:
 
 
 @main.command("vips-check", context_settings=CONTEXT_SETTINGS)
-@_check_options("docs/eval/vips-decode")
+@_check_options("results/vips-decode")
 @click.option(
     "--formats",
     default=",".join(FORMATS),

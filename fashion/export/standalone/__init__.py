@@ -10,7 +10,7 @@ alone). One job per module:
 * ``gate.py``: agreement and accuracy against the Python runtime on real photos, as they are and upscaled;
 * ``stage.py``: ``StandaloneStage``, the export driver's Stage (options on ``ExportOptions``);
 * ``mobile.py``: the ``.ort`` file and operator list for ONNX Runtime Mobile;
-* ``report.py``: docs/eval/standalone.{json,md} and the batch-1 latency table.
+* ``report.py``: results/standalone.{json,md} and the batch-1 latency table.
 """
 
 from .gate import GateSet, gate_sets, judge, measure, open_standalone, run_gate

@@ -1,4 +1,4 @@
-"""docs/eval/standalone.{json,md}: the gate's table and batch-1 latency, runtime vs standalone, per photo size."""
+"""results/standalone.{json,md}: the gate's table and batch-1 latency, runtime vs standalone, per photo size."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def measure_latency(
 def write_report(
     entry: ArtifactEntry, out_dir: Path, command: str, latency: dict[str, Any] | None = None
 ) -> tuple[Path, Path]:
-    """docs/eval/standalone.{json,md}: the gate's agreement/accuracy table for photos as they are and upscaled."""
+    """results/standalone.{json,md}: the gate's agreement/accuracy table for photos as they are and upscaled."""
     from fashion.runtime.bundle import atomic_write_json
 
     gate = entry.extra["gate"]
