@@ -16,8 +16,9 @@ trained on; a spec value this code cannot honour is a BundleError, never silentl
 Large photos take a fast path: a JPEG is decoded at 1/2, 1/4 or 1/8 size straight from its DCT
 coefficients (``Image.draft``) and other formats are box-reduced by an integer factor
 (``Image.reduce``) before the final resize, always leaving at least ``FAST_DECODE_GAP`` times the
-model's input size for that resize. A 12-megapixel JPEG then costs a few milliseconds instead of
-~180 ms; the accuracy effect is measured on the test split (docs/eval/fast-decode.md).
+model's input size for that resize (PNG decoded by libvips: ``LOSSLESS_GAP``, closer to the exact path).
+A 12-megapixel JPEG then costs a few milliseconds instead of ~180 ms; the accuracy effect is measured on
+the test split (results/fast-decode.md).
 
 Where ``pyvips`` is installed (``pip install fashion-edge[fast]``), large PNG and WebP photos are decoded by
 libvips instead (:mod:`fashion.runtime.vips_decode`): WebP at reduced size by libwebp's scaled decoder, PNG by
@@ -27,21 +28,18 @@ with Pillow, as fast there (``decoder="libvips"`` sends them to libvips too). Ev
 here and is the same for both decoders: the header checks, the EXIF orientation, alpha laid on the pad colour
 after the reduction, and the padding geometry. A file libvips cannot decode cleanly goes to Pillow, which
 decides, so the same files are accepted with or without libvips. ``FASHION_DECODER=pillow`` (or
-``decoder="pillow"``) forces Pillow; the accuracy check of the libvips decoder is docs/eval/vips-decode.md.
+``decoder="pillow"``) forces Pillow; the accuracy check of the libvips decoder is results/vips-decode.md.
 
-A JPEG whose scan data is cut short but closed with an EOI marker is refused as truncated on both decoders
-(libjpeg only warns about it and fills the rest of the image with zeros): see :func:`_jpeg_for_pillow`.
+Reading the input and its header checks (bytes of a path, the bomb limit, the JPEG scan structure, the EXIF
+orientation) live in :mod:`fashion.runtime.image_header`; the names are imported here as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,19 +47,23 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import vips_decode
 from .errors import BackendUnavailableError, BundleError, InvalidImageError
+from .image_header import MAX_IMAGE_PIXELS, ImageSource, _check_size, _describe, _open, _orientation, _read
+from .image_header import _jpeg_for_pillow as _jpeg_for_pillow  # re-exported: the photo bench times it
 from .manifest import PreprocessSpec
 
-# A decompression bomb (e.g. 20000x20000) is refused before its pixels are decoded.
-MAX_IMAGE_PIXELS = 50_000_000
 PAD_VALUE = 255
 RESAMPLE = Image.Resampling.BILINEAR
 #: The fast path leaves at least this factor between the reduced image and the model input, so
 #: the final (antialiased) resize still averages several source pixels per output pixel.
 FAST_DECODE_GAP = 3.0
-#: Reduced decoding is on unless a caller asks for the exact path (see docs/eval/fast-decode.md).
+#: libvips leaves a lossless photo (PNG) at least this many times the model's input per axis (a smaller box):
+#: the box is all that separates it from the exact path, and a smaller one comes closer to the exact path's
+#: bilinear filter. On the validation split (scripts/lossless_reduction_check.py) 6 makes 1080x1440 exact (no
+#: box) and halves the pixel deviation at 2400x3200 (box 4, not 8), for about 5% more time at 4000x3000 (box 6,
+#: not 13); 8 cuts a little more at twice that cost on predict_batch's 2400x3200 decodes.
+LOSSLESS_GAP = 6.0
+#: Reduced decoding is on unless a caller asks for the exact path (see results/fast-decode.md).
 FAST_DECODE_DEFAULT = True
-
-ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 PREPROCESSING_SPEC = {
     "color": "RGB",
@@ -85,145 +87,6 @@ RESAMPLING = {
 FITS = ("pad_to_aspect_then_resize", "resize", "center_crop_then_resize")
 LAYOUTS = ("NHWC", "NCHW")
 _SWAPPED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that turn the stored image by 90 degrees
-
-
-def _describe(source: ImageSource) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return str(source)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return f"<{len(source)} bytes>"
-    return f"<{type(source).__name__}>"
-
-
-def _read(source: ImageSource) -> bytes | None:
-    """The encoded bytes of a path or bytes input (None for a PIL image or an array)."""
-    if isinstance(source, (Image.Image, np.ndarray)):
-        return None
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if path.is_dir():
-            raise InvalidImageError("is a directory, not an image file")
-        if not path.is_file():
-            raise InvalidImageError("no such file")
-        try:
-            data = path.read_bytes()
-        except PermissionError:
-            raise InvalidImageError("permission denied (not readable by this user)") from None
-    else:
-        raise InvalidImageError(f"unsupported image input type {type(source).__name__}")
-    if not data:
-        raise InvalidImageError("empty file (0 bytes)")
-    return data
-
-
-def _open(source: ImageSource, data: bytes | None) -> Image.Image:
-    """A PIL image of ``source`` whose header is read and whose pixels are not decoded yet (``data``: its bytes)."""
-    if isinstance(source, Image.Image):
-        return source
-    if isinstance(source, np.ndarray):
-        return _from_array(source)
-    assert data is not None
-    return Image.open(io.BytesIO(_jpeg_for_pillow(data)))
-
-
-#: JPEG frame types: sequential Huffman (baseline, extended) and progressive (Huffman, arithmetic). A sequential
-#: arithmetic-coded scan is left alone: libjpeg's arithmetic decoder cannot wait for data the way the check needs.
-_SEQUENTIAL_SOF = (0xC0, 0xC1)
-_PROGRESSIVE_SOF = (0xC2, 0xCA)
-#: Zero bytes that stand in for the EOI marker of a one-scan JPEG: enough for libjpeg's look-ahead (25 bits) on
-#: the last MCU of a complete scan, far too few to complete a scan that was cut short.
-_JPEG_TAIL = b"\x00" * 16
-
-
-def _jpeg_for_pillow(data: bytes) -> bytes:
-    """The bytes Pillow decodes for ``data``; refuses a JPEG whose scan data was cut short.
-
-    libjpeg decodes a scan that ends early at a marker (e.g. the first third of a file followed by an EOI
-    marker, FF D9) without an error: it only warns, which Pillow does not report, and fills the rest of the
-    image with zeros. So the structure is checked from the marker segments, without decoding:
-
-    * a sequential JPEG whose first scan holds every component (so it has one scan, as nearly all do) is
-      handed to Pillow without its EOI marker, followed by a few zero bytes.
-      A complete scan still yields every row (the decode is the same, bit for bit); a cut one leaves libjpeg
-      waiting for data, and Pillow reports the image as truncated;
-    * a progressive JPEG must bring every coefficient of every component to full precision in its scans (the
-      scan scripts of libjpeg, mozjpeg and common encoders all do); otherwise scans are missing.
-
-    Other data, and JPEGs whose structure this does not follow (several sequential scans, no EOI marker at all),
-    are returned unchanged: Pillow judges them as before. The cost is a walk over the header's segments (and,
-    for progressive files, over their scan headers), not a decode.
-    """
-    if not data.startswith(b"\xff\xd8"):
-        return data
-    pos, end = 2, len(data)
-    frame, components = None, []
-    while True:  # the marker segments up to the first scan
-        if pos + 4 > end or data[pos] != 0xFF:
-            return data
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-            pos += 2
-            continue
-        if marker == 0xDA:
-            break
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if marker in _SEQUENTIAL_SOF + _PROGRESSIVE_SOF and pos + 10 <= end:
-            frame = marker
-            count = data[pos + 9]
-            components = [data[pos + 10 + 3 * i] for i in range(count) if pos + 10 + 3 * i < end]
-        pos += 2 + length
-    eoi = data.rfind(b"\xff\xd9")
-    if eoi < pos:
-        return data  # no end marker: Pillow reports the truncation itself
-    if frame in _SEQUENTIAL_SOF:
-        if pos + 4 >= end or data[pos + 4] != len(components):
-            return data  # several scans: libjpeg reads them all before the first row, so the EOI must stay
-        return data[:eoi] + _JPEG_TAIL
-    if frame in _PROGRESSIVE_SOF:
-        missing = _missing_coefficients(data, pos, eoi, components)
-        if missing:
-            raise InvalidImageError(
-                f"corrupt or truncated image (progressive JPEG ends before its scans refine {missing}; "
-                "the file was cut short)"
-            )
-    return data
-
-
-def _missing_coefficients(data: bytes, pos: int, eoi: int, components: list[int]) -> str | None:
-    """Which (component, coefficient) the progressive scans between ``pos`` and ``eoi`` never bring to full
-    precision (None: all of them do). ``pos`` is the first scan's SOS marker."""
-    done = {component: bytearray(64) for component in components}
-    while 0 <= pos < eoi and pos + 5 <= len(data):
-        count = data[pos + 4]
-        spectral = pos + 5 + 2 * count
-        if spectral + 3 > len(data):
-            break
-        start, stop, approximation = data[spectral], data[spectral + 1], data[spectral + 2]
-        if approximation & 0x0F == 0:  # the last successive-approximation bit of these coefficients
-            for i in range(count):
-                coefficients = done.get(data[pos + 5 + 2 * i])
-                if coefficients is not None:
-                    coefficients[start : min(stop, 63) + 1] = b"\x01" * (min(stop, 63) + 1 - start)
-        pos = data.find(b"\xff\xda", spectral + 3, eoi)
-    for component, coefficients in done.items():
-        if not all(coefficients):
-            return f"coefficient {coefficients.index(0)} of component {component}"
-    return None
-
-
-def _from_array(array: np.ndarray) -> Image.Image:
-    if array.dtype != np.uint8:
-        raise InvalidImageError(f"array images must be uint8, got {array.dtype}")
-    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4)):
-        if array.ndim == 3 and array.shape[2] == 1:
-            array = array[:, :, 0]
-        return Image.fromarray(np.ascontiguousarray(array))
-    raise InvalidImageError(f"array images must be HxW, HxWx1, HxWx3 or HxWx4, got shape {array.shape}")
 
 
 def _to_rgb(image: Image.Image, pad: tuple[int, int, int] = (PAD_VALUE,) * 3) -> Image.Image:
@@ -290,17 +153,6 @@ def _reduction(size: tuple[int, int], height: int, width: int, fit: str) -> floa
     return max(scale_x, scale_y) if fit == "pad_to_aspect_then_resize" else min(scale_x, scale_y)
 
 
-def _orientation(image: Image.Image, data: bytes | None = None) -> int | None:
-    """The EXIF orientation (1 = upright), None when the EXIF block cannot be read."""
-    if image.format == "PNG" and "exif" not in image.info and data is not None and not _png_late_exif(data):
-        return 1  # Pillow's getexif() would decode the whole PNG to look for an eXIf chunk after the pixels
-    try:
-        value = image.getexif().get(0x0112, 1)
-    except Exception:  # a broken EXIF block: let the transpose itself report it
-        return None
-    return value if isinstance(value, int) else None
-
-
 #: EXIF orientation -> the transpose that turns the stored image upright (as ``ImageOps.exif_transpose``).
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -314,25 +166,10 @@ _TRANSPOSE = {
 #: The formats whose large photos libvips decodes with ``decoder="auto"``: where it is faster than Pillow. JPEG
 #: stays with Pillow's DCT-domain draft (as fast; libvips does the same through libjpeg-turbo), AVIF with Pillow's
 #: libavif (about twice as fast as pyvips-binary's libheif here). A HEIF file Pillow cannot open always goes to
-#: libvips (which decodes it when AV1-coded). Timings: benchmarks/results/fashion-effnetb0-photos.md.
+#: libvips (which decodes it when AV1-coded). Timings: results/fashion-effnetb0-photos.md.
 VIPS_AUTO_FORMATS = ("PNG", "WEBP")
 #: The formats ``decoder="libvips"`` sends to libvips (for comparisons and tests).
 VIPS_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "AVIF")
-
-
-def _png_late_exif(data: bytes) -> bool:
-    """Whether a PNG has an eXIf chunk after its first IDAT chunk (where Pillow finds it only by decoding), from
-    the chunk lengths alone. True when the chunk list cannot be walked: let Pillow look."""
-    pos, end, seen_pixels = 8, len(data), False
-    while pos + 8 <= end:
-        kind = data[pos + 4 : pos + 8]
-        if kind == b"eXIf":
-            return seen_pixels
-        if kind == b"IEND":
-            return False
-        seen_pixels = seen_pixels or kind == b"IDAT"
-        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
-    return True
 
 
 def _draft_factor(reduction: float, gap: float) -> int:
@@ -359,6 +196,8 @@ class Preprocessor:
     layout: str = "NHWC"
     fast: bool = FAST_DECODE_DEFAULT
     gap: float = FAST_DECODE_GAP
+    #: The gap of PNG photos decoded by libvips (the Pillow fast path keeps ``gap`` for every format).
+    lossless_gap: float = LOSSLESS_GAP
     #: Decoder of large photos: ``auto`` (libvips where installed, unless FASHION_DECODER=pillow), ``pillow``
     #: or ``libvips`` (an error when pyvips is missing). Small photos and the exact path always use Pillow.
     decoder: str = "auto"
@@ -463,10 +302,12 @@ class Preprocessor:
     def _decode_vips(
         self, data: bytes, image: Image.Image, orientation: int, full_size: tuple[int, int], reduction: float
     ) -> tuple[Image.Image, tuple[float, float], tuple[int, int]]:
-        """``_decode`` through libvips: the same reductions as the Pillow path, then the same orientation."""
+        """``_decode`` through libvips: the same reductions as the Pillow path (PNG: a smaller box, leaving
+        ``lossless_gap`` x the input), then the same orientation."""
         fmt = "JPEG" if image.format == "MPO" else str(image.format)
         shrink = _draft_factor(reduction, self.gap) if fmt == "JPEG" else 1
-        factor = max(1, int(reduction / shrink // self.gap))
+        gap = self.lossless_gap if fmt == "PNG" else self.gap
+        factor = max(1, int(reduction / shrink // gap))
         pixels, (scale_x, scale_y) = vips_decode.decode(data, fmt, image.size, factor, shrink, self.pad_value)
         reduced = Image.fromarray(pixels, "RGB")
         if fmt not in vips_decode.UPRIGHT_FORMATS and orientation != 1:
@@ -548,12 +389,6 @@ class Preprocessor:
         if self.std is not None:
             batch /= np.asarray(self.std, dtype=np.float32)
         return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if self.layout == "NCHW" else batch
-
-
-def _check_size(size: tuple[int, int]) -> None:
-    """The decompression-bomb check, from the header's size, before any pixel is decoded."""
-    if size[0] * size[1] > MAX_IMAGE_PIXELS:
-        raise InvalidImageError(f"{size[0]}x{size[1]} pixels exceeds the {MAX_IMAGE_PIXELS:,}-pixel limit")
 
 
 def _canvas(w: int, h: int, height: int, width: int) -> tuple[int, int]:

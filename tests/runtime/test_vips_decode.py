@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import pytest
 from PIL import Image
 
 from fashion.runtime import Classifier, InvalidImageError, vips_decode
-from fashion.runtime.preprocess import PREPROCESSING_SPEC, build_preprocessor
+from fashion.runtime.preprocess import FAST_DECODE_GAP, LOSSLESS_GAP, PREPROCESSING_SPEC, build_preprocessor
 
 HEIGHT, WIDTH = 128, 96
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,12 +101,14 @@ def variant(photo: Image.Image, mode: str, size: tuple[int, int] = (1200, 1600))
 
 
 def _png_rgb16(pixels: np.ndarray) -> bytes:
+    """A 16-bit PNG of HxWx3 (RGB) or HxWx4 (RGBA) pixels (Pillow cannot write 16 bits per channel)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    h, w, _ = pixels.shape
+    h, w, bands = pixels.shape
     rows = b"".join(b"\x00" + pixels[y].astype(">u2").tobytes() for y in range(h))
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2 if bands == 3 else 6, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows, 1)) + chunk(b"IEND", b"")
 
 
@@ -136,7 +139,10 @@ MODES = [
 @pytest.mark.parametrize("mode", MODES)
 def test_libvips_matches_the_exact_path_per_mode(photo, mode, vips_calls):
     data = variant(photo, mode)
-    vips = build_preprocessor(PREPROCESSING_SPEC, HEIGHT, WIDTH, decoder="libvips")
+    # PNG box-reduced by 4 as WebP and JPEG are (the default leaves PNG at full size here: see the next test)
+    vips = replace(
+        build_preprocessor(PREPROCESSING_SPEC, HEIGHT, WIDTH, decoder="libvips"), lossless_gap=FAST_DECODE_GAP
+    )
     pillow_fast = build_preprocessor(PREPROCESSING_SPEC, HEIGHT, WIDTH, decoder="pillow")
     reference = exact(data)
     got = vips(data).astype(int)
@@ -152,6 +158,77 @@ def test_libvips_matches_the_exact_path_per_mode(photo, mode, vips_calls):
 
 
 @needs_vips
+def test_png_leaves_lossless_gap_times_the_input_and_comes_closer_to_the_exact_path(photo, vips_calls):
+    vips = build_preprocessor(PREPROCESSING_SPEC, HEIGHT, WIDTH, decoder="libvips")
+    boxed_by_8 = replace(vips, lossless_gap=FAST_DECODE_GAP)  # the rule before: as WebP and JPEG
+    data = encode(cut_out(photo, (2400, 3200)), "PNG", compress_level=1)
+    reduced = vips.load(data)
+    assert reduced.size == (600, 800)  # 25x the input: a box of 4 (the JPEG/WebP gap would take 8)
+    assert reduced.width / WIDTH >= LOSSLESS_GAP and boxed_by_8.load(data).size == (300, 400)
+    reference = exact(data)
+    closer = np.abs(vips(data).astype(int) - reference)
+    before = np.abs(boxed_by_8(data).astype(int) - reference)
+    assert closer.max() <= 1 and closer.mean() < 0.6 * before.mean(), (closer.mean(), before.mean())
+    # under 2 x LOSSLESS_GAP x the input: decoded at full size, then the exact path's own resize: the same pixels
+    for mode in ("PNG-RGB", "PNG-RGBA", "PNG-LA"):
+        data = variant(photo, mode, (1080, 1440))  # 11.25x the input
+        assert vips.load(data).size == (1080, 1440)
+        np.testing.assert_array_equal(vips(data), exact(data))
+    assert vips.load(variant(photo, "WEBP-RGB")).size == (300, 400)  # WebP keeps the JPEG/WebP gap
+    assert vips_calls == ["PNG"] * 10 + ["WEBP"]  # libvips decoded every one (no fallback to Pillow)
+
+
+def _box_reference(pixels: np.ndarray, factor: int, peak: float, pad: tuple[int, int, int]) -> np.ndarray:
+    """The exact (float64) value of each reduced pixel: the box mean of the premultiplied colour and the alpha
+    (a box cut by the right or bottom edge repeats the last column or row, as libvips' ``ceil`` shrink does),
+    alpha laid on ``pad`` after it, grey spread to RGB, on the 0-255 scale; unrounded."""
+    x = pixels.astype(np.float64)
+    alpha = x.shape[-1] in (2, 4)
+    if alpha:
+        x = np.concatenate([x[..., :-1] * x[..., -1:] / peak, x[..., -1:]], axis=-1)
+    h, w, bands = x.shape
+    rows, cols = -(-h // factor), -(-w // factor)
+    x = np.pad(x, ((0, rows * factor - h), (0, cols * factor - w), (0, 0)), mode="edge")
+    mean = x.reshape(rows, factor, cols, factor, bands).mean(axis=(1, 3))
+    colour = mean[..., :-1] if alpha else mean
+    if alpha:
+        colour = colour + np.asarray(pad, dtype=np.float64) * peak / 255.0 * (1.0 - mean[..., -1:] / peak)
+    return np.broadcast_to(colour, (rows, cols, 3)) * 255.0 / peak
+
+
+@needs_vips
+@pytest.mark.parametrize("factor", [1, 2, 3, 4])
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "LA", "RGB16", "RGBA16"])
+def test_reduction_is_the_premultiplied_box_mean_rounded_half_to_even(mode, factor):
+    rng = np.random.default_rng(factor)
+    h, w = 1021, 37  # boxes cut by both edges at factors 2, 3 and 4; several strips in the calling thread
+    bands = {"RGB": 3, "L": 1, "RGBA": 4, "LA": 2, "RGB16": 3, "RGBA16": 4}[mode]
+    wide = mode.endswith("16")
+    pixels = rng.integers(0, 65536 if wide else 256, (h, w, bands), dtype=np.uint16 if wide else np.uint8)
+    if bands in (2, 4):
+        pixels[: h // 3, ..., -1] = 0  # fully transparent rows: their colour must not count
+        pixels[h // 3 : h // 2, ..., -1] = 65535 if wide else 255
+    if wide:
+        data = _png_rgb16(pixels)
+    else:
+        data = encode(
+            Image.fromarray(pixels[..., 0] if bands == 1 else pixels, {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[bands]),
+            "PNG",
+        )
+    pad = (30, 144, 255)  # not grey: a grey image with alpha comes out RGB
+    got, scale = vips_decode.decode(data, "PNG", (w, h), factor, 1, pad)
+    expected = _box_reference(pixels, factor, 65535.0 if wide else 255.0, pad)
+    assert scale == (factor, factor) and got.dtype == np.uint8 and got.shape == expected.shape
+    off = got.astype(np.float64) - np.rint(expected)  # rint: half to even
+    # libvips works in float32: a value within ~1e-5 of a half may round the other way, nothing else may differ
+    assert np.abs(off).max() <= 1 and (off == 0).mean() > 0.999, (np.abs(off).max(), (off != 0).mean())
+    # unbiased: rounding every exact half up (a quarter of all 2x2 means) would add 1/8 on average
+    assert abs((got - expected).mean()) < 0.03
+    if bands in (2, 4):
+        np.testing.assert_array_equal(got[: h // (3 * factor)], np.broadcast_to(pad, got[: h // (3 * factor)].shape))
+
+
+@needs_vips
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
 def test_libvips_honours_exif_orientation(photo, fmt, orientation, vips_calls):
@@ -162,8 +239,10 @@ def test_libvips_honours_exif_orientation(photo, fmt, orientation, vips_calls):
     exif[0x0112] = orientation
     options = {"JPEG": {"quality": 90}, "PNG": {"compress_level": 1}, "WEBP": {"quality": 90, "method": 0}}[fmt]
     data = encode(stored, fmt, exif=exif.tobytes(), **options)
-    vips = build_preprocessor(PREPROCESSING_SPEC, HEIGHT, WIDTH, decoder="libvips")
-    assert vips.load(data).size == (300, 400)  # portrait, upright
+    vips = replace(
+        build_preprocessor(PREPROCESSING_SPEC, HEIGHT, WIDTH, decoder="libvips"), lossless_gap=FAST_DECODE_GAP
+    )
+    assert vips.load(data).size == (300, 400)  # portrait, upright, reduced by 4
     assert vips_calls == [fmt]
     diff = np.abs(vips(data).astype(int) - exact(data))
     assert diff.max() <= 4 and diff.mean() < 0.25, (diff.max(), diff.mean())
