@@ -158,6 +158,20 @@ def test_weights_digest_only_when_the_file_exists() -> None:
     assert portable_training(record) == record  # idempotent
 
 
+def test_init_from_is_recorded_by_name_and_keras_digest(shipped_bundle) -> None:
+    """A run started from a bundle (--init-from) records that bundle's name and its Keras weights' digest, never
+    the machine path; a bundle that is not there keeps its name only."""
+    keras = _raw(shipped_bundle)["artifacts"]["keras"]
+    record = portable_training({"init_from": str(Path(shipped_bundle).resolve())})
+    assert record["init_from"] == {
+        "name": Path(shipped_bundle).name,
+        "keras": {"file": keras["file"], "sha256": keras["sha256"]},
+    }
+    assert absolute_paths(record) == []
+    assert portable_training(record) == record  # idempotent
+    assert portable_training({"init_from": "/nowhere/at/all/b"})["init_from"] == {"name": "b"}
+
+
 def test_schema1_bundle_loads_and_predicts_like_the_shipped_one(schema1_bundle, shipped_bundle, sample_dir) -> None:
     photos = sorted((sample_dir / "images").glob("*.jpg"))[:4]
     with (

@@ -282,7 +282,12 @@ def test_cli_gpu_recipe_honours_the_backbone_and_records_timings(sample_dir, sam
     )
     assert result.exit_code == 0, result.output[-3000:]
     record = json.loads((again / "bundle.json").read_text())["training"]
-    assert record["init_from"] == str(out.resolve()) and record["augment"]["blur_probability"] > 0
+    started_from = json.loads((out / "bundle.json").read_text())["artifacts"]["keras"]
+    assert record["init_from"] == {  # the bundle by name and weights digest, no machine path
+        "name": out.name,
+        "keras": {"file": "model.keras", "sha256": started_from["sha256"]},
+    }
+    assert record["augment"]["blur_probability"] > 0
     assert record["limit"] == 40 and record["sharp_train_images"] == 40 and record["train_images"] == 40
     for before, after in zip(model.weights, load_keras_model(again).weights):
         np.testing.assert_allclose(after.numpy(), before.numpy(), atol=1e-6)

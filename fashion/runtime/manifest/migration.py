@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,6 +59,19 @@ def describe_weights(
     return record
 
 
+def describe_bundle(value: str | os.PathLike[str]) -> dict[str, Any]:
+    """``{name, keras: {file, sha256}}`` of a bundle a training run started from (``--init-from``): its folder
+    name and the digest its manifest records for its Keras weights (name only when that manifest is unreadable)."""
+    root = Path(value)
+    record: dict[str, Any] = {"name": root.name}
+    try:
+        keras = json.loads((root / MANIFEST).read_text())["artifacts"]["keras"]
+        record["keras"] = {"file": keras["file"], "sha256": keras["sha256"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return record
+
+
 def describe_data(value: str | os.PathLike[str], report: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``{name, layout, images, rows, ...}`` of a training data folder, paths inside it made relative."""
     root = Path(value)
@@ -92,13 +106,16 @@ def portable_training(training: Any, weights_dir: str | os.PathLike[str] | None 
 
     ``weights: "/abs/efficientnetb0.h5"`` -> ``{"name": "efficientnetb0.h5", "bytes": ..., "sha256": ...}``
     (bytes/sha256 only when the file exists here); ``data: "/abs/fashion-product-images"`` plus
-    ``loader_report`` -> ``{"name": "fashion-product-images", "layout": "kaggle", "images": ..., "rows": ...}``.
+    ``loader_report`` -> ``{"name": "fashion-product-images", "layout": "kaggle", "images": ..., "rows": ...}``;
+    ``init_from: "/abs/bundle"`` -> ``{"name": "bundle", "keras": {"file": ..., "sha256": ...}}``.
     """
     if not isinstance(training, dict):
         raise BundleError(f"{MANIFEST}: 'training' must be a JSON object, got {type(training).__name__}")
     out = copy.deepcopy(training)
     if isinstance(out.get("weights"), str) and _is_path(out["weights"]):
         out["weights"] = describe_weights(out["weights"], weights_dir)
+    if isinstance(out.get("init_from"), str) and _is_path(out["init_from"]):
+        out["init_from"] = describe_bundle(out["init_from"])
     report = out.get("loader_report")
     if isinstance(out.get("data"), str) and _is_path(out["data"]):
         out["data"] = describe_data(out["data"], report if isinstance(report, dict) else None)
