@@ -20,7 +20,7 @@ from fashion.runtime.bundle import load_manifest
 from fashion.runtime.host import cpu_facts, usable_cores
 from fashion.runtime.preprocess import FAST_DECODE_GAP, Preprocessor, build_preprocessor
 
-from .compare import MAX_DROP_PP, add_pixel_diff, flips, mean_abs_diff, worker_pool
+from .compare import MAX_DROP_PP, flips, mean_abs_diff, score_chunks
 from .inputs import DECODE_SIZES, SEED, split_photos, upscale
 
 
@@ -67,47 +67,31 @@ def fast_decode_check(
 ) -> dict[str, Any]:
     """Exact vs fast decoding of real-size versions of the test photos: pixels, accuracy, agreement. The
     ``workers`` are spawned processes: a script calling this needs a main-module guard (spawn re-imports it)."""
-    from fashion.data.dataset import load_dataset
-    from fashion.data.labels import encode_values
     from fashion.metrics.accuracy import head_scores
-    from fashion.runtime import Classifier
 
     gaps, sizes = [float(g) for g in gaps], [(w, h) for w, h in sizes]
     bundle = load_manifest(bundle_dir, verify_hashes=False)
     height, width = bundle.input_size
     spec = bundle.manifest.preprocessing.to_dict()
     photos = split_photos(Path(data_dir), Path(split_file), split, subset, seed)
-    frame, _ = load_dataset(data_dir)
-    by_id = frame.set_index("id")
     log(f"{len(photos)} {split} photos, sizes {sizes}, gaps {gaps}, {workers} worker(s)")
 
-    ranked: dict[str, dict[str, list[np.ndarray]]] = {}
-    pixel: dict[str, dict[str, float]] = {}
-    kept_ids: list[int] = []
-    chunks = [photos[i : i + chunk] for i in range(0, len(photos), chunk)]
-    jobs = [([str(p) for _, p in part], spec, height, width, gaps, sizes) for part in chunks]
     start = time.time()
-    with Classifier.load(bundle_dir, precision="fp32") as clf, worker_pool(workers) as pool:
-        for number, (part, result) in enumerate(zip(chunks, pool.map(_decode_chunk, jobs))):
-            kept_ids += [image_id for (image_id, _), ok in zip(part, result["ok"]) if ok]
-            exact_by_size = {key.split("/")[0]: result[key] for key in result if key.endswith("/exact")}
-            for key, tensors in result.items():
-                if key == "ok" or not len(tensors):
-                    continue
-                outputs = clf.infer(clf.preprocessor.to_batch(list(tensors)))
-                for head in bundle.heads:
-                    top = np.argsort(-outputs[head], axis=1, kind="stable")[:, :3]
-                    ranked.setdefault(key, {}).setdefault(head, []).append(top)
-                if key != "original" and not key.endswith("/exact"):
-                    add_pixel_diff(pixel, key, tensors, exact_by_size[key.split("/")[0]])
-            done = min((number + 1) * chunk, len(photos))
-            log(f"  {done}/{len(photos)} photos, {time.time() - start:.0f} s")
-
-    labels = by_id.loc[kept_ids]
-    truth = {head: encode_values(list(labels[head]), bundle.labels[head])[0] for head in bundle.heads}
+    scored = score_chunks(
+        bundle_dir,
+        photos,
+        data_dir,
+        _decode_chunk,
+        lambda paths: (paths, spec, height, width, gaps, sizes),
+        workers,
+        chunk,
+        3,
+        start,
+        log,
+    )
+    kept_ids, pixel, truth = scored.kept_ids, scored.pixel, scored.truth
     rows: dict[str, Any] = {}
-    for key, per_head in ranked.items():
-        tops = {head: np.concatenate(parts) for head, parts in per_head.items()}
+    for key, tops in scored.tops.items():
         rows[key] = {"heads": {head: head_scores(truth[head], tops[head]) for head in bundle.heads}, "_tops": tops}
     result = _summarise(rows, pixel, sizes, gaps, bundle.heads, truth)
     result.update(

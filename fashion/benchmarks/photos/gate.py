@@ -22,7 +22,7 @@ from fashion.runtime.errors import BackendUnavailableError
 from fashion.runtime.host import cpu_facts, usable_cores
 from fashion.runtime.preprocess import build_preprocessor
 
-from .compare import MAX_DROP_PP, add_pixel_diff, flips, mean_abs_diff, verdict_by_format, worker_pool
+from .compare import MAX_DROP_PP, flips, mean_abs_diff, score_chunks, verdict_by_format
 from .inputs import DECODE_SIZES, FORMATS, LOSSLESS, SEED, as_written, encode, split_photos
 
 #: How each format is written, as the report says it (PNG and RGBA PNG share their words when both run).
@@ -98,10 +98,8 @@ def vips_decode_check(
     Pillow fast path (the same reductions, decoded by Pillow) is compared with the exact path too, and with
     libvips image by image. The ``workers`` are spawned processes: a script calling this needs a main-module
     guard (multiprocessing's spawn re-imports it)."""
-    from fashion.data.dataset import load_dataset
-    from fashion.data.labels import encode_values
     from fashion.metrics.accuracy import head_scores
-    from fashion.runtime import Classifier, vips_decode
+    from fashion.runtime import vips_decode
 
     if not vips_decode.available():
         raise BackendUnavailableError(
@@ -115,36 +113,24 @@ def vips_decode_check(
     height, width = bundle.input_size
     spec = bundle.manifest.preprocessing.to_dict()
     photos = split_photos(Path(data_dir), Path(split_file), split, subset, seed)
-    frame, _ = load_dataset(data_dir)
-    by_id = frame.set_index("id")
     log(f"{len(photos)} {split} photos, sizes {sizes}, formats {formats}, {workers} worker(s)")
 
-    tops: dict[str, dict[str, list[np.ndarray]]] = {}
-    pixel: dict[str, dict[str, float]] = {}
-    counts = {"decoded": 0, "refused": 0}
-    kept_ids: list[int] = []
-    chunks = [photos[i : i + chunk] for i in range(0, len(photos), chunk)]
-    jobs = [([str(p) for _, p in part], spec, height, width, sizes, formats, pillow_fast) for part in chunks]
     start = time.time()
-    with Classifier.load(bundle_dir, precision="fp32") as clf, worker_pool(workers) as pool:
-        for number, (part, result) in enumerate(zip(chunks, pool.map(_vips_chunk, jobs))):
-            kept_ids += [image_id for (image_id, _), ok in zip(part, result["ok"]) if ok]
-            for key in counts:
-                counts[key] += result["_counts"][key]
-            for key, tensors in result.items():
-                if key in ("ok", "_counts") or not len(tensors):
-                    continue
-                outputs = clf.infer(clf.preprocessor.to_batch(list(tensors)))
-                for head in bundle.heads:
-                    tops.setdefault(key, {}).setdefault(head, []).append(np.argmax(outputs[head], axis=1))
-                if key.endswith(("/libvips", "/pillow_fast")):
-                    add_pixel_diff(pixel, key, tensors, result[f"{key.rsplit('/', 1)[0]}/exact"])
-            done = min((number + 1) * chunk, len(photos))
-            log(f"  {done}/{len(photos)} photos, {time.time() - start:.0f} s")
-
-    labels = by_id.loc[kept_ids]
-    truth = {head: encode_values(list(labels[head]), bundle.labels[head])[0] for head in bundle.heads}
-    top1 = {key: {head: np.concatenate(parts) for head, parts in per_head.items()} for key, per_head in tops.items()}
+    scored = score_chunks(
+        bundle_dir,
+        photos,
+        data_dir,
+        _vips_chunk,
+        lambda paths: (paths, spec, height, width, sizes, formats, pillow_fast),
+        workers,
+        chunk,
+        1,
+        start,
+        log,
+    )
+    kept_ids, pixel, truth = scored.kept_ids, scored.pixel, scored.truth
+    counts = {key: scored.counts.get(key, 0) for key in ("decoded", "refused")}
+    top1 = {key: {head: top[:, 0] for head, top in per_head.items()} for key, per_head in scored.tops.items()}
     accuracy = {
         key: {head: head_scores(truth[head], per_head[head][:, None])["accuracy"] for head in bundle.heads}
         for key, per_head in top1.items()
