@@ -233,6 +233,12 @@ class HttpFront:
             try:
                 loop.run_forever()
             finally:
+                # connections accepted while stopping have tasks that never ran: cancel and finish every one,
+                # so closing the loop destroys no pending task (and prints nothing after "stopped")
+                pending = asyncio.all_tasks(loop)
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
 

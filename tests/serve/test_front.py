@@ -180,3 +180,55 @@ def test_backend_down_is_502():
         assert response.status == 502 and "not reachable" in json.loads(response.read())["error"]
     finally:
         proxy.stop()
+
+
+def test_stop_while_connections_arrive_leaves_no_pending_task(caplog):
+    """Clients keep connecting while the front stops: every connection task ends before the loop closes.
+
+    A connection accepted just before the stop has a task that has not run yet; it used to be destroyed pending,
+    printing "Task was destroyed but it is pending!" after fashion-serve's "stopped". Ten stops under load.
+    """
+    import gc
+    import logging
+
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    opened = 0
+    for _ in range(10):
+        [port] = free_ports(1)
+        door = Door()
+        proxy = HttpFront("127.0.0.1", port, port, LIMIT, door)  # no backend needed: heads never end
+        proxy.start()
+        door.open()
+        stop = threading.Event()
+        count = [0]
+
+        def client(port: int = port, stop: threading.Event = stop, count: list[int] = count) -> None:
+            socks = []
+            while not stop.is_set():
+                try:
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+                    sock.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n")  # a head that never ends
+                    socks.append(sock)
+                    count[0] += 1
+                except OSError:
+                    time.sleep(0.005)
+            for sock in socks:
+                sock.close()
+
+        threads = [threading.Thread(target=client, daemon=True) for _ in range(6)]
+        try:
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 10
+            while count[0] < 100 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            proxy.stop()
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(5)
+        assert proxy._thread is not None and not proxy._thread.is_alive()
+        opened += count[0]
+    gc.collect()
+    assert opened >= 1000
+    assert not [r.getMessage() for r in caplog.records if "destroyed but it is pending" in r.getMessage()]
