@@ -45,10 +45,13 @@ def save_head_weights(model, path: Path) -> None:
     A head whose input is more than the pooled trunk features (a colour branch, coarse-head
     probabilities) has the pooled features first; only those kernel rows map the feature map.
     """
-    features = int(model.get_layer("avg_pool").output.shape[-1])
+    from .ensemble import cam_part
+
+    part = cam_part(model)  # an ensemble's maps are its first member's
+    features = int(part.get_layer("avg_pool").output.shape[-1])
     arrays = {}
     for head in HEADS:
-        kernel, bias = model.get_layer(head).get_weights()
+        kernel, bias = part.get_layer(head).get_weights()
         kernel = kernel[:features]
         arrays[f"{head}/kernel"], arrays[f"{head}/bias"] = kernel.astype(np.float32), bias.astype(np.float32)
     np.savez(path, **arrays)

@@ -399,6 +399,51 @@ def average(bundle, data_choice: DataChoice, out, alphas, weights, other, backbo
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("bundles", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@data_options(data="required", data_help=DATA_HELP, split_file_default=DEFAULT_SPLIT)
+@click.option("--out", required=True, type=click.Path(), help="Bundle directory to write (none of BUNDLES).")
+def ensemble(bundles, data_choice: DataChoice, out):
+    """One bundle averaging the softmax outputs of BUNDLES (two or more, same labels and input size).
+
+    The first bundle's feature map and head weights make the class-activation maps. Scored on val.
+    """
+    data, split_file = str(data_choice.data_dir), str(data_choice.split_file)
+    from fashion.runtime.bundle import load_manifest
+    from fashion.runtime.manifest.migration import describe_bundle
+
+    from .bundle_io import load_keras_model
+    from .ensemble import ensemble_model
+    from .pipeline import predict_padded
+    from .recipe import TrainResult
+
+    if len(bundles) < 2:
+        raise TrainError(f"an ensemble needs at least two bundles, got {len(bundles)}")
+    if Path(out).resolve() in {Path(b).resolve() for b in bundles}:
+        raise TrainError("--out must be a new bundle directory, not one of BUNDLES")
+    train_data = build_train_data(data, split_file)
+    manifests = [load_manifest(b) for b in bundles]
+    for bundle, manifest in zip(bundles, manifests):
+        if manifest.labels != train_data.vocabularies:
+            raise TrainError(f"{bundle}: its labels differ from the vocabularies of {data}")
+    model = ensemble_model([load_keras_model(b) for b in bundles])
+    height, width = (int(d) for d in model.input_shape[1:3])
+    val = train_data.decoded("val", height, width)
+    probs = predict_padded(model, val.images, 128)
+    training = {
+        "recipe": "ensemble",
+        "height": height,
+        "width": width,
+        "members": [
+            {**describe_bundle(b), "training": dict(m.manifest.training or {})} for b, m in zip(bundles, manifests)
+        ],
+    }
+    work = Path("runs") / Path(out).name
+    _publish(
+        TrainResult(model, training, probs, val.labels, work), train_data, out, split_file, work, "gpu", (height, width)
+    )
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
 @data_options(data="required", data_help=DATA_HELP, split_file_default=DEFAULT_SPLIT)
 @click.option("--out", required=True, type=click.Path(), help="Bundle directory to write (not BUNDLE itself).")

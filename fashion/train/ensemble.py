@@ -1,0 +1,82 @@
+"""Probability-averaged ensembles of trained bundles, built as one Keras model (one bundle, one ONNX graph).
+
+Members trained independently (the shipped model and a full fine-tune from ImageNet, say) make different
+mistakes, so the mean of their softmax outputs per head beats each of them; a soup of two runs of the same
+lineage does not (``results/model-v2-tta-ensemble-val.md``). Every member sees the same preprocessed input, so
+members share the input size; the cost is one forward pass per member.
+
+Graph: the first member is split at its feature map (``top_activation``): ``member_0_trunk`` -> an identity
+layer named ``top_activation`` -> ``member_0_heads``; the others run whole (``member_1``, ...); each head's
+output is an ``Average`` layer named by the head. So the ensemble has the same input, outputs and feature
+layer name as a single model, and export, the runtime's Keras seam and class-activation maps work unchanged:
+the maps (feature map and head weights, :func:`cam_part`) are the first member's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fashion import HEADS
+
+from .errors import TrainError
+from .model import FEATURE_LAYER, POOL_LAYER, finalize_states
+
+FIRST_HEADS = "member_0_heads"
+
+
+def ensemble_model(members: Sequence, name: str = "fashion_ensemble"):
+    """One model averaging ``members``' softmax outputs per head (same input size and classes per head)."""
+    import keras
+
+    if len(members) < 2:
+        raise TrainError(f"an ensemble needs at least two members, got {len(members)}")
+    shape = tuple(members[0].input_shape[1:])
+    for index, member in enumerate(members):
+        if tuple(member.input_shape[1:]) != shape:
+            raise TrainError(
+                f"member {index}: input {tuple(member.input_shape[1:3])}, member 0: {shape[:2]} "
+                "(every member must be trained at the same input size)"
+            )
+        for head in HEADS:
+            if member.output[head].shape[-1] != members[0].output[head].shape[-1]:
+                raise TrainError(
+                    f"member {index}: {head} has {member.output[head].shape[-1]} classes, member 0 "
+                    f"{members[0].output[head].shape[-1]}"
+                )
+        names = {layer.name for layer in member.layers}
+        if FIRST_HEADS in names:
+            raise TrainError(f"member {index} is an ensemble already: list its members instead")
+        if FEATURE_LAYER not in names:
+            raise TrainError(f"member {index}: no layer {FEATURE_LAYER!r} to take the feature map from")
+    first = members[0]
+    features = first.get_layer(FEATURE_LAYER).output
+    trunk = keras.Model(first.input, features, name="member_0_trunk")
+    heads = keras.Model(features, {h: first.output[h] for h in HEADS}, name=FIRST_HEADS)
+
+    inputs = keras.Input(shape, name="image")
+    feature_map = keras.layers.Identity(name=FEATURE_LAYER)(trunk(inputs))
+    outputs = [heads(feature_map)]
+    for index, member in enumerate(members[1:], start=1):
+        whole = keras.Model(member.input, {h: member.output[h] for h in HEADS}, name=f"member_{index}")
+        outputs.append(whole(inputs))
+    averaged = {h: keras.layers.Average(name=h)([out[h] for out in outputs]) for h in HEADS}
+    model = keras.Model(inputs, averaged, name=name)
+    finalize_states(model)
+    return model
+
+
+def cam_part(model):
+    """The (sub)model whose ``avg_pool`` and head Dense layers map the feature map: the model itself, or an
+    ensemble's first member's heads."""
+    try:
+        model.get_layer(POOL_LAYER)
+        return model
+    except ValueError:
+        pass
+    try:
+        return model.get_layer(FIRST_HEADS)
+    except ValueError:
+        raise TrainError(f"{model.name}: neither a layer {POOL_LAYER!r} nor an ensemble's {FIRST_HEADS!r}") from None
+
+
+__all__ = ["cam_part", "ensemble_model"]
