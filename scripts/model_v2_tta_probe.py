@@ -7,6 +7,11 @@ copies and other shops' photos, through the runtime's Keras seam (``precision="k
 
     python scripts/model_v2_tta_probe.py shipped=runs/shipped-v1 warm=runs/bundles/warm-128 soup=runs/bundles/soup-128
     python scripts/model_v2_tta_probe.py --render-only        # Markdown again from the JSON
+    python scripts/model_v2_tta_probe.py --out results/model-v2-scratch-ensemble-val shipped=... scratch=...
+
+The last column applies the whole ship rule of issue 20 to each row: thumbnail mean >= shipped + 0.5 pp, no head
+worse than the shipped model on the sharp copies, masterCategory/subCategory/articleType not worse on other
+shops' photos, all of them and the product-alone ones (the first bundle named is "shipped").
 """
 
 from __future__ import annotations
@@ -68,9 +73,13 @@ def measure(bundles: dict[str, str]) -> dict:
     for a, b in itertools.combinations(bundles, 2):
         combos[f"{a} + {b}"] = [(a, False), (b, False)]
         combos[f"{a} + {b} + flip"] = [(a, False), (b, False), (a, True), (b, True)]
+    for a, b in itertools.permutations(bundles, 2):  # b with its flip as one member (a batch of 2), a plain
+        combos[f"{a} + {b} with flip"] = [(a, False), (a, False), (b, False), (b, True)]
+    for trio in itertools.combinations(bundles, 3):
+        combos[" + ".join(trio)] = [(name, False) for name in trio]
     rows = {}
     for combo, members in combos.items():
-        rows[combo] = {"passes": len(members), "sets": {}}
+        rows[combo] = {"passes": len(set(members)), "sets": {}}
         for evalset in sets:
             scores = {}
             for head in first.heads:
@@ -97,22 +106,40 @@ def render(result: dict) -> str:
         + " | sharp mean | other-shops product sub / article |",
         "|---|---|---|---|" + "---|" * len(HEADS) + "---|---|",
     ]
+    lines[-2] = lines[-2].replace(
+        "| other-shops product sub / article |",
+        "| sharp worst head vs shipped (pp) | other-shops product master / sub / article | ship rule |",
+    )
+    lines[-1] += "---|---|"
     ship = float(np.mean([base["thumbnail"][h] for h in HEADS]))
     for combo, row in rows.items():
         sets = row["sets"]
         thumb = float(np.mean([sets["thumbnail"][h] for h in HEADS]))
         sharp = float(np.mean([sets["sharp"][h] for h in HEADS]))
         osp = sets["other-shops-product"]
+        worst = min(sets["sharp"][h] - base["sharp"][h] for h in HEADS)
+        others_ok = all(
+            sets[name][h] >= base[name][h]
+            for name in ("other-shops", "other-shops-product")
+            if name in sets
+            for h in ("masterCategory", "subCategory", "articleType")
+        )
+        rule = thumb >= ship + 0.005 and worst >= 0 and others_ok
         lines.append(
             f"| {combo} | {row['passes']} | {thumb:.4f} | {100 * (thumb - ship):+.2f} | "
             + " | ".join(f"{sets['thumbnail'][h]:.4f}" for h in HEADS)
-            + f" | {sharp:.4f} | {osp['subCategory']:.3f} / {osp['articleType']:.3f} |"
+            + f" | {sharp:.4f} | {100 * worst:+.2f} | {osp['masterCategory']:.3f} / {osp['subCategory']:.3f} / "
+            f"{osp['articleType']:.3f} | {'passes' if rule else 'no'} |"
         )
     lines += ["", f"Needed to ship: thumbnail mean >= {ship + 0.005:.4f}.", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str]) -> None:
+    global JSON_OUT, MD_OUT
+    if argv[:1] == ["--out"]:
+        stem, argv = Path(argv[1]), argv[2:]
+        JSON_OUT, MD_OUT = stem.with_suffix(".json"), stem.with_suffix(".md")
     if argv[:1] == ["--render-only"]:
         result = json.loads(JSON_OUT.read_text())
     else:

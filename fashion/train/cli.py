@@ -402,7 +402,15 @@ def average(bundle, data_choice: DataChoice, out, alphas, weights, other, backbo
 @click.argument("bundles", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @data_options(data="required", data_help=DATA_HELP, split_file_default=DEFAULT_SPLIT)
 @click.option("--out", required=True, type=click.Path(), help="Bundle directory to write (none of BUNDLES).")
-def ensemble(bundles, data_choice: DataChoice, out):
+@click.option(
+    "--flip",
+    "flip",
+    multiple=True,
+    type=click.IntRange(min=2),
+    help="Position (1-based, not the first) of a bundle that sees each photo and its mirror in one batch of 2 "
+    "and contributes their mean (test-time flip in the graph). Repeatable.",
+)
+def ensemble(bundles, data_choice: DataChoice, out, flip):
     """One bundle averaging the softmax outputs of BUNDLES (two or more, same labels and input size).
 
     The first bundle's feature map and head weights make the class-activation maps. Scored on val.
@@ -425,7 +433,9 @@ def ensemble(bundles, data_choice: DataChoice, out):
     for bundle, manifest in zip(bundles, manifests):
         if manifest.labels != train_data.vocabularies:
             raise TrainError(f"{bundle}: its labels differ from the vocabularies of {data}")
-    model = ensemble_model([load_keras_model(b) for b in bundles])
+    if any(position > len(bundles) for position in flip):
+        raise TrainError(f"--flip {max(flip)}: there are only {len(bundles)} bundles")
+    model = ensemble_model([load_keras_model(b) for b in bundles], flip=[position - 1 for position in flip])
     height, width = (int(d) for d in model.input_shape[1:3])
     val = train_data.decoded("val", height, width)
     probs = predict_padded(model, val.images, 128)
@@ -434,7 +444,8 @@ def ensemble(bundles, data_choice: DataChoice, out):
         "height": height,
         "width": width,
         "members": [
-            {**describe_bundle(b), "training": dict(m.manifest.training or {})} for b, m in zip(bundles, manifests)
+            {**describe_bundle(b), "flip": position in flip, "training": dict(m.manifest.training or {})}
+            for position, (b, m) in enumerate(zip(bundles, manifests), start=1)
         ],
     }
     work = Path("runs") / Path(out).name

@@ -9,7 +9,8 @@ Graph: the first member is split at its feature map (``top_activation``): ``memb
 layer named ``top_activation`` -> ``member_0_heads``; the others run whole (``member_1``, ...); each head's
 output is an ``Average`` layer named by the head. So the ensemble has the same input, outputs and feature
 layer name as a single model, and export, the runtime's Keras seam and class-activation maps work unchanged:
-the maps (feature map and head weights, :func:`cam_part`) are the first member's.
+the maps (feature map and head weights, :func:`cam_part`) are the first member's. A member other than the first
+may run with test-time flip inside the graph (``fashion.layers.mirror``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,21 @@ from .model import FEATURE_LAYER, POOL_LAYER, finalize_states
 FIRST_HEADS = "member_0_heads"
 
 
-def ensemble_model(members: Sequence, name: str = "fashion_ensemble"):
-    """One model averaging ``members``' softmax outputs per head (same input size and classes per head)."""
+def ensemble_model(members: Sequence, name: str = "fashion_ensemble", flip: Sequence[int] = ()):
+    """One model averaging ``members``' softmax outputs per head (same input size and classes per head).
+
+    ``flip``: indices of members (not the first) that see each photo and its mirror as one batch of 2N and
+    contribute the mean of the two (test-time flip inside the graph); every member weighs the same.
+    """
     import keras
+
+    from fashion.layers import MirrorBatch, MirrorMean
+
+    bad = [i for i in flip if not 1 <= i < len(members)]
+    if bad:
+        raise TrainError(
+            f"flip: member {bad[0]} is not one of members 1..{len(members) - 1} (member 0 is never flipped)"
+        )
 
     if len(members) < 2:
         raise TrainError(f"an ensemble needs at least two members, got {len(members)}")
@@ -58,7 +71,11 @@ def ensemble_model(members: Sequence, name: str = "fashion_ensemble"):
     outputs = [heads(feature_map)]
     for index, member in enumerate(members[1:], start=1):
         whole = keras.Model(member.input, {h: member.output[h] for h in HEADS}, name=f"member_{index}")
-        outputs.append(whole(inputs))
+        if index in flip:
+            both = whole(MirrorBatch(name=f"member_{index}_mirror")(inputs))
+            outputs.append({h: MirrorMean(name=f"member_{index}_{h}_mean")(both[h]) for h in HEADS})
+        else:
+            outputs.append(whole(inputs))
     averaged = {h: keras.layers.Average(name=h)([out[h] for out in outputs]) for h in HEADS}
     model = keras.Model(inputs, averaged, name=name)
     finalize_states(model)

@@ -51,6 +51,31 @@ def test_ensemble_averages_the_members_and_keeps_the_first_members_feature_map(t
         np.testing.assert_allclose(again[head], got[head], atol=1e-6)
 
 
+def test_a_flipped_member_contributes_the_mean_of_the_photo_and_its_mirror(tmp_path):
+    from fashion.layers import load_keras_model
+    from fashion.train.ensemble import ensemble_model
+
+    members = [_tiny(1), _tiny(2)]
+    model = ensemble_model(members, flip=[1])
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 24, 3)).astype(np.float32)
+    mirrored = x[:, :, ::-1, :].copy()
+    first, second, second_mirrored = (
+        members[0].predict(x, verbose=0),
+        members[1].predict(x, verbose=0),
+        members[1].predict(mirrored, verbose=0),
+    )
+    got = model.predict(x, verbose=0)
+    for head in HEADS:
+        expected = (first[head] + (second[head] + second_mirrored[head]) / 2) / 2
+        np.testing.assert_allclose(got[head], expected, atol=1e-6)
+        assert np.abs(second[head] - second_mirrored[head]).max() > 1e-4, "the mirror changes the tiny model"
+    one = model.predict(x[:1], verbose=0)  # batch 1 (the 2N batch inside is 2)
+    np.testing.assert_allclose(one["gender"], got["gender"][:1], atol=1e-6)
+    model.save(tmp_path / "flip.keras")
+    again = load_keras_model(tmp_path / "flip.keras").predict(x, verbose=0)
+    np.testing.assert_allclose(again["season"], got["season"], atol=1e-6)
+
+
 def test_ensemble_refuses_what_cannot_be_averaged():
     from fashion.train.ensemble import ensemble_model
     from fashion.train.errors import TrainError
@@ -61,6 +86,8 @@ def test_ensemble_refuses_what_cannot_be_averaged():
         ensemble_model([_tiny(1), _tiny(2, 40, 32)])
     with pytest.raises(TrainError, match="ensemble already"):
         ensemble_model([ensemble_model([_tiny(1), _tiny(2)]), _tiny(3)])
+    with pytest.raises(TrainError, match="never flipped"):
+        ensemble_model([_tiny(1), _tiny(2)], flip=[0])
 
 
 def test_cli_writes_an_ensemble_bundle_that_records_its_members(tmp_path, sample_dir):
@@ -96,7 +123,8 @@ def test_cli_writes_an_ensemble_bundle_that_records_its_members(tmp_path, sample
 
 
 def test_an_ensemble_bundle_exports_through_the_gates(tmp_path, shared_data):
-    """fashion-export converts the two-member graph (FP32 and INT8, parity-gated) and the runtime serves it."""
+    """fashion-export converts the two-member graph, the second with flip (FP32 and INT8, parity-gated), and the
+    runtime serves it."""
     from fashion.export.cli import main as export
     from fashion.runtime import Classifier
     from fashion.train.cli import main
@@ -105,8 +133,11 @@ def test_an_ensemble_bundle_exports_through_the_gates(tmp_path, shared_data):
     a = make_keras_bundle(tmp_path / "a", shared_data, seed=1)
     b = make_keras_bundle(tmp_path / "b", shared_data, seed=2)
     out = tmp_path / "both"
-    result = CliRunner().invoke(main, ["ensemble", str(a), str(b), "--data", str(shared_data), "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["ensemble", str(a), str(b), "--flip", "2", "--data", str(shared_data), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output[-3000:]
+    assert [m["flip"] for m in json.loads((out / "bundle.json").read_text())["training"]["members"]] == [False, True]
     result = CliRunner().invoke(export, [str(out), "--int8", "--data", str(shared_data), "--max-drop", "100", *FAST])
     assert result.exit_code == 0, result.output[-3000:]
     artifacts = json.loads((out / "bundle.json").read_text())["artifacts"]
