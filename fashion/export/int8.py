@@ -21,6 +21,7 @@ QLinearMul) and squeeze-excite scaling cost as much as FP32's fused kernels, and
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,10 @@ def quantize(source: Path, target: Path, calibration: np.ndarray, plan: QuantPla
     with tempfile.TemporaryDirectory(prefix="fashion-int8-") as work:
         prepared = Path(work) / "prepared.onnx"
         try:
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
+            # symbolic shape inference, when it gives up, saves its partial graph into the working directory
+            # ("sym_shape_infer_temp.onnx" + data): let it write into the scratch folder, not the user's
+            with contextlib.chdir(work):
+                quant_pre_process(str(Path(source).resolve()), str(prepared), skip_symbolic_shape=False)
             preprocessed = True
         except Exception:  # pre-processing is an optimisation; quantizing the plain graph still works
             prepared, preprocessed = source, False

@@ -122,7 +122,7 @@ def test_cli_writes_an_ensemble_bundle_that_records_its_members(tmp_path, sample
     assert refused.exit_code == 2 and "at least two" in refused.output
 
 
-def test_an_ensemble_bundle_exports_through_the_gates(tmp_path, shared_data):
+def test_an_ensemble_bundle_exports_through_the_gates(tmp_path, shared_data, monkeypatch):
     """fashion-export converts the two-member graph, the second with flip (FP32 and INT8, parity-gated), and the
     runtime serves it."""
     from fashion.export.cli import main as export
@@ -138,10 +138,14 @@ def test_an_ensemble_bundle_exports_through_the_gates(tmp_path, shared_data):
     )
     assert result.exit_code == 0, result.output[-3000:]
     assert [m["flip"] for m in json.loads((out / "bundle.json").read_text())["training"]["members"]] == [False, True]
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # INT8 pre-processing leaves nothing in the working directory
     result = CliRunner().invoke(export, [str(out), "--int8", "--data", str(shared_data), "--max-drop", "100", *FAST])
     assert result.exit_code == 0, result.output[-3000:]
     artifacts = json.loads((out / "bundle.json").read_text())["artifacts"]
     assert {"onnx_fp32", "onnx_int8"} <= set(artifacts)
+    assert not list(cwd.iterdir())
     photo = sorted((shared_data / "images").glob("*.jpg"))[0]
     prediction = Classifier.load(out, precision="fp32").predict(photo)
     assert set(prediction.heads) == set(HEADS)
