@@ -31,3 +31,25 @@ class MirrorMean(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         batch = None if input_shape[0] is None else input_shape[0] // 2
         return (batch, *input_shape[1:])
+
+
+@keras.saving.register_keras_serializable(package="fashion")
+class BatchHalf(keras.layers.Layer):
+    """One half of a (2N, ...) batch made by :class:`MirrorBatch`: ``part`` 0 = the photos, 1 = their mirrors."""
+
+    def __init__(self, part: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if part not in (0, 1):
+            raise ValueError(f"part must be 0 or 1, not {part!r}")
+        self.part = part
+
+    def call(self, batch):
+        n = keras.ops.shape(batch)[0] // 2
+        return batch[:n] if self.part == 0 else batch[n:]
+
+    def compute_output_shape(self, input_shape):
+        batch = None if input_shape[0] is None else input_shape[0] // 2
+        return (batch, *input_shape[1:])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "part": self.part}

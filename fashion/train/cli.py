@@ -406,9 +406,9 @@ def average(bundle, data_choice: DataChoice, out, alphas, weights, other, backbo
     "--flip",
     "flip",
     multiple=True,
-    type=click.IntRange(min=2),
-    help="Position (1-based, not the first) of a bundle that sees each photo and its mirror in one batch of 2 "
-    "and contributes their mean (test-time flip in the graph). Repeatable.",
+    type=click.IntRange(min=1),
+    help="Position (1-based) of a bundle that sees each photo and its mirror in one batch of 2 and contributes "
+    "their mean (test-time flip in the graph). Repeatable.",
 )
 def ensemble(bundles, data_choice: DataChoice, out, flip):
     """One bundle averaging the softmax outputs of BUNDLES (two or more, same labels and input size).

@@ -9,8 +9,8 @@ Graph: the first member is split at its feature map (``top_activation``): ``memb
 layer named ``top_activation`` -> ``member_0_heads``; the others run whole (``member_1``, ...); each head's
 output is an ``Average`` layer named by the head. So the ensemble has the same input, outputs and feature
 layer name as a single model, and export, the runtime's Keras seam and class-activation maps work unchanged:
-the maps (feature map and head weights, :func:`cam_part`) are the first member's. A member other than the first
-may run with test-time flip inside the graph (``fashion.layers.mirror``).
+the maps (feature map and head weights, :func:`cam_part`) are the first member's. Any member may run with
+test-time flip inside the graph (``fashion.layers.mirror``).
 """
 
 from __future__ import annotations
@@ -28,18 +28,17 @@ FIRST_HEADS = "member_0_heads"
 def ensemble_model(members: Sequence, name: str = "fashion_ensemble", flip: Sequence[int] = ()):
     """One model averaging ``members``' softmax outputs per head (same input size and classes per head).
 
-    ``flip``: indices of members (not the first) that see each photo and its mirror as one batch of 2N and
-    contribute the mean of the two (test-time flip inside the graph); every member weighs the same.
+    ``flip``: indices of members that see each photo and its mirror as one batch of 2N and contribute the mean
+    of the two (test-time flip inside the graph); every member weighs the same. A flipped first member's trunk
+    runs on the 2N batch, its heads on each half; the feature map (``top_activation``) is the photos' half.
     """
     import keras
 
-    from fashion.layers import MirrorBatch, MirrorMean
+    from fashion.layers import BatchHalf, MirrorBatch, MirrorMean
 
-    bad = [i for i in flip if not 1 <= i < len(members)]
+    bad = [i for i in flip if not 0 <= i < len(members)]
     if bad:
-        raise TrainError(
-            f"flip: member {bad[0]} is not one of members 1..{len(members) - 1} (member 0 is never flipped)"
-        )
+        raise TrainError(f"flip: member {bad[0]} is not one of members 0..{len(members) - 1}")
 
     if len(members) < 2:
         raise TrainError(f"an ensemble needs at least two members, got {len(members)}")
@@ -67,8 +66,14 @@ def ensemble_model(members: Sequence, name: str = "fashion_ensemble", flip: Sequ
     heads = keras.Model(features, {h: first.output[h] for h in HEADS}, name=FIRST_HEADS)
 
     inputs = keras.Input(shape, name="image")
-    feature_map = keras.layers.Identity(name=FEATURE_LAYER)(trunk(inputs))
-    outputs = [heads(feature_map)]
+    if 0 in flip:
+        maps = trunk(MirrorBatch(name="member_0_mirror")(inputs))
+        feature_map = BatchHalf(0, name=FEATURE_LAYER)(maps)
+        own, mirrored = heads(feature_map), heads(BatchHalf(1, name="member_0_mirrored_map")(maps))
+        outputs = [{h: keras.layers.Average(name=f"member_0_{h}_mean")([own[h], mirrored[h]]) for h in HEADS}]
+    else:
+        feature_map = keras.layers.Identity(name=FEATURE_LAYER)(trunk(inputs))
+        outputs = [heads(feature_map)]
     for index, member in enumerate(members[1:], start=1):
         whole = keras.Model(member.input, {h: member.output[h] for h in HEADS}, name=f"member_{index}")
         if index in flip:

@@ -76,6 +76,24 @@ def test_a_flipped_member_contributes_the_mean_of_the_photo_and_its_mirror(tmp_p
     np.testing.assert_allclose(again["season"], got["season"], atol=1e-6)
 
 
+def test_every_member_flipped_keeps_the_photos_own_feature_map():
+    from fashion.train.ensemble import ensemble_model
+    from fashion.train.model import FEATURE_LAYER
+
+    members = [_tiny(1), _tiny(2)]
+    model = ensemble_model(members, flip=[0, 1])
+    x = np.random.default_rng(2).uniform(0, 255, (3, 32, 24, 3)).astype(np.float32)
+    mirrored = x[:, :, ::-1, :].copy()
+    views = [[m.predict(v, verbose=0) for v in (x, mirrored)] for m in members]
+    got = model.predict(x, verbose=0)
+    for head in HEADS:
+        expected = np.mean([(a[head] + b[head]) / 2 for a, b in views], axis=0)
+        np.testing.assert_allclose(got[head], expected, atol=1e-6)
+    features = keras.Model(model.input, model.get_layer(FEATURE_LAYER).output).predict(x, verbose=0)
+    own = keras.Model(members[0].input, members[0].get_layer(FEATURE_LAYER).output).predict(x, verbose=0)
+    np.testing.assert_allclose(features, own, atol=1e-6)
+
+
 def test_ensemble_refuses_what_cannot_be_averaged():
     from fashion.train.ensemble import ensemble_model
     from fashion.train.errors import TrainError
@@ -86,8 +104,8 @@ def test_ensemble_refuses_what_cannot_be_averaged():
         ensemble_model([_tiny(1), _tiny(2, 40, 32)])
     with pytest.raises(TrainError, match="ensemble already"):
         ensemble_model([ensemble_model([_tiny(1), _tiny(2)]), _tiny(3)])
-    with pytest.raises(TrainError, match="never flipped"):
-        ensemble_model([_tiny(1), _tiny(2)], flip=[0])
+    with pytest.raises(TrainError, match="not one of members"):
+        ensemble_model([_tiny(1), _tiny(2)], flip=[2])
 
 
 def test_cli_writes_an_ensemble_bundle_that_records_its_members(tmp_path, sample_dir):
