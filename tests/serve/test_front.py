@@ -182,7 +182,18 @@ def test_backend_down_is_502():
         proxy.stop()
 
 
-def test_stop_while_connections_arrive_leaves_no_pending_task(caplog):
+def test_start_and_stop_without_a_connection_raise_nothing_in_the_loop_thread(monkeypatch):
+    failures: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: failures.append(args.exc_value))
+    [port] = free_ports(1)
+    proxy = HttpFront("127.0.0.1", port, port, LIMIT, Door())
+    proxy.start()
+    proxy.stop()
+    assert proxy._thread is not None and not proxy._thread.is_alive()
+    assert not failures, failures
+
+
+def test_stop_while_connections_arrive_leaves_no_pending_task(caplog, monkeypatch):
     """Clients keep connecting while the front stops: every connection task ends before the loop closes.
 
     A connection accepted just before the stop has a task that has not run yet; it used to be destroyed pending,
@@ -192,6 +203,8 @@ def test_stop_while_connections_arrive_leaves_no_pending_task(caplog):
     import logging
 
     caplog.set_level(logging.ERROR, logger="asyncio")
+    failures: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: failures.append(args.exc_value))
     opened = 0
     for _ in range(10):
         [port] = free_ports(1)
@@ -232,3 +245,4 @@ def test_stop_while_connections_arrive_leaves_no_pending_task(caplog):
     gc.collect()
     assert opened >= 1000
     assert not [r.getMessage() for r in caplog.records if "destroyed but it is pending" in r.getMessage()]
+    assert not failures, failures
