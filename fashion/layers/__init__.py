@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from .colour import ColourStatistics
-from .mirror import BatchHalf, MirrorBatch, MirrorMean
+from .mirror import BatchHalf, MirrorBatch
 
-__all__ = ["BatchHalf", "ColourStatistics", "MirrorBatch", "MirrorMean", "load_keras_model"]
+__all__ = ["BatchHalf", "ColourStatistics", "MirrorBatch", "load_keras_model"]
 
 
 def load_keras_model(path: str | Path):

@@ -1,9 +1,9 @@
 """Test-time horizontal flip inside the graph: the photo and its mirror as one batch of 2N, then the mean.
 
 ``MirrorBatch``: NHWC images (N, H, W, C) -> (2N, H, W, C), the N photos then their mirrors (width reversed).
-``MirrorMean``: per-head probabilities (2N, K) -> (N, K), the mean of each photo's two rows. Both are plain
-``keras.ops``, so they export to ONNX (Concat, Slice/Reverse, Add) and every runtime computes them alike. One
-member of an ensemble can run this way (``fashion-train ensemble --flip``): on a CPU a batch of 2 costs less
+``BatchHalf``: (2N, ...) -> (N, ...), the photos' half or the mirrors' half (the caller averages the two). Both
+are plain ``keras.ops``, so they export to ONNX (Concat, Reverse/Slice) and every runtime computes them alike.
+A member of an ensemble can run this way (``fashion-train ensemble --flip``): on a CPU a batch of 2 costs less
 than two calls of 1.
 """
 
@@ -19,17 +19,6 @@ class MirrorBatch(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         batch = None if input_shape[0] is None else 2 * input_shape[0]
-        return (batch, *input_shape[1:])
-
-
-@keras.saving.register_keras_serializable(package="fashion")
-class MirrorMean(keras.layers.Layer):
-    def call(self, probabilities):
-        n = keras.ops.shape(probabilities)[0] // 2
-        return (probabilities[:n] + probabilities[n:]) / 2.0
-
-    def compute_output_shape(self, input_shape):
-        batch = None if input_shape[0] is None else input_shape[0] // 2
         return (batch, *input_shape[1:])
 
 

@@ -5,12 +5,13 @@ mistakes, so the mean of their softmax outputs per head beats each of them; a so
 lineage does not (``results/model-v2-tta-ensemble-val.md``). Every member sees the same preprocessed input, so
 members share the input size; the cost is one forward pass per member.
 
-Graph: the first member is split at its feature map (``top_activation``): ``member_0_trunk`` -> an identity
-layer named ``top_activation`` -> ``member_0_heads``; the others run whole (``member_1``, ...); each head's
-output is an ``Average`` layer named by the head. So the ensemble has the same input, outputs and feature
-layer name as a single model, and export, the runtime's Keras seam and class-activation maps work unchanged:
-the maps (feature map and head weights, :func:`cam_part`) are the first member's. Any member may run with
-test-time flip inside the graph (``fashion.layers.mirror``).
+Graph: every member is split at its feature map (``top_activation``): ``member_i_trunk`` -> ``member_i_heads``;
+the first member's map between the two is the layer named ``top_activation``; each head's output is an
+``Average`` layer named by the head. A flipped member's trunk runs on the photos and their mirrors as one batch
+(``MirrorBatch``), its heads on each half (``BatchHalf``), and the two are averaged. So the ensemble has the same
+input, outputs and feature layer name as a single model, and export, the runtime's Keras seam and
+class-activation maps work unchanged: the maps (feature map and head weights, :func:`cam_part`) are the first
+member's.
 """
 
 from __future__ import annotations
@@ -29,17 +30,16 @@ def ensemble_model(members: Sequence, name: str = "fashion_ensemble", flip: Sequ
     """One model averaging ``members``' softmax outputs per head (same input size and classes per head).
 
     ``flip``: indices of members that see each photo and its mirror as one batch of 2N and contribute the mean
-    of the two (test-time flip inside the graph); every member weighs the same. A flipped first member's trunk
-    runs on the 2N batch, its heads on each half; the feature map (``top_activation``) is the photos' half.
+    of the two (test-time flip inside the graph); every member weighs the same. A flipped first member's feature
+    map (``top_activation``) is the photos' half.
     """
     import keras
 
-    from fashion.layers import BatchHalf, MirrorBatch, MirrorMean
+    from fashion.layers import BatchHalf, MirrorBatch
 
     bad = [i for i in flip if not 0 <= i < len(members)]
     if bad:
         raise TrainError(f"flip: member {bad[0]} is not one of members 0..{len(members) - 1}")
-
     if len(members) < 2:
         raise TrainError(f"an ensemble needs at least two members, got {len(members)}")
     shape = tuple(members[0].input_shape[1:])
@@ -60,27 +60,23 @@ def ensemble_model(members: Sequence, name: str = "fashion_ensemble", flip: Sequ
             raise TrainError(f"member {index} is an ensemble already: list its members instead")
         if FEATURE_LAYER not in names:
             raise TrainError(f"member {index}: no layer {FEATURE_LAYER!r} to take the feature map from")
-    first = members[0]
-    features = first.get_layer(FEATURE_LAYER).output
-    trunk = keras.Model(first.input, features, name="member_0_trunk")
-    heads = keras.Model(features, {h: first.output[h] for h in HEADS}, name=FIRST_HEADS)
-
     inputs = keras.Input(shape, name="image")
-    if 0 in flip:
-        maps = trunk(MirrorBatch(name="member_0_mirror")(inputs))
-        feature_map = BatchHalf(0, name=FEATURE_LAYER)(maps)
-        own, mirrored = heads(feature_map), heads(BatchHalf(1, name="member_0_mirrored_map")(maps))
-        outputs = [{h: keras.layers.Average(name=f"member_0_{h}_mean")([own[h], mirrored[h]]) for h in HEADS}]
-    else:
-        feature_map = keras.layers.Identity(name=FEATURE_LAYER)(trunk(inputs))
-        outputs = [heads(feature_map)]
-    for index, member in enumerate(members[1:], start=1):
-        whole = keras.Model(member.input, {h: member.output[h] for h in HEADS}, name=f"member_{index}")
+    outputs = []
+    for index, member in enumerate(members):
+        features = member.get_layer(FEATURE_LAYER).output
+        trunk = keras.Model(member.input, features, name=f"member_{index}_trunk")
+        heads = keras.Model(features, {h: member.output[h] for h in HEADS}, name=f"member_{index}_heads")
+        # the first member's map of the photos themselves is the ensemble's feature layer (class-activation maps)
+        own_map = FEATURE_LAYER if index == 0 else f"member_{index}_map"
         if index in flip:
-            both = whole(MirrorBatch(name=f"member_{index}_mirror")(inputs))
-            outputs.append({h: MirrorMean(name=f"member_{index}_{h}_mean")(both[h]) for h in HEADS})
+            maps = trunk(MirrorBatch(name=f"member_{index}_mirror")(inputs))
+            own = heads(BatchHalf(0, name=own_map)(maps))
+            mirrored = heads(BatchHalf(1, name=f"member_{index}_mirrored_map")(maps))
+            outputs.append(
+                {h: keras.layers.Average(name=f"member_{index}_{h}_mean")([own[h], mirrored[h]]) for h in HEADS}
+            )
         else:
-            outputs.append(whole(inputs))
+            outputs.append(heads(keras.layers.Identity(name=own_map)(trunk(inputs))))
     averaged = {h: keras.layers.Average(name=h)([out[h] for out in outputs]) for h in HEADS}
     model = keras.Model(inputs, averaged, name=name)
     finalize_states(model)
