@@ -426,6 +426,8 @@ def ensemble(bundles, data_choice: DataChoice, out, flip):
 
     if len(bundles) < 2:
         raise TrainError(f"an ensemble needs at least two bundles, got {len(bundles)}")
+    if any(position > len(bundles) for position in flip):
+        raise TrainError(f"--flip {max(flip)}: there are only {len(bundles)} bundles")
     if Path(out).resolve() in {Path(b).resolve() for b in bundles}:
         raise TrainError("--out must be a new bundle directory, not one of BUNDLES")
     train_data = build_train_data(data, split_file)
@@ -433,8 +435,6 @@ def ensemble(bundles, data_choice: DataChoice, out, flip):
     for bundle, manifest in zip(bundles, manifests):
         if manifest.labels != train_data.vocabularies:
             raise TrainError(f"{bundle}: its labels differ from the vocabularies of {data}")
-    if any(position > len(bundles) for position in flip):
-        raise TrainError(f"--flip {max(flip)}: there are only {len(bundles)} bundles")
     model = ensemble_model([load_keras_model(b) for b in bundles], flip=[position - 1 for position in flip])
     height, width = (int(d) for d in model.input_shape[1:3])
     val = train_data.decoded("val", height, width)
