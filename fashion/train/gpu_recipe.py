@@ -407,13 +407,31 @@ def start_from_bundle(model, bundle_dir: str, vocabularies: dict[str, list[str]]
         )
     source = {w.path: w for w in trained.weights}
     missing = [w.path for w in model.weights if w.path not in source or tuple(source[w.path].shape) != tuple(w.shape)]
-    if missing:
+    if missing and _same_layout(model.weights, trained.weights):
+        # Keras numbers a layer's name when one of that name was built before in the process (a bundle's float32
+        # copy is built after the trained model: "normalization_1"); the same architecture keeps the same order.
+        pairs = list(zip(model.weights, trained.weights, strict=True))
+    elif missing:
         raise TrainError(
             f"--init-from {bundle_dir}: no matching weights for {len(missing)} variables (e.g. {missing[0]})"
         )
-    for variable in model.weights:
-        variable.assign(source[variable.path].numpy())
+    else:
+        pairs = [(variable, source[variable.path]) for variable in model.weights]
+    for variable, value in pairs:
+        variable.assign(value.numpy())
     finalize_states(model)
+
+
+def _same_layout(ours, theirs) -> bool:
+    """Both lists hold variables of the same shapes in the same order, named alike but for Keras's ``_N``."""
+    import re
+
+    def base(path: str) -> str:
+        return "/".join(re.sub(r"_\d+$", "", part) for part in path.split("/"))
+
+    return len(ours) == len(theirs) and all(
+        tuple(a.shape) == tuple(b.shape) and base(a.path) == base(b.path) for a, b in zip(ours, theirs, strict=True)
+    )
 
 
 def float32_copy(model, num_classes: dict[str, int], height: int, width: int, backbone: str):

@@ -448,3 +448,32 @@ def test_finalize_states_after_assigning_weights(shipped_bundle):
         copies.append(np.abs(copy.predict(x, verbose=0)["gender"] - expected).max())
     stale, fresh = copies
     assert fresh < 1e-5 and stale > 1e-2, (stale, fresh)
+
+
+def test_init_from_matches_weights_whose_layer_names_keras_numbered(sample_dir, tmp_path):
+    """A bundle whose model was built second in its process holds ``normalization_1/mean`` where a fresh run has
+    ``normalization/mean`` (the float32 copy of a trained model is such a bundle): --init-from still starts from
+    its weights, in order; a model of another layout is still refused."""
+    from fashion.data.dataset import load_dataset
+    from fashion.data.labels import build_vocabularies
+    from fashion.train.gpu_recipe import TrainError, start_from_bundle
+    from fashion.train.model import build_model
+    from tests.export.test_export import make_keras_bundle
+
+    bundle = make_keras_bundle(tmp_path / "b", sample_dir, 32, 24, backbone="efficientnetb0", seed=3)
+    labels = build_vocabularies(load_dataset(sample_dir)[0])
+    classes = {h: len(labels[h]) for h in HEADS}
+    keras.utils.set_random_seed(11)
+    fresh = build_model(classes, 32, 24, backbone="efficientnetb0")
+    from fashion.train.bundle_io import load_keras_model
+
+    trained = load_keras_model(bundle)
+    assert [w.path for w in fresh.weights] != [w.path for w in trained.weights], "the names differ: a real test"
+    assert not np.allclose(
+        fresh.get_layer("stem_conv").get_weights()[0], trained.get_layer("stem_conv").get_weights()[0]
+    )
+    start_from_bundle(fresh, str(bundle), labels)
+    for ours, theirs in zip(fresh.weights, trained.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    with pytest.raises(TrainError, match="no matching weights"):
+        start_from_bundle(build_model(classes, 32, 24, backbone="tiny"), str(bundle), labels)
