@@ -193,15 +193,28 @@ class StepTimer(keras.callbacks.Callback):
 class Progress(keras.callbacks.Callback):
     """A line every ``every`` seconds: epoch, step, img/s over the run so far and the ETA of the whole run.
 
+    With ``window`` (the run's :class:`TimeCosine`, ``--gpu-seconds``) the run ends when that window of training
+    seconds is used up, if that comes before the last epoch: the ETA is the sooner of the two.
+
     Counted in ``on_train_batch_begin`` (no wait for the device, so steps stay asynchronous): the rate
     trails by one step, which is noise over a 5-minute epoch.
     """
 
     async_safe = True
 
-    def __init__(self, epochs: int, steps_per_epoch: int, batch_size: int, every: float = 60.0, log=print):
+    def __init__(
+        self,
+        epochs: int,
+        steps_per_epoch: int,
+        batch_size: int,
+        every: float = 60.0,
+        log=print,
+        window: TimeCosine | None = None,
+        clock=time.monotonic,
+    ):
         super().__init__()
         self.epochs, self.steps, self.batch_size, self.every, self.log = epochs, steps_per_epoch, batch_size, every, log
+        self.window, self.clock = window, clock
         self.began: float | None = None
         self.done = 0
         self.epoch = 0
@@ -211,7 +224,7 @@ class Progress(keras.callbacks.Callback):
         self.epoch, self.step = epoch, 0
 
     def on_train_batch_begin(self, batch, logs=None):
-        now = time.monotonic()
+        now = self.clock()
         if self.began is None:
             self.began, self.last = now, now
             self.first_epoch = self.epoch
@@ -220,10 +233,13 @@ class Progress(keras.callbacks.Callback):
         if now - self.last >= self.every and counted > 0:
             self.last = now
             rate = counted / (now - self.began)
-            left = (self.epochs - self.epoch) * self.steps - batch
+            eta = ((self.epochs - self.epoch) * self.steps - batch) / rate
+            until = ""
+            if self.window is not None and self.window.seconds - self.window.trained_seconds() < eta:
+                eta, until = max(0.0, self.window.seconds - self.window.trained_seconds()), ", end of the time window"
             self.log(
                 f"epoch {self.epoch + 1}/{self.epochs} step {batch}/{self.steps}: "
-                f"{rate * self.batch_size:.1f} img/s, ETA {_clock(left / rate)} (validation not included)"
+                f"{rate * self.batch_size:.1f} img/s, ETA {_clock(eta)} (validation not included{until})"
             )
 
 

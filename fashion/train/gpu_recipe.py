@@ -196,6 +196,7 @@ class GpuRecipe(Recipe):
             print(f"{tag}: resuming after epoch {initial_epoch} (optimizer step {step})", flush=True)
         timer = StepTimer(config.batch_size, batches)
         callbacks: list[keras.callbacks.Callback] = []
+        schedule = None
         if timed:
             schedule = TimeCosine(
                 config.learning_rate, config.seconds_per_size, already=float(progress.get("train_seconds", 0.0))
@@ -204,7 +205,9 @@ class GpuRecipe(Recipe):
             self.schedules[tag] = schedule
         callbacks += [
             timer,
-            Progress(max_epochs if not timed else config.epochs, len(batches), config.batch_size, log=_log),
+            Progress(
+                max_epochs if not timed else config.epochs, len(batches), config.batch_size, log=_log, window=schedule
+            ),
             *selection_callbacks(size_dir, config.patience),
             _Checkpoint(size_dir, state, tag),
             *self.extra_callbacks,

@@ -151,3 +151,37 @@ def test_progress_prints_rate_and_eta():
         for step in range(10):
             progress.on_train_batch_begin(step)
     assert lines and lines[-1].startswith("epoch 2/2 step 9/10") and "img/s, ETA" in lines[-1]
+
+
+def test_progress_eta_ends_with_the_time_window_when_it_comes_first():
+    """--gpu-seconds: a run whose window ends before its last epoch shows the window's end as its ETA."""
+    from fashion.train.callbacks import Progress, TimeCosine
+
+    class Clock:
+        now = 0.0
+
+        def __call__(self):
+            return self.now
+
+    clock = Clock()
+    window = TimeCosine(1e-3, seconds=100.0, clock=clock)
+    window.start = 0.0
+    lines: list[str] = []
+    progress = Progress(
+        epochs=30, steps_per_epoch=1000, batch_size=8, every=0.0, log=lines.append, window=window, clock=clock
+    )
+    progress.on_epoch_begin(0)
+    progress.on_train_batch_begin(0)
+    clock.now = 40.0
+    progress.on_train_batch_begin(10)  # 30 epochs at this rate: hours; the window: 60 s left
+    assert lines[-1].endswith("ETA 1m00s (validation not included, end of the time window)"), lines[-1]
+    long = TimeCosine(1e-3, seconds=1e9, clock=clock)
+    long.start = 0.0
+    progress = Progress(
+        epochs=1, steps_per_epoch=20, batch_size=8, every=0.0, log=lines.append, window=long, clock=clock
+    )
+    progress.on_epoch_begin(0)
+    progress.on_train_batch_begin(0)
+    clock.now = 50.0
+    progress.on_train_batch_begin(10)
+    assert "time window" not in lines[-1]
