@@ -233,7 +233,17 @@ def _publish(result, train_data, out, split_file, work, recipe, size) -> None:
     }
     click.echo(format_table(metrics["val"]))
     training = {**result.training, **train_data.description}
-    path = write_bundle(out, result.model, train_data.vocabularies, train_data.hierarchy, training, metrics, split_file)
+    # named after its folder: two bundles served side by side (fashion-serve names models by bundle) must differ
+    path = write_bundle(
+        out,
+        result.model,
+        train_data.vocabularies,
+        train_data.hierarchy,
+        training,
+        metrics,
+        split_file,
+        name=Path(out).name,
+    )
     click.echo(f"bundle written to {path}")
     height, width = size
     log_csv = work / ("phase2" if recipe == "cpu" else f"{height}x{width}") / "log.csv"
@@ -252,10 +262,12 @@ def _publish(result, train_data, out, split_file, work, recipe, size) -> None:
 @data_options(
     data="required",
     data_help=DATA_HELP,
-    split_file_help="Split CSV (id,split); omit to evaluate every image in --data.",
+    split_file_help="Split CSV (id,split); omit (and --split) to evaluate every image in --data.",
     split="test",
-    split_help="Part of --split-file to evaluate.",
+    split_help="Part of --split-file to evaluate (given alone: of the bundle's recorded split file, else the "
+    "committed one).",
     old_subset=True,
+    bundle_arg="bundle",
 )
 @click.option("--out", default=None, type=click.Path(), help="Report directory (metrics.json, PNGs).")
 @click.option("--record", is_flag=True, help="Also store the metrics in the bundle manifest.")
@@ -287,6 +299,11 @@ def evaluate(bundle, data_choice: DataChoice, out, record, sharp, other_shops):
 
     data, subset = str(data_choice.data_dir), data_choice.split
     split_file = str(data_choice.split_file) if data_choice.split_file is not None else None
+    if split_file is None and data_choice.split_explicit:  # --split test alone means a split, not every image
+        try:
+            split_file = str(data_choice.resolved_split_file())
+        except DataError as exc:
+            raise TrainError(str(exc)) from exc
     manifest = load_manifest(bundle)
     frame, _, _ = _load(data, split_file)
     name = subset if split_file else Path(data).name

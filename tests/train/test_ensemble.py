@@ -121,6 +121,7 @@ def test_cli_writes_an_ensemble_bundle_that_records_its_members(tmp_path, sample
     manifest = json.loads((out / "bundle.json").read_text())
     training = manifest["training"]
     assert training["recipe"] == "ensemble"
+    assert manifest["name"] == "both", "named after its folder (fashion-serve serves bundles by name)"
     sha = [json.loads((p / "bundle.json").read_text())["artifacts"]["keras"]["sha256"] for p in (a, b)]
     assert [m["name"] for m in training["members"]] == ["a", "b"]
     assert [m["keras"]["sha256"] for m in training["members"]] == sha

@@ -477,3 +477,22 @@ def test_init_from_matches_weights_whose_layer_names_keras_numbered(sample_dir, 
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     with pytest.raises(TrainError, match="no matching weights"):
         start_from_bundle(build_model(classes, 32, 24, backbone="tiny"), str(bundle), labels)
+
+
+def test_evaluate_split_alone_scores_that_part_of_the_recorded_split_not_every_image(tmp_path, sample_dir):
+    """``evaluate --split val`` without --split-file scores the val part of the split file the bundle recorded
+    (here the committed one); it used to score every image in --data, train included, under the folder's name."""
+    from click.testing import CliRunner
+
+    from fashion.train.cli import main
+    from tests.export.test_export import SPLIT_FILE, make_keras_bundle
+
+    ids = pd.read_csv(sample_dir / "styles.csv", usecols=["id"])
+    val = ids.merge(pd.read_csv(SPLIT_FILE), on="id").query("split == 'val'")
+    assert 0 < len(val) < len(ids)
+    bundle = make_keras_bundle(tmp_path / "b", sample_dir)
+    result = CliRunner().invoke(main, ["evaluate", str(bundle), "--data", str(sample_dir), "--split", "val"])
+    assert result.exit_code == 0, result.output[-3000:]
+    assert f"== val ({len(val)} images)" in result.output
+    whole = CliRunner().invoke(main, ["evaluate", str(bundle), "--data", str(sample_dir)])
+    assert whole.exit_code == 0 and f"== sample ({len(ids)} images)" in whole.output
