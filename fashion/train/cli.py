@@ -327,7 +327,15 @@ def evaluate(bundle, data_choice: DataChoice, out, record, sharp, other_shops):
             click.echo(f"{set_name}: no images, skipped", err=True)
             continue
         report_dir = None if out is None else (Path(out) if set_name == name else Path(out) / set_name)
-        metrics = evaluate_frame(model, rows, manifest.labels, report_dir, name=set_name, hierarchy=manifest.hierarchy)
+        metrics = evaluate_frame(
+            model,
+            rows,
+            manifest.labels,
+            report_dir,
+            name=set_name,
+            hierarchy=manifest.hierarchy,
+            photos=not set_name.startswith("other-shops"),  # validation only: their licences forbid passing them on
+        )
         click.echo(f"== {set_name} ({metrics['images']} images)")
         click.echo(format_table(metrics))
         if record:

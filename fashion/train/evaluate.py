@@ -133,14 +133,16 @@ def evaluate_frame(
     out_dir: str | Path | None = None,
     name: str = "test",
     hierarchy: list | None = None,
+    photos: bool = True,
 ) -> dict:
     """Score ``model`` on ``frame`` (rows with id, path and the six heads); write reports to ``out_dir``.
 
-    Unreadable images are skipped and counted in the metrics (``skipped``).
+    Unreadable images are skipped and counted in the metrics (``skipped``). ``photos=False``: the report shows
+    no photo (no sample grid), for sets whose licences forbid passing their photos on.
     """
     part = Part(frame["id"].to_numpy(np.int64), [str(p) for p in frame["path"]], encode(frame, vocab))
     probs, decoded = predict_keras(model, part)
-    paths = [part.paths[i] for i in np.flatnonzero(np.isin(part.ids, decoded.ids))]
+    paths = [part.paths[i] for i in np.flatnonzero(np.isin(part.ids, decoded.ids))] if photos else None
     metrics = evaluate_predictions(probs, decoded.labels, vocab, name, hierarchy, out_dir, paths)
     if decoded.skipped:
         metrics["skipped"] = [{"id": i, "reason": r} for i, r in decoded.skipped]

@@ -393,6 +393,9 @@ def test_evaluate_scores_sharp_copies_and_other_shops(tmp_path, shipped_bundle, 
     for name in ("test-sharp", "other-shops", "other-shops-product"):
         assert f"== {name}" in result.output
         assert (out / name / "metrics.json").is_file()
+    # other shops' photos are for validation only: no report shows them (a sharp-copy grid is fine)
+    assert (out / "test-sharp" / "sample_predictions.png").is_file()
+    assert not list(out.glob("other-shops*/sample_predictions.png"))
     recorded = json.loads((bundle / "bundle.json").read_text())["metrics"]
     assert recorded["test-sharp"]["images"] == recorded["test"]["images"] == len(ids)
     assert recorded["other-shops"]["heads"]["season"]["n"] == 0
