@@ -54,6 +54,9 @@ def test_both_bundles_load_verified_and_mostly_agree_on_real_photos(duo, shipped
     with Classifier.load(duo) as accurate, Classifier.load(shipped_bundle) as fast:
         assert accurate.artifact == "onnx_fp32"
         both = [(accurate.predict(p), fast.predict(p)) for p in photos]
+        # class-activation maps come from the first member's feature map and head weights (the single model's)
+        cam = accurate.cam(photos[0])
+        assert cam.shape == (128, 96) and float(cam.max()) == pytest.approx(1.0) and float(cam.min()) >= 0.0
     for a, _ in both:
         assert set(a.heads) == set(HEADS)
         for head in HEADS:
