@@ -235,8 +235,10 @@ class Progress(keras.callbacks.Callback):
             rate = counted / (now - self.began)
             eta = ((self.epochs - self.epoch) * self.steps - batch) / rate
             until = ""
-            if self.window is not None and self.window.seconds - self.window.trained_seconds() < eta:
-                eta, until = max(0.0, self.window.seconds - self.window.trained_seconds()), ", end of the time window"
+            if self.window is not None:
+                window_left = max(0.0, self.window.seconds - self.window.trained_seconds())
+                if window_left < eta:
+                    eta, until = window_left, ", end of the time window"
             self.log(
                 f"epoch {self.epoch + 1}/{self.epochs} step {batch}/{self.steps}: "
                 f"{rate * self.batch_size:.1f} img/s, ETA {_clock(eta)} (validation not included{until})"

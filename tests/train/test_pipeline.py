@@ -153,17 +153,10 @@ def test_progress_prints_rate_and_eta():
     assert lines and lines[-1].startswith("epoch 2/2 step 9/10") and "img/s, ETA" in lines[-1]
 
 
-def test_progress_eta_ends_with_the_time_window_when_it_comes_first():
+def test_progress_eta_ends_with_the_time_window_when_it_comes_first(clock):
     """--gpu-seconds: a run whose window ends before its last epoch shows the window's end as its ETA."""
     from fashion.train.callbacks import Progress, TimeCosine
 
-    class Clock:
-        now = 0.0
-
-        def __call__(self):
-            return self.now
-
-    clock = Clock()
     window = TimeCosine(1e-3, seconds=100.0, clock=clock)
     window.start = 0.0
     lines: list[str] = []

@@ -293,18 +293,11 @@ def test_cli_gpu_recipe_honours_the_backbone_and_records_timings(sample_dir, sam
         np.testing.assert_allclose(after.numpy(), before.numpy(), atol=1e-6)
 
 
-def test_time_cosine_counts_training_time_only():
+def test_time_cosine_counts_training_time_only(clock):
     """Compilation (the first step) and validation passes do not use up the --gpu-seconds window."""
     from fashion.train.gpu_recipe import TimeCosine
     from fashion.train.model import build_model, compile_model
 
-    class Clock:
-        now = 0.0
-
-        def __call__(self):
-            return self.now
-
-    clock = Clock()
     model = build_model({h: 2 for h in HEADS}, 32, 24, backbone="tiny")
     compile_model(model, 1.0)
     schedule = TimeCosine(1.0, seconds=10.0, clock=clock, resolution=0.0)
