@@ -86,8 +86,24 @@ def _tree(server: Server) -> list[int]:
     return [server.process.pid] + descendants(server.process.pid)
 
 
-def _survivors(pids: list[int]) -> list[str]:
-    return [f"{pid} {Path(f'/proc/{pid}/cmdline').read_bytes()[:80]!r}" for pid in pids if running(pid)]
+def _survivors(pids: list[int], grace_s: float = 5.0) -> list[str]:
+    """The tree's processes still running ``grace_s`` after the server exited.
+
+    fashion-serve's own helpers (the resource tracker) end when it does, on their pipe's end of file, so they
+    exit a moment after it: one was once caught mid-exit (empty command line, not yet a zombie)."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        alive = [pid for pid in pids if running(pid)]
+        if not alive or time.monotonic() >= deadline:
+            return [f"{pid} {_cmdline(pid)!r}" for pid in alive]
+        time.sleep(0.1)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()[:80]
+    except OSError:  # it ended between the check and the read
+        return b"(ended)"
 
 
 def _need_proc() -> None:
